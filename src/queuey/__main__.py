@@ -1,0 +1,3 @@
+from queuey.cli import main
+
+raise SystemExit(main())

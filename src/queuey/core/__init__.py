@@ -1,0 +1,1 @@
+"""The domain: models, errors, ids and time. Imports nothing else from queuey."""

@@ -1,0 +1,104 @@
+"""Domain errors. The HTTP layer maps each class to a status in one table (api/errors.py)."""
+
+from __future__ import annotations
+
+
+class QueueyError(Exception):
+    """Root of every error Queuey raises on purpose."""
+
+    key = "QueueyError"
+    message = "Error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.errors: dict[str, str] = {self.key: message or self.message}
+
+
+class InvalidRequest(QueueyError):
+    """One or more parameters are invalid; ``errors`` maps each field to its message."""
+
+    key = "InvalidParameter"
+    message = "Invalid parameter."
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = dict(errors)
+
+
+class InvalidParameter(QueueyError):
+    key = "InvalidParameter"
+    message = "Unable to properly deserialize JSON body."
+
+
+class InvalidMessageID(QueueyError):
+    key = "InvalidMessageID"
+    message = "Invalid message id's."
+
+
+class InvalidUpdate(QueueyError):
+    key = "InvalidUpdate"
+    message = "Partitions can only be increased."
+
+
+class PayloadTooLarge(InvalidRequest):
+    """A message or request body is over the configured limit."""
+
+
+class Unauthorized(QueueyError):
+    """No credentials where they are needed."""
+
+    key = "Unauthorized"
+    message = "An application key is required: Authorization: Application <key>"
+
+
+class InvalidApplicationKey(QueueyError):
+    key = "InvalidApplicationKey"
+    message = "Invalid application key"
+
+
+class Forbidden(QueueyError):
+    """Valid credentials that lack the right for this resource."""
+
+    key = "Forbidden"
+    message = "Access was denied to this resource."
+
+
+class NotFound(QueueyError):
+    key = "NotFound"
+    message = "The resource could not be found."
+
+
+class ApplicationNotFound(NotFound):
+    key = "InvalidApplication"
+    message = "Application of that name was not found."
+
+
+class QueueNotFound(NotFound):
+    key = "InvalidQueueName"
+    message = "Queue of that name was not found."
+
+
+class MethodNotAllowed(QueueyError):
+    key = "MethodNotAllowed"
+    message = "Method not allowed on this resource."
+
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__(f"Allowed methods: {', '.join(allowed)}")
+        self.allowed = allowed
+
+
+class Conflict(QueueyError):
+    key = "Conflict"
+    message = "Conflict."
+
+
+class QueueExists(Conflict):
+    key = "QueueAlreadyExists"
+    message = "Queue of that name already exists."
+
+
+class StorageUnavailable(QueueyError):
+    """The storage back-end cannot serve the request now; retrying later may work."""
+
+    key = "storage"
+    message = "Back-end storage unavailable."

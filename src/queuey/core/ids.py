@@ -1,0 +1,84 @@
+"""Message ids: version-1 UUIDs as 32 lowercase hex characters, and their timestamps.
+
+A message's time is the 60-bit count of 100-ns ticks since 1582-10-15 carried in its UUID.
+Timestamps on the wire are that time as seconds since the Unix epoch with exactly 7 decimals.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from queuey.core.clock import Clock
+
+# 100-ns ticks between the UUID epoch (1582-10-15) and the Unix epoch.
+UUID_EPOCH_OFFSET = 0x01B21DD213814000
+TICKS_PER_SECOND = 10_000_000
+MAX_TICKS = (1 << 60) - 1
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_TIMESTAMP = re.compile(r"(\d{1,12})(?:\.(\d+))?")
+
+
+def uuid1_hex(ticks: int, suffix: str) -> str:
+    """The hex of a version-1 UUID at ``ticks``; ``suffix`` is 20 hex chars (clock seq + node)."""
+    return (
+        f"{ticks & 0xFFFFFFFF:08x}{(ticks >> 32) & 0xFFFF:04x}"
+        f"{((ticks >> 48) & 0x0FFF) | 0x1000:04x}{suffix}"
+    )
+
+
+def ticks_of(message_id: str) -> int | None:
+    """The time of a version-1 UUID given as 32 lowercase hex characters, or None."""
+    if len(message_id) != 32 or not _HEX32.fullmatch(message_id):
+        return None
+    if message_id[12] != "1" or message_id[16] not in "89ab":
+        return None
+    return (
+        (int(message_id[13:16], 16) << 48)
+        | (int(message_id[8:12], 16) << 32)
+        | int(message_id[0:8], 16)
+    )
+
+
+def timestamp_of(ticks: int) -> str:
+    """Seconds since the Unix epoch with exactly 7 decimals, as the API writes them."""
+    seconds, fraction = divmod(ticks - UUID_EPOCH_OFFSET, TICKS_PER_SECOND)
+    return f"{seconds}.{fraction:07d}"
+
+
+def ticks_from_timestamp(text: str) -> int | None:
+    """Parse a decimal epoch timestamp (``digits[.digits]``) into UUID ticks, or None."""
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        return None
+    seconds, fraction = match.group(1), (match.group(2) or "")
+    ticks = UUID_EPOCH_OFFSET + int(seconds) * TICKS_PER_SECOND + int(fraction[:7].ljust(7, "0"))
+    return ticks if ticks <= MAX_TICKS else None
+
+
+def ticks_from_ns(ns: int) -> int:
+    return ns // 100 + UUID_EPOCH_OFFSET
+
+
+class IdGenerator:
+    """Makes message ids that are strictly increasing in time within this process.
+
+    Each generator has a random node and clock sequence, so generators in different
+    processes never produce the same id even at the same tick.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        clock_seq = secrets.randbits(14)
+        node = secrets.randbits(48) | 0x010000000000  # multicast bit: not a real MAC
+        self._suffix = f"{(clock_seq >> 8) | 0x80:02x}{clock_seq & 0xFF:02x}{node:012x}"
+        self._last = 0
+
+    def next(self, delay_ticks: int = 0) -> tuple[str, int]:
+        """A new id and its ticks, at least ``delay_ticks`` after now."""
+        ticks = ticks_from_ns(self._clock.time_ns()) + delay_ticks
+        if ticks <= self._last:
+            ticks = self._last + 1
+        self._last = ticks
+        return uuid1_hex(ticks, self._suffix), ticks
