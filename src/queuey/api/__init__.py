@@ -1,0 +1,1 @@
+"""HTTP only: parse, call the service, render. Never imports a storage back-end."""

@@ -1,0 +1,54 @@
+"""create_app: the ASGI application, wired once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from queuey.api import errors, messages, ops, queues
+from queuey.api.auth import KeyRing
+from queuey.service import QueueService
+
+AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
+
+
+class Lifespan:
+    """Opens storage and starts the sweeper at start-up; finishes writes at shutdown."""
+
+    def __init__(self, service: QueueService, sweep_interval: float, sweep_batch: int) -> None:
+        self.service = service
+        self.sweep_interval = sweep_interval
+        self.sweep_batch = sweep_batch
+
+    async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        await self.service.start(self.sweep_interval, self.sweep_batch)
+
+    async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        await self.service.stop()
+
+
+def create_app(
+    service: QueueService,
+    keys: KeyRing,
+    sweep_interval: float = 10.0,
+    sweep_batch: int = 1000,
+) -> AsgiApp:
+    app: AsgiApp = falcon.asgi.App(
+        media_type=falcon.MEDIA_JSON,
+        middleware=[Lifespan(service, sweep_interval, sweep_batch)],
+        cors_enable=False,
+    )
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_form_urlencoded = False
+    app.resp_options.secure_cookies_by_default = False
+    errors.install(app)
+    app.add_route("/__heartbeat__", ops.Heartbeat(service))
+    app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
+    app.add_route("/__version__", ops.Version(service))
+    app.add_route("/v1/{app}", queues.Application(service, keys))
+    app.add_route("/v1/{app}/{queue}", queues.Queue(service, keys))
+    app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesById(service, keys))
+    return app

@@ -1,0 +1,109 @@
+"""Response shapes and request-body helpers shared by the resources."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+import falcon.asgi
+import orjson
+
+from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
+from queuey.core.ids import timestamp_of
+from queuey.core.models import Message, Queue
+from queuey.service import Posted
+
+
+def ok(resp: falcon.asgi.Response, body: dict[str, Any], status: int = 200) -> None:
+    resp.status = status
+    resp.data = orjson.dumps(body)
+
+
+def messages(found: Sequence[Message]) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "messages": [
+            {
+                "message_id": m.id,
+                "timestamp": timestamp_of(m.ticks),
+                "body": m.body,
+                "partition": m.partition,
+                "content_type": m.content_type,
+            }
+            for m in found
+        ],
+    }
+
+
+def posted(items: Sequence[Posted]) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "messages": [
+            {"key": p.id, "timestamp": timestamp_of(p.ticks), "partition": p.partition}
+            for p in items
+        ],
+    }
+
+
+def queue_settings(queue: Queue) -> dict[str, Any]:
+    settings = queue.settings
+    return {
+        "queue_name": queue.name,
+        "partitions": settings.partitions,
+        "type": settings.type,
+        "consistency": settings.consistency,
+        "principles": list(settings.principles),
+    }
+
+
+def queue_details(queue: Queue) -> dict[str, Any]:
+    return {**queue_settings(queue), "created": queue.created, "application": queue.app}
+
+
+def query(req: falcon.asgi.Request) -> dict[str, str]:
+    """Query parameters; a repeated parameter counts with its last value."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items()}
+
+
+async def read_body(req: falcon.asgi.Request, limit: int, field: str = "body") -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes without buffering it."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
+    body: bytes = await req.stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
+    return body
+
+
+def is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+async def form(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
+    """Parameters of a POST/PUT on queues: form-encoded or a JSON object."""
+    content_type = (req.content_type or "").partition(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        params: dict[str, object] = {}
+        media = await req.get_media()
+        async for part in media:
+            params[part.name] = await part.get_text()
+        return params
+    body = await read_body(req, limit)
+    if content_type == "application/json":
+        if not body.strip():
+            return {}
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidParameter() from None
+        if not isinstance(parsed, dict):
+            raise InvalidParameter("The JSON body must be an object of parameters.")
+        return parsed
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise InvalidRequest({"body": "Form body is not valid UTF-8"}) from None

@@ -1,0 +1,20 @@
+"""The API's limits; each is a setting under ``[queuey]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_bytes: int = 1_048_576
+    max_batch_messages: int = 1000
+    max_batch_bytes: int = 10_485_760
+    default_read_limit: int = 100
+    max_read_limit: int = 1000
+    default_list_limit: int = 1000
+    max_list_limit: int = 10_000
+    default_ttl: int = 259_200
+    max_ttl: int = 33_554_432
+    max_partitions: int = 200
+    max_name_length: int = 64

@@ -1,0 +1,83 @@
+"""Parameter checks that report errors in the original Queuey's (colander's) words.
+
+Every ``check_*`` function records a message under the field's key in an :class:`Errors`
+collector and returns None instead of raising, so one response can name every bad field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from queuey.core.errors import InvalidRequest
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+class Errors(dict[str, str]):
+    """Field errors collected while validating one request."""
+
+    def raise_if_any(self) -> None:
+        if self:
+            raise InvalidRequest(self)
+
+
+def check_int(
+    errors: Errors,
+    field: str,
+    value: object,
+    default: int | None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
+    """An integer from a query/form/header string or a JSON value; ``None``/"" means default."""
+    if value is None or value == "":
+        if default is None:
+            errors[field] = "Required"
+        return default
+    number: int
+    if isinstance(value, bool):
+        errors[field] = f'"{value}" is not a number'
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    else:
+        errors[field] = f'"{value}" is not a number'
+        return None
+    if minimum is not None and number < minimum:
+        errors[field] = f"{number} is less than minimum value {minimum}"
+        return None
+    if maximum is not None and number > maximum:
+        errors[field] = f"{number} is greater than maximum value {maximum}"
+        return None
+    return number
+
+
+def check_bool(errors: Errors, field: str, value: object, default: bool) -> bool:
+    """true/false/1/0/yes/no in any case (JSON booleans too); anything else is an error."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    errors[field] = f'"{value}" is not one of true, false, 1, 0, yes, no'
+    return default
+
+
+def check_choice(
+    errors: Errors, field: str, value: object, choices: Sequence[str], default: str | None
+) -> str | None:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and value in choices:
+        return value
+    errors[field] = f'"{value}" is not one of {", ".join(choices)}'
+    return None

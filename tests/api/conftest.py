@@ -1,0 +1,69 @@
+"""In-process HTTP tests: the real ASGI app on a real back-end, driven by Falcon's
+ASGIConductor (lifespan included)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon.testing
+import pytest
+
+from queuey.api.app import create_app
+from queuey.api.auth import KeyRing
+from queuey.core.clock import FakeClock
+from queuey.service import QueueService
+from tests.conftest import make_storage
+
+KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
+OTHER_KEY = "0123456789abcdef0123456789abcdef"
+THIRD_KEY = "fedcba9876543210fedcba9876543210"
+AUTH = {"Authorization": f"Application {KEY}"}
+OTHER_AUTH = {"Authorization": f"Application {OTHER_KEY}"}
+THIRD_AUTH = {"Authorization": f"Application {THIRD_KEY}"}
+FORM = "application/x-www-form-urlencoded"
+KEYS = {"queuey": (KEY,), "notifications": (OTHER_KEY,), "third": (THIRD_KEY,)}
+
+
+@dataclass
+class Api:
+    """The conductor plus the fake clock and the service, for tests that move time."""
+
+    http: falcon.testing.ASGIConductor
+    clock: FakeClock
+    service: QueueService
+
+    async def mkq(self, **params: Any) -> str:
+        """Create a queue of application ``queuey`` (form-encoded) and return its name."""
+        result = await self.http.simulate_post(
+            "/v1/queuey", headers=AUTH, body=urlencode(params), content_type=FORM
+        )
+        assert result.status_code == 201, result.text
+        name: str = result.json["queue_name"]
+        return name
+
+    async def post(self, queue: str, body: str, **headers: str) -> Any:
+        result = await self.http.simulate_post(
+            f"/v1/queuey/{queue}", body=body, headers={**AUTH, **headers},
+            content_type=FORM,
+        )  # fmt: skip
+        assert result.status_code == 201, result.text
+        return result.json["messages"][0]
+
+    async def read(self, queue: str, **params: str) -> list[dict[str, Any]]:
+        result = await self.http.simulate_get(f"/v1/queuey/{queue}", params=params, headers=AUTH)
+        assert result.status_code == 200, result.text
+        messages: list[dict[str, Any]] = result.json["messages"]
+        return messages
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    clock = FakeClock()
+    service = QueueService(make_storage(request.param, tmp_path), KEYS.keys(), clock)
+    app = create_app(service, KeyRing(KEYS), sweep_interval=3600)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        yield Api(conductor, clock, service)
