@@ -26,7 +26,9 @@ async def test_create_queue_without_credentials_is_401_json(api: Api) -> None:  
 async def test_unknown_application_is_404(api: Api) -> None:  # item 2
     result = await api.http.simulate_get("/v1/fredrick")
     assert result.status_code == 404
-    assert result.json["error_msg"] == {"InvalidApplication": "Application of that name was not found."}
+    assert result.json["error_msg"] == {
+        "InvalidApplication": "Application of that name was not found."
+    }
 
 
 async def test_unknown_path_is_404_json(api: Api) -> None:  # item 3

@@ -21,7 +21,7 @@ _TIMESTAMP = re.compile(r"(\d{1,12})(?:\.(\d+))?")
 
 
 def uuid1_hex(ticks: int, suffix: str) -> str:
-    """The hex of a version-1 UUID at ``ticks``; ``suffix`` is 20 hex chars (clock seq + node)."""
+    """The hex of a version-1 UUID at ``ticks``; ``suffix`` is 16 hex chars (clock seq + node)."""
     return (
         f"{ticks & 0xFFFFFFFF:08x}{(ticks >> 32) & 0xFFFF:04x}"
         f"{((ticks >> 48) & 0x0FFF) | 0x1000:04x}{suffix}"

@@ -1,0 +1,103 @@
+"""The ``queuey`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from queuey import __version__
+from queuey.config import ConfigError, Settings, load_settings, with_default_application
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="queuey", description="RESTful message queue service")
+    parser.add_argument("--version", action="version", version=f"queuey {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument(
+        "--config", help="ini file (default: $QUEUEY_CONFIG, else built-in defaults)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    args = parser.parse_args(argv)
+    return _serve(args.config, args.host, args.port, args.workers)
+
+
+def _serve(config: str | None, host: str, port: int, workers: int) -> int:
+    if workers < 1:
+        print("queuey: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if config is not None:
+        config = os.path.abspath(config)
+        # Worker processes load the same file: they find it through the environment.
+        os.environ["QUEUEY_CONFIG"] = config
+    try:
+        settings, generated_key = with_default_application(load_settings(config, os.environ))
+    except ConfigError as error:
+        print(f"queuey: configuration error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    for warning in settings.warnings:
+        logging.getLogger("queuey").warning("%s", warning)
+    if workers > 1 and settings.storage.backend == "memory":
+        print(
+            "queuey: the memory back-end lives inside one process; use --workers 1 "
+            "or the sqlite back-end",
+            file=sys.stderr,
+        )
+        return 2
+    if generated_key is not None:
+        _print_welcome(settings, generated_key, host, port)
+    return _run(settings, host, port, workers)
+
+
+def _print_welcome(settings: Settings, key: str, host: str, port: int) -> None:
+    app = next(iter(settings.application_keys))
+    url = f"http://{host}:{port}/v1/{app}"
+    where = (
+        f"stored in {settings.storage.path / 'application_key'}"
+        if settings.storage.backend != "memory"
+        else "new at every start with the memory back-end"
+    )
+    print(
+        f"Queuey {__version__}: application {app!r}, key {key} ({where})\n"
+        f"Try:\n"
+        f"  curl -H 'Authorization: Application {key}' -d queue_name=hello {url}\n"
+        f"  curl -H 'Authorization: Application {key}' -d 'Hello!' {url}/hello\n"
+        f"  curl -H 'Authorization: Application {key}' {url}/hello",
+        flush=True,
+    )
+
+
+def _run(settings: Settings, host: str, port: int, workers: int) -> int:
+    import uvicorn
+
+    from queuey.main import build_app
+
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "http": "httptools",
+        "loop": _loop(),
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": settings.log_level,
+        "timeout_keep_alive": 30,
+    }
+    if workers == 1:
+        uvicorn.run(build_app(settings), **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run("queuey.main:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    return 0
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"

@@ -1,0 +1,646 @@
+"""Settings: an ini file, then ``QUEUEY_<SECTION>_<KEY>`` environment variables.
+
+The file is read as ini with these sections (every key is optional and has a default):
+
+- ``[application_keys]``: ``<application> = <key> [<key> ...]``. Keys go on the same line or on
+  continuation lines, separated by whitespace or commas. Keys are kept as strings, exactly, and
+  are printable ASCII without spaces, commas, quotes or ``;``. Application names keep their case.
+- ``[storage]``: ``backend`` (``sqlite``, ``memory``, ``cassandra``, or the original Queuey's
+  ``queuey.storage.*`` class names), ``path`` and ``durability`` for SQLite, the original's
+  Cassandra keys (``host``, ``username``, ``password``, ``database``, ``multi_dc``,
+  ``create_schema``, ``base_delay``) plus ``replication_factor``, ``local_dc``,
+  ``connect_timeout`` and ``request_timeout``. ``path`` is also where a generated application key
+  is kept (see :func:`with_default_application`), so it is a Cassandra key too.
+- ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
+  may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
+  ``database`` names the Cassandra metadata keyspace.
+- ``[queuey]``: limits, the expiry sweeper, and the log level.
+
+A relative ``path`` is resolved against the current working directory when the settings are
+loaded; write ``%(here)s/data`` for a directory next to the config file. ``%(here)s`` (the config
+file's directory) is the only substitution: any other ``%`` is literal. A value in double quotes is
+unquoted. ``[DEFAULT]`` is an ordinary (unused) section.
+
+The environment wins over the file: ``QUEUEY_STORAGE_BACKEND``, ``QUEUEY_QUEUEY_MAX_TTL``, and so
+on. ``QUEUEY_APPLICATION_KEYS_<APP>`` sets an application's keys; the name is the lower-cased
+suffix, and replaces the keys of a file application whose name differs only in case.
+``QUEUEY_CONFIG`` names the config file and ``QUEUEY_TEST_*`` belong to the test suite; neither is
+a setting.
+
+Anything Queuey does not use (sections, keys, environment variables) is reported in
+``Settings.warnings``; anything it cannot use raises :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import TypeVar
+
+from queuey.core.limits import Limits
+
+__all__ = [
+    "CassandraSettings",
+    "ConfigError",
+    "Limits",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+    "with_default_application",
+]
+
+T = TypeVar("T")
+
+BACKENDS = ("sqlite", "memory", "cassandra")
+DEFAULT_APPLICATION = "queuey"
+KEY_FILE_NAME = "application_key"
+DEFAULT_PATH = "./queuey-data"
+CASSANDRA_PORT = 9042
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_ALIASES = {
+    "queuey.storage.cassandra.CassandraQueueBackend": "cassandra",
+    "queuey.storage.cassandra.CassandraMetadata": "cassandra",
+    "queuey.storage.memory.MemoryQueueBackend": "memory",
+    "queuey.storage.memory.MemoryMetadata": "memory",
+}
+_SECTIONS = ("application_keys", "storage", "metadata", "queuey")
+_ORIGINAL_SECTIONS = (
+    "global", "metlog", "ipauth", "smtp", "cef", "loggers", "handlers", "formatters",
+)  # fmt: skip
+_ORIGINAL_PREFIXES = (
+    "app:", "server:", "pipeline:", "filter:", "host:", "logger_", "handler_", "formatter_",
+)  # fmt: skip
+_CASSANDRA_KEYS = (
+    "host", "username", "password", "database", "multi_dc", "create_schema", "base_delay",
+    "replication_factor", "local_dc", "connect_timeout", "request_timeout",
+)  # fmt: skip
+_STORAGE_KEYS = {
+    "sqlite": ("path", "durability"),
+    "memory": (),
+    "cassandra": ("path", *_CASSANDRA_KEYS),
+}
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_KEYSPACE = re.compile(r"[A-Za-z0-9_]{1,48}")
+_KEY_SEPARATORS = re.compile(r'[\s,"]+')
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+class ConfigError(Exception):
+    """The settings cannot be used; the message names the setting, its value and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CassandraSettings:
+    hosts: tuple[tuple[str, int], ...] = (("localhost", CASSANDRA_PORT),)
+    username: str | None = None
+    password: str | None = None
+    keyspace: str = "MessageStore"
+    multi_dc: bool = False
+    create_schema: bool = True
+    base_delay: int = 0
+    replication_factor: int = 1
+    local_dc: str | None = None
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where messages and queue metadata live; ``path`` is absolute once loaded."""
+
+    backend: str = "sqlite"
+    path: Path = Path(DEFAULT_PATH)
+    durability: str = "normal"
+    cassandra: CassandraSettings | None = None
+    metadata_keyspace: str = "MetadataStore"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    application_keys: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    limits: Limits = field(default_factory=Limits)
+    sweep_interval: float = 10.0
+    sweep_batch: int = 1000
+    log_level: str = "info"
+    config_path: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the config file (``path``, else ``$QUEUEY_CONFIG``, else none), then the environment.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a setting's value is not allowed.
+    """
+    env = os.environ if environ is None else environ
+    source = ""
+    if path is None and env.get("QUEUEY_CONFIG"):
+        path, source = env["QUEUEY_CONFIG"], " (from QUEUEY_CONFIG)"
+    config_path = None if path is None else Path(os.path.abspath(os.fspath(path)))
+    raw = {} if config_path is None else _read_file(config_path, source)
+    warnings: list[str] = []
+    _apply_environ(raw, env, warnings)
+    _warn_unknown_sections(raw, warnings)
+    sections = {name: _Section(name, raw.get(name, {}), warnings) for name in _SECTIONS}
+    queuey = sections["queuey"]
+    limits = _limits(queuey)
+    settings = Settings(
+        application_keys=_application_keys(sections["application_keys"], limits.max_name_length),
+        storage=_storage(sections["storage"], sections["metadata"]),
+        limits=limits,
+        sweep_interval=queuey.number("sweep_interval", 10.0),
+        sweep_batch=queuey.integer("sweep_batch", 1000, 1),
+        log_level=queuey.choice("log_level", "info", LOG_LEVELS),
+        config_path=config_path,
+    )
+    for section in sections.values():
+        section.warn_unused()
+    return replace(settings, warnings=tuple(warnings))
+
+
+def with_default_application(settings: Settings) -> tuple[Settings, str | None]:
+    """Give keyless settings the application ``queuey`` and a key that survives restarts.
+
+    The key is generated once into ``<storage path>/application_key`` (mode 0600) and read back on
+    later starts; concurrent first starts agree on one key. The memory back-end stores nothing, so
+    it gets a new key every start.
+
+    Returns:
+        The settings with the application added, and its key; or the settings unchanged and None
+        when they already have application keys.
+    """
+    if settings.application_keys:
+        return settings, None
+    warnings = list(settings.warnings)
+    if settings.storage.backend == "memory":
+        key = secrets.token_hex(16)
+    else:
+        key = _stored_key(settings.storage.path / KEY_FILE_NAME, warnings)
+    keys = MappingProxyType({DEFAULT_APPLICATION: (key,)})
+    return replace(settings, application_keys=keys, warnings=tuple(warnings)), key
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    text: str
+    env: str | None = None  # the environment variable it came from; None for the file
+
+
+_Raw = dict[str, dict[str, _Value]]
+
+
+class _Parser(configparser.RawConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr  # application names keep their case
+
+
+def _read_file(path: Path, source: str) -> _Raw:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}{source} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path}{source} cannot be read: {error}") from None
+    # A default section that no file names, so [DEFAULT] stays an ordinary section.
+    parser = _Parser(default_section="\0", strict=True, empty_lines_in_values=False)
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as error:
+        raise ConfigError(f"config file {path}: {error.message}") from None
+    raw: _Raw = {}
+    for section in parser.sections():
+        values = raw[section] = {}
+        for key, value in parser.items(section):
+            value = value.replace("%(here)s", str(path.parent))
+            if section != "application_keys":
+                key, value = key.lower(), _unquote(value)
+                if key in values:
+                    raise ConfigError(f"config file {path}: [{section}] {key} is set twice")
+            values[key] = _Value(value)
+    return raw
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _apply_environ(raw: _Raw, environ: Mapping[str, str], warnings: list[str]) -> None:
+    for var in sorted(environ):
+        if (
+            not var.startswith("QUEUEY_")
+            or var == "QUEUEY_CONFIG"
+            or var.startswith("QUEUEY_TEST_")
+        ):
+            continue
+        rest = var[len("QUEUEY_") :]
+        section = next((s for s in _SECTIONS if rest.startswith(s.upper() + "_")), None)
+        if section is None:
+            warnings.append(
+                f"environment: {var} is not a Queuey setting (QUEUEY_<SECTION>_<KEY>); ignored"
+            )
+            continue
+        key = rest[len(section) + 1 :].lower()
+        values = raw.setdefault(section, {})
+        if section == "application_keys":
+            key = _file_application(values, key, var)
+            values[key] = _Value(environ[var], var)
+        else:
+            values[key] = _Value(_unquote(environ[var]), var)
+
+
+def _file_application(values: Mapping[str, _Value], name: str, var: str) -> str:
+    matches = [app for app in values if app.lower() == name]
+    if len(matches) > 1:
+        raise ConfigError(f"{var}: matches applications {', '.join(matches)}; rename one")
+    return matches[0] if matches else name
+
+
+def _warn_unknown_sections(raw: _Raw, warnings: list[str]) -> None:
+    unknown = [name for name in raw if name not in _SECTIONS]
+    original = [
+        name
+        for name in unknown
+        if name in _ORIGINAL_SECTIONS or name.startswith(_ORIGINAL_PREFIXES)
+    ]
+    if original:
+        sections = ", ".join(f"[{name}]" for name in original)
+        warnings.append(
+            f"config: sections {sections} are the original Queuey's (Paste, Pyramid, metlog, "
+            "logging) and are not used by Queuey; ignored"
+        )
+    for name in unknown:
+        if name not in original:
+            warnings.append(f"config: section [{name}] is not used by Queuey; ignored")
+
+
+class _Section:
+    """One section's values, read through typed getters that remember which keys were used."""
+
+    def __init__(self, name: str, values: Mapping[str, _Value], warnings: list[str]) -> None:
+        self.name = name
+        self.values = values
+        self.warnings = warnings
+        self.used: set[str] = set()
+        self.known: dict[str, str] = {}  # key -> the back-ends it belongs to, for warnings
+
+    def get(self, key: str) -> _Value | None:
+        self.used.add(key)
+        return self.values.get(key)
+
+    def where(self, key: str) -> str:
+        value = self.values.get(key)
+        if value is not None and value.env is not None:
+            return f"environment: {value.env}"
+        return f"config: [{self.name}] {key}"
+
+    def fail(self, key: str, reason: str, secret: bool = False) -> ConfigError:
+        value = self.values[key]
+        shown = "…" if secret else value.text
+        return ConfigError(f'[{self.name}] {key} = "{shown}"{_origin(value)}: {reason}')
+
+    def parse(self, key: str, default: T, convert: Callable[[str], T | None], allowed: str) -> T:
+        value = self.get(key)
+        if value is None:
+            return default
+        result = convert(value.text)
+        if result is None:
+            raise self.fail(key, allowed)
+        return result
+
+    def integer(self, key: str, default: int, minimum: int) -> int:
+        def convert(text: str) -> int | None:
+            ok = re.fullmatch(r"[+-]?[0-9]{1,18}", text) and int(text) >= minimum
+            return int(text) if ok else None
+
+        return self.parse(key, default, convert, f"must be an integer >= {minimum}")
+
+    def number(self, key: str, default: float) -> float:
+        def convert(text: str) -> float | None:
+            try:
+                number = float(text) if text.isascii() else math.nan
+            except ValueError:  # not a number
+                return None
+            return number if math.isfinite(number) and number > 0 else None
+
+        return self.parse(key, default, convert, "must be a number of seconds > 0")
+
+    def choice(self, key: str, default: str, choices: Iterable[str]) -> str:
+        options = tuple(choices)
+        allowed = f"must be one of {', '.join(options)}"
+        return self.parse(key, default, lambda text: _pick(text.lower(), options), allowed)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        def convert(text: str) -> bool | None:
+            lowered = text.lower()
+            return True if lowered in _TRUE else False if lowered in _FALSE else None
+
+        return self.parse(key, default, convert, "must be true or false")
+
+    def text(self, key: str, default: str | None) -> str | None:
+        value = self.get(key)
+        return default if value is None else value.text or None
+
+    def warn_unused(self) -> None:
+        for key in self.values:
+            if key in self.used:
+                continue
+            if key in self.known:
+                self.warnings.append(f"{self.where(key)} is a {self.known[key]}; ignored")
+            else:
+                self.warnings.append(f"{self.where(key)} is not a Queuey setting; ignored")
+
+
+def _pick(text: str, options: tuple[str, ...]) -> str | None:
+    return text if text in options else None
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def _limits(section: _Section) -> Limits:
+    defaults = Limits()
+    values = {f.name: section.integer(f.name, getattr(defaults, f.name), 1) for f in fields(Limits)}
+    for what in ("read_limit", "list_limit", "ttl"):
+        default_key, max_key = f"default_{what}", f"max_{what}"
+        if values[default_key] > values[max_key]:
+            if default_key in section.values:
+                raise section.fail(default_key, f"must not exceed {max_key} ({values[max_key]})")
+            raise section.fail(max_key, f"must be at least {default_key} ({values[default_key]})")
+    return Limits(**values)
+
+
+def _application_keys(section: _Section, max_name_length: int) -> Mapping[str, tuple[str, ...]]:
+    owners: dict[str, str] = {}
+    applications: dict[str, tuple[str, ...]] = {}
+    for name, value in section.values.items():
+        section.used.add(name)
+        if not _NAME.fullmatch(name) or len(name) > max_name_length:
+            raise ConfigError(
+                f'[application_keys] "{name}"{_origin(value)}: an application name is 1 to '
+                f"{max_name_length} characters from A-Z a-z 0-9 _ . -"
+            )
+        keys = [key for key in _KEY_SEPARATORS.split(value.text) if key]
+        if not keys:
+            raise section.fail(name, "needs at least one key")
+        for key in keys:
+            bad = _bad_character(key)
+            if bad is not None:
+                raise ConfigError(
+                    f"[application_keys] {name}{_origin(value)}: key {_mask(key)} contains "
+                    f"{bad!r}; a key is printable ASCII without spaces, commas, quotes or ';'"
+                )
+            owner = owners.setdefault(key, name)
+            if owner != name:
+                raise ConfigError(
+                    f"[application_keys] {name}{_origin(value)}: key {_mask(key)} is already "
+                    f"used by application {owner}; a key must identify one application"
+                )
+        if len(set(keys)) < len(keys):
+            section.warnings.append(f"{section.where(name)} lists a key twice")
+        applications[name] = tuple(dict.fromkeys(keys))
+    return MappingProxyType(applications)
+
+
+def _bad_character(key: str) -> str | None:
+    return next((c for c in key if not 33 <= ord(c) <= 126 or c in ';,"'), None)
+
+
+def _origin(value: _Value) -> str:
+    return f" (from {value.env})" if value.env else ""
+
+
+def _mask(key: str) -> str:
+    return f'"{key[:4]}…"' if len(key) > 8 else '"…"'
+
+
+def _storage(storage: _Section, metadata: _Section) -> StorageSettings:
+    backend = _backend(storage, "sqlite")
+    metadata_backend = _backend(metadata, backend)
+    if metadata_backend != backend:
+        raise metadata.fail(
+            "backend",
+            f"must name the same back-end as [storage] backend ({backend}): Queuey keeps queue "
+            "metadata in the same store as the messages",
+        )
+    storage.known = _owners(_STORAGE_KEYS, backend)
+    metadata.known = _owners(_metadata_keys(), backend)
+    path = Path(os.path.abspath(DEFAULT_PATH))
+    if backend != "memory":
+        path = _path(storage, path)
+    result = StorageSettings(backend=backend, path=path)
+    if backend == "sqlite":
+        if _path(metadata, path) != path:
+            raise metadata.fail("path", f"must be the same directory as [storage] path ({path})")
+        durability = storage.choice("durability", "normal", ("normal", "full"))
+        return replace(result, durability=durability)
+    if backend == "cassandra":
+        cassandra = _cassandra(storage, CassandraSettings(), with_base_delay=True)
+        return replace(
+            result,
+            cassandra=cassandra,
+            metadata_keyspace=_metadata_cassandra(metadata, cassandra),
+        )
+    return result
+
+
+def _owners(keys: Mapping[str, tuple[str, ...]], backend: str) -> dict[str, str]:
+    owners: dict[str, list[str]] = {}
+    for name, names in keys.items():
+        for key in names:
+            owners.setdefault(key, []).append(name)
+    return {
+        key: f"{' and '.join(names)} setting, not used with backend {backend}"
+        for key, names in owners.items()
+    }
+
+
+def _metadata_keys() -> dict[str, tuple[str, ...]]:
+    cassandra = tuple(key for key in _CASSANDRA_KEYS if key != "base_delay")
+    return {"sqlite": ("path",), "memory": (), "cassandra": cassandra}
+
+
+def _backend(section: _Section, default: str) -> str:
+    def convert(text: str) -> str | None:
+        return _ALIASES.get(text) or _pick(text.lower(), BACKENDS)
+
+    allowed = f"must be one of {', '.join(BACKENDS)} (or the original's {', '.join(_ALIASES)})"
+    return section.parse("backend", default, convert, allowed)
+
+
+def _path(section: _Section, default: Path) -> Path:
+    def convert(text: str) -> Path | None:
+        return Path(os.path.abspath(os.path.expanduser(text))) if text else None
+
+    path = section.parse("path", default, convert, "must be a directory")
+    if path.exists() and not path.is_dir():
+        raise section.fail("path", f"{path} exists and is not a directory")
+    return path
+
+
+def _cassandra(
+    section: _Section, defaults: CassandraSettings, with_base_delay: bool
+) -> CassandraSettings:
+    hosts = section.parse(
+        "host", defaults.hosts, _hosts, "must be host or host:port, comma-separated"
+    )
+    if "host" in section.values and any(port == 9160 for _, port in hosts):
+        section.warnings.append(
+            f"{section.where('host')}: port 9160 is Thrift, which the original Queuey used; Queuey "
+            f"speaks Cassandra's native protocol (default port {CASSANDRA_PORT})"
+        )
+    keyspace = section.parse(
+        "database",
+        defaults.keyspace,
+        lambda text: text if _KEYSPACE.fullmatch(text) else None,
+        "must be a Cassandra keyspace name: 1 to 48 characters from A-Z a-z 0-9 _",
+    )
+    settings = CassandraSettings(
+        hosts=hosts,
+        username=section.text("username", defaults.username),
+        password=section.text("password", defaults.password),
+        keyspace=keyspace,
+        multi_dc=section.boolean("multi_dc", defaults.multi_dc),
+        create_schema=section.boolean("create_schema", defaults.create_schema),
+        base_delay=section.integer("base_delay", 0, 0) if with_base_delay else 0,
+        replication_factor=section.integer("replication_factor", defaults.replication_factor, 1),
+        local_dc=section.text("local_dc", defaults.local_dc),
+        connect_timeout=section.number("connect_timeout", defaults.connect_timeout),
+        request_timeout=section.number("request_timeout", defaults.request_timeout),
+    )
+    if (settings.username is None) != (settings.password is None):
+        given = "username" if settings.username is not None else "password"
+        missing = "password" if given == "username" else "username"
+        raise ConfigError(f"[{section.name}] {given} is set but {missing} is not; set both")
+    return settings
+
+
+def _metadata_cassandra(metadata: _Section, storage: CassandraSettings) -> str:
+    defaults = replace(storage, keyspace="MetadataStore")
+    settings = _cassandra(metadata, defaults, with_base_delay=False)
+    for key in _metadata_keys()["cassandra"]:
+        attribute = "hosts" if key == "host" else "keyspace" if key == "database" else key
+        if key != "database" and getattr(settings, attribute) != getattr(storage, attribute):
+            raise metadata.fail(
+                key,
+                f"must match [storage] {key}: Queuey keeps queue metadata in the same "
+                "Cassandra cluster as the messages",
+                secret=key == "password",
+            )
+    return settings.keyspace
+
+
+def _hosts(text: str) -> tuple[tuple[str, int], ...] | None:
+    hosts: list[tuple[str, int]] = []
+    for item in re.split(r"[\s,]+", text):
+        if not item:
+            continue
+        host, port = item, str(CASSANDRA_PORT)
+        if item.startswith("["):  # [IPv6 address]:port
+            host, _, rest = item[1:].partition("]")
+            if rest:
+                if not rest.startswith(":"):
+                    return None
+                port = rest[1:]
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        if not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+            return None
+        hosts.append((host, int(port)))
+    return tuple(hosts) or None
+
+
+# --- the generated application key --------------------------------------------------------------
+
+
+def _stored_key(path: Path, warnings: list[str]) -> str:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = _read_key(path)
+        while key is None:
+            key = _create_key(path) or _read_key(path)
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            warnings.append(f"{path} can be read by other users; run: chmod 600 {path}")
+    except OSError as error:
+        raise ConfigError(f"cannot keep the application key in {path}: {error}") from None
+    return key
+
+
+def _read_key(path: Path) -> str | None:
+    # An empty file is one a concurrent start has just created without hard links (below).
+    for _ in range(100):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            text = "\0"
+        key = text.strip()
+        if key:
+            if _bad_character(key) is not None:
+                raise ConfigError(f"{path} does not hold a key; delete it to generate a new one")
+            return key
+        time.sleep(0.01)
+    raise ConfigError(f"{path} is empty; delete it to generate a new application key")
+
+
+def _create_key(path: Path) -> str | None:
+    """Write a new key where concurrent starts see all of it or nothing; None if another won."""
+    key = secrets.token_hex(16)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(key + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return None
+        except OSError:  # no hard links on this file system
+            return _create_exclusive(path, key)
+    finally:
+        os.unlink(temporary)
+    _sync_directory(path.parent)
+    return key
+
+
+def _create_exclusive(path: Path, key: str) -> str | None:
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(key + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return key
+
+
+def _sync_directory(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

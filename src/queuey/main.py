@@ -1,0 +1,51 @@
+"""The composition root: settings → storage → service → ASGI app. Only this module (and the
+CLI) sees every layer."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from queuey.api.app import AsgiApp, create_app
+from queuey.api.auth import KeyRing
+from queuey.config import Settings, StorageSettings, load_settings, with_default_application
+from queuey.core.clock import Clock, SystemClock
+from queuey.service import QueueService
+from queuey.storage.base import Storage
+
+
+def make_storage(settings: StorageSettings) -> Storage:
+    if settings.backend == "memory":
+        from queuey.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    if settings.backend == "sqlite":
+        from queuey.storage.sqlite import SqliteStorage
+
+        return SqliteStorage(settings.path, durability=settings.durability)
+    raise ValueError(f"storage back-end {settings.backend!r} is not available in this build")
+
+
+def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
+    service = QueueService(
+        make_storage(settings.storage),
+        settings.application_keys.keys(),
+        clock or SystemClock(),
+        settings.limits,
+    )
+    return create_app(
+        service,
+        KeyRing(settings.application_keys),
+        sweep_interval=settings.sweep_interval,
+        sweep_batch=settings.sweep_batch,
+    )
+
+
+def create_app_from_env() -> AsgiApp:
+    """The app of a worker process: settings from ``QUEUEY_CONFIG`` and ``QUEUEY_*``.
+
+    Usable by any ASGI server, e.g. ``granian --interface asgi --factory
+    queuey.main:create_app_from_env``."""
+    settings, _ = with_default_application(load_settings(None, os.environ))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    return build_app(settings)

@@ -1,0 +1,93 @@
+"""Real servers: ``python -m queuey serve`` subprocesses on 127.0.0.1 and a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
+AUTH = {"Authorization": f"Application {KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
+def start_server(
+    directory: Path, args: list[str], env: dict[str, str] | None = None, wait: bool = True
+) -> Server:
+    port = free_port()
+    log = directory / f"server-{port}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "queuey", "serve", "--port", str(port), *args],
+            cwd=directory,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    if wait:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited {process.returncode}:\n{server.output()}")
+            try:
+                if httpx.get(f"{server.url}/__lbheartbeat__", timeout=1).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        server.stop()
+        raise AssertionError(f"server did not answer in 30 s:\n{server.output()}")
+    return server
+
+
+def write_config(directory: Path, extra: str = "") -> Path:
+    config = directory / "queuey.ini"
+    config.write_text(
+        f"[application_keys]\nqueuey =\n    {KEY}\n\n"
+        f"[storage]\nbackend = sqlite\npath = {directory / 'data'}\n{extra}"
+    )
+    return config
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start_server(tmp_path, ["--config", str(write_config(tmp_path))])
+    yield running
+    running.stop()

@@ -1,0 +1,1 @@
+"""Unit tests: core, config and the service on the memory back-end."""
