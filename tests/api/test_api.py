@@ -175,8 +175,14 @@ async def test_batch_limits_and_item_errors(api: Api) -> None:
     too_many = await post({"messages": [{"body": "x"}] * 1001})
     assert too_many.status_code == 400
     assert too_many.json["error_msg"] == {"messages": "1001 is greater than maximum value 1000"}
-    result = await post({"messages": [{"body": ""}, "text", {"body": 5, "ttl": "x"},
-                                      {"body": {"a": 1}}, {"body": "ok", "content_type": 3}]})  # fmt: skip
+    items = [
+        {"body": ""},
+        "text",
+        {"body": 5, "ttl": "x"},
+        {"body": {"a": 1}},
+        {"body": "ok", "content_type": 3},
+    ]
+    result = await post({"messages": items})
     assert result.status_code == 400
     expected = {"0.body", "1", "2.ttl", "3.body", "4.content_type"}
     assert set(result.json["error_msg"]) == expected

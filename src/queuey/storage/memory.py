@@ -122,7 +122,8 @@ class MemoryStorage:
         self, queue: Queue, messages: Sequence[Message], replace: bool = False
     ) -> None:
         self._current(queue)
-        for message in messages:
+        batch = list(messages)  # all or nothing: take every message before storing any
+        for message in batch:
             key = (queue.qid, message.partition)
             stored = self._partitions.get(key)
             if stored is None:
