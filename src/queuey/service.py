@@ -9,7 +9,7 @@ import random
 import re
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 
 from queuey.core.clock import Clock
@@ -53,15 +53,6 @@ class Right(Enum):
     OWNER = "owner"  # post, update, delete the queue, overwrite messages
     READ = "read"  # read messages (public queues: anyone)
     DELETE = "delete"  # delete messages (principals too)
-
-
-@dataclass(frozen=True, slots=True)
-class Posted:
-    """A stored message's position, as a post answers it."""
-
-    id: str
-    ticks: int
-    partition: int
 
 
 class QueueService:
@@ -245,7 +236,7 @@ class QueueService:
         content_type: str | None,
         ttl: str | None,
         partition: str | None,
-    ) -> list[Posted]:
+    ) -> list[Message]:
         """Post one message whose body is the whole request body."""
         queue = await self._queue(caller, app, name, Right.OWNER)
         errors = Errors()
@@ -254,44 +245,64 @@ class QueueService:
         errors.raise_if_any()
         assert message is not None
         await self.storage.write_messages(queue, (message,))
-        return [Posted(message.id, message.ticks, message.partition)]
+        return [message]
 
     async def post_batch(
         self, caller: Caller, app: str, name: str, payload: object
-    ) -> list[Posted]:
+    ) -> list[Message]:
         """Post ``{"messages": [{"body", "ttl"?, "partition"?, "content_type"?}, ...]}``: the
         whole batch is validated before anything is written."""
         queue = await self._queue(caller, app, name, Right.OWNER)
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
             raise InvalidParameter()
         items: list[object] = payload["messages"]
-        if len(items) > self.limits.max_batch_messages:
+        limits = self.limits
+        if len(items) > limits.max_batch_messages:
             raise InvalidRequest(
                 {"messages": f"{len(items)} is greater than maximum value "
-                             f"{self.limits.max_batch_messages}"}
+                             f"{limits.max_batch_messages}"}
             )  # fmt: skip
         errors = Errors()
-        messages: list[Message] = []
+        now_ms = self._now_ms()
+        default_expiry = now_ms + limits.default_ttl * 1000
+        partitions = queue.partitions
+        randint = self._random.randint
+        fields: list[tuple[str, int, str, int]] = []
         for index, item in enumerate(items):
-            if not isinstance(item, dict):
+            if type(item) is not dict:
                 errors[str(index)] = f"{item!r} is not a mapping type"
                 continue
             body = item.get("body")
-            text = self._json_body(errors, f"{index}.body", body)
-            content_type = item.get("content_type")
-            if content_type is not None and not isinstance(content_type, str):
-                errors[f"{index}.content_type"] = f"{content_type!r} is not a string"
-                content_type = None
-            message = self._new_message(
-                errors, f"{index}.", queue, text, item.get("ttl"), item.get("partition"),
-                content_type,
-            )  # fmt: skip
-            if message is not None:
-                messages.append(message)
+            if type(body) is not str or not body or len(body) > limits.max_message_bytes // 4:
+                body = self._json_body(errors, f"{index}.body", body)
+            ttl, partition = item.get("ttl"), item.get("partition")
+            expires_ms = default_expiry
+            if ttl is not None:
+                seconds = check_int(errors, f"{index}.ttl", ttl, None, 1, limits.max_ttl)
+                expires_ms = now_ms + (seconds or 0) * 1000
+            if partition is not None:
+                number = check_int(errors, f"{index}.partition", partition, None, 1, partitions)
+            else:
+                number = randint(1, partitions) if partitions > 1 else 1
+            content_type = item.get("content_type", DEFAULT_CONTENT_TYPE)
+            if type(content_type) is not str:
+                if content_type is not None:
+                    errors[f"{index}.content_type"] = f"{content_type!r} is not a string"
+                content_type = DEFAULT_CONTENT_TYPE
+            if body is not None and number is not None:
+                fields.append((body, expires_ms, content_type, number))
         errors.raise_if_any()
-        if messages:
-            await self.storage.write_messages(queue, messages)
-        return [Posted(m.id, m.ticks, m.partition) for m in messages]
+        if not fields:
+            return []
+        ids, first = self._ids.next_many(len(fields))
+        messages = [
+            Message(message_id, ticks, number, body, content_type, expires_ms)
+            for message_id, ticks, (body, expires_ms, content_type, number) in zip(
+                ids, range(first, first + len(ids)), fields, strict=True
+            )
+        ]
+        await self.storage.write_messages(queue, messages)
+        return messages
 
     def _new_message(
         self,

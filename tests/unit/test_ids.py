@@ -49,3 +49,16 @@ def test_timestamps_round_trip_with_seven_decimals() -> None:
     assert longer is not None and timestamp_of(longer) == "1.1234567"
     for bad in ("abc", "123.", "-1", "1e5", "", "1.2.3"):
         assert ticks_from_timestamp(bad) is None, bad
+
+
+def test_ids_in_bulk_are_consecutive_valid_and_cross_time_low_rollover() -> None:
+    from queuey.core.ids import UUID_EPOCH_OFFSET
+
+    rollover = ((UUID_EPOCH_OFFSET >> 32) + 100_000) << 32  # a time_low wrap after 1970
+    clock = FakeClock(start_ns=(rollover - 2 - UUID_EPOCH_OFFSET) * 100)
+    generator = IdGenerator(clock)
+    ids, first = generator.next_many(5)
+    assert first == rollover - 2
+    assert [uuid.UUID(hex=i).time for i in ids] == list(range(first, first + 5))
+    assert all(uuid.UUID(hex=i).version == 1 for i in ids)
+    assert generator.next()[1] == first + 5

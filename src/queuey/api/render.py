@@ -12,7 +12,6 @@ import orjson
 from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
 from queuey.core.ids import timestamp_of
 from queuey.core.models import Message, Queue
-from queuey.service import Posted
 
 
 def ok(resp: falcon.asgi.Response, body: dict[str, Any], status: int = 200) -> None:
@@ -36,12 +35,12 @@ def messages(found: Sequence[Message]) -> dict[str, Any]:
     }
 
 
-def posted(items: Sequence[Posted]) -> dict[str, Any]:
+def posted(items: Sequence[Message]) -> dict[str, Any]:
     return {
         "status": "ok",
         "messages": [
-            {"key": p.id, "timestamp": timestamp_of(p.ticks), "partition": p.partition}
-            for p in items
+            {"key": m.id, "timestamp": timestamp_of(m.ticks), "partition": m.partition}
+            for m in items
         ],
     }
 

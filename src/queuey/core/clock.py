@@ -20,8 +20,8 @@ class SystemClock:
 class FakeClock:
     """A clock that moves only when told to."""
 
-    def __init__(self, start_seconds: float = 1_700_000_000.0) -> None:
-        self._ns = int(start_seconds * 1_000_000_000)
+    def __init__(self, start_seconds: float = 1_700_000_000.0, start_ns: int | None = None) -> None:
+        self._ns = int(start_seconds * 1_000_000_000) if start_ns is None else start_ns
 
     def time_ns(self) -> int:
         return self._ns

@@ -87,9 +87,10 @@ class Storage(Protocol):
     ) -> None:
         """Store the messages; durable (per the back-end's durability setting) on return.
 
-        ``replace=False``: the ids are new. ``replace=True``: a message already stored with
-        the same (partition, id) gets the new body, content type and expiry. All messages of
-        one call are written or none is.
+        Every partition is within 1..``queue.partitions`` (the service checks). With
+        ``replace=False`` a message already stored with the same (partition, id) is left as it
+        is; with ``replace=True`` it gets the new body, content type and expiry (id and ticks
+        stay). All messages of one call are written or none is.
 
         Raises:
             QueueNotFound: the queue (this ``qid``) was deleted; nothing is written.
@@ -108,13 +109,17 @@ class Storage(Protocol):
         """Up to ``limit`` messages from each partition, grouped by partition in the order
         given, each group ordered by (ticks, id), ascending or descending, starting at
         ``cursor`` (see :class:`Cursor`). Messages with ``expires_ms <= now_ms`` are never
-        returned. A partition outside the queue's range reads nothing."""
+        returned and do not count against ``limit``: a partition yields
+        min(limit, live messages past the cursor). A partition outside 1..``queue.partitions``
+        (of the object passed in) reads nothing. Callers pass distinct partitions. Reading a
+        deleted queue returns nothing; it does not raise."""
         ...
 
     async def get_messages(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
     ) -> list[Message]:
-        """The live messages among (partition, id) pairs; missing ones are left out."""
+        """The live messages among (partition, id) pairs, in the order asked; missing ones are
+        left out. Callers pass distinct pairs."""
         ...
 
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
@@ -123,5 +128,7 @@ class Storage(Protocol):
 
     async def sweep(self, now_ms: int, limit: int) -> int:
         """Reclaim the space of at most ``limit`` dead messages (expired, or of deleted
-        queues) and return how many. Must not hold up other operations for long."""
+        queues) and return how many. A result below ``limit`` means nothing dead is left at
+        ``now_ms``, so callers loop while it equals ``limit``. Must not hold up other
+        operations for long."""
         ...
