@@ -43,6 +43,15 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     for warning in settings.warnings:
         logging.getLogger("queuey").warning("%s", warning)
+    from queuey.main import BACKENDS
+
+    if settings.storage.backend not in BACKENDS:
+        print(
+            f"queuey: [storage] backend = {settings.storage.backend} is not available in this "
+            f"release; use one of {', '.join(BACKENDS)}",
+            file=sys.stderr,
+        )
+        return 2
     if workers > 1 and settings.storage.backend == "memory":
         print(
             "queuey: the memory back-end lives inside one process; use --workers 1 "

@@ -13,6 +13,8 @@ from queuey.core.clock import Clock, SystemClock
 from queuey.service import QueueService
 from queuey.storage.base import Storage
 
+BACKENDS = ("sqlite", "memory")
+
 
 def make_storage(settings: StorageSettings) -> Storage:
     if settings.backend == "memory":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,16 @@ def test_invalid_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> N
     )  # fmt: skip
     assert result.returncode == 2
     assert "durability" in result.stderr and "fast" in result.stderr
+
+
+def test_an_unavailable_backend_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "queuey", "serve"],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        env={**os.environ, "QUEUEY_CONFIG": "", "QUEUEY_STORAGE_BACKEND": "cassandra"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "backend = cassandra is not available" in result.stderr
 
 
 def test_unknown_settings_are_warned_about(tmp_path: Path) -> None:
