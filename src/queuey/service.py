@@ -144,9 +144,9 @@ class QueueService:
 
     async def list_queues(
         self, caller: Caller, app: str, params: Mapping[str, str]
-    ) -> tuple[list[Queue], list[int] | None, bool]:
-        """Queues of ``app`` (``offset`` inclusive), their live counts if asked, and whether
-        details were asked for."""
+    ) -> tuple[list[str] | list[Queue], list[int] | None]:
+        """``app``'s queue names (``offset`` inclusive), or with ``details`` or
+        ``include_count`` its queues, and with ``include_count`` their live counts."""
         self._require_owner(caller, app)
         errors = Errors()
         limits = self.limits
@@ -159,12 +159,14 @@ class QueueService:
         errors.raise_if_any()
         assert limit is not None
         offset = params.get("offset") or None
+        if not (details or include_count):
+            return await self.storage.list_queue_names(app, offset, limit), None
         queues = await self.storage.list_queues(app, offset, limit)
         counts = None
         if include_count:
             now_ms = self._now_ms()
             counts = [await self.storage.count_messages(q, now_ms) for q in queues]
-        return queues, counts, details or include_count
+        return queues, counts
 
     async def create_queue(self, caller: Caller, app: str, params: Mapping[str, object]) -> Queue:
         self._require_owner(caller, app)

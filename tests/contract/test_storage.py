@@ -1196,3 +1196,18 @@ async def test_concurrent_operations_on_many_queues_keep_each_queue_whole(
     for queue in queues[:3]:
         assert await read(storage, queue, clock) == []
     assert [q.name for q in await storage.list_queues(APP, None, 100)] == names[3:]
+
+
+async def test_list_queue_names_matches_list_queues_at_every_offset(
+    storage: Storage, clock: FakeClock
+) -> None:
+    for name in ("b", "a", "d", "c", "B"):
+        await make_queue(storage, clock, name)
+    await make_queue(storage, clock, "x", app=OTHER_APP)
+    for offset in (None, "", "a", "bb", "d", "z"):
+        for limit in (1, 2, 10):
+            queues = await storage.list_queues(APP, offset, limit)
+            names = await storage.list_queue_names(APP, offset, limit)
+            assert names == [q.name for q in queues]
+    assert await storage.list_queue_names(APP, None, 10) == ["B", "a", "b", "c", "d"]
+    assert await storage.list_queue_names("nobody", None, 10) == []

@@ -21,9 +21,9 @@ class Application:
 
     async def on_get(self, req: Request, resp: Response, app: str) -> None:
         caller = self.keys.caller(req.auth)
-        queues, counts, details = await self.service.list_queues(caller, app, render.query(req))
+        queues, counts = await self.service.list_queues(caller, app, render.query(req))
         entries: list[dict[str, object]] = [
-            render.queue_details(q) if details else {"queue_name": q.name} for q in queues
+            {"queue_name": q} if isinstance(q, str) else render.queue_details(q) for q in queues
         ]
         if counts is not None:
             for entry, count in zip(entries, counts, strict=True):

@@ -76,6 +76,10 @@ class Storage(Protocol):
         Costs the same at any offset, with any number of queues."""
         ...
 
+    async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
+        """The names :meth:`list_queues` would return, without loading the queues."""
+        ...
+
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         """How many messages of the queue, over all partitions, expire after ``now_ms``."""
         ...

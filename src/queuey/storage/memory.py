@@ -99,10 +99,13 @@ class MemoryStorage:
         return True
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
+        queues = self._queues.get(app, {})
+        return [queues[name] for name in await self.list_queue_names(app, offset, limit)]
+
+    async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
         names = self._names.get(app, [])
         start = bisect.bisect_left(names, offset) if offset is not None else 0
-        queues = self._queues[app] if names else {}
-        return [queues[name] for name in names[start : start + limit]]
+        return names[start : start + limit]
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         total = 0

@@ -135,6 +135,7 @@ _SQL_GET_QUEUE = f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name = 
 _SQL_LIST_QUEUES = (
     f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 )
+_SQL_LIST_NAMES = "SELECT name FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 _SQL_ALIVE = "SELECT 1 FROM queues WHERE qid = ?"
 _SQL_INSERT_QUEUE = (
     "INSERT INTO queues (app, name, partitions, type, consistency, principles, created)"
@@ -435,6 +436,9 @@ class SqliteStorage:
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
         rows = self._read(_SQL_LIST_QUEUES, (app, offset or "", limit))
         return [self._queue_of(row) for row in rows]
+
+    async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
+        return [row[0] for row in self._read(_SQL_LIST_NAMES, (app, offset or "", limit))]
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         return int(self._read(_SQL_COUNT, (queue.qid, now_ms, queue.qid))[0][0])
