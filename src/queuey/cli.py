@@ -94,6 +94,9 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
         "loop": _loop(),
         "lifespan": "on",
         "access_log": False,
+        # Queuey never uses the client's address, so it skips parsing X-Forwarded-*.
+        "proxy_headers": False,
+        "server_header": False,
         "log_level": settings.log_level,
         "timeout_keep_alive": 30,
     }

@@ -63,10 +63,9 @@ class Queue:
             posted = await self.service.post_batch(caller, app, queue, payload)
         else:
             body = await render.read_body(req, limits.max_message_bytes)
-            headers = req.headers
             posted = await self.service.post_raw(
                 caller, app, queue, body, req.content_type,
-                headers.get("x-ttl"), headers.get("x-partition"),
+                req.get_header("X-TTL"), req.get_header("X-Partition"),
             )  # fmt: skip
         render.ok(resp, render.posted(posted), 201)
 
