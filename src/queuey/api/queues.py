@@ -6,21 +6,15 @@ import falcon.asgi
 import orjson
 
 from queuey.api import render
-from queuey.api.auth import KeyRing
 from queuey.core.errors import InvalidParameter
-from queuey.service import QueueService
 
 Request = falcon.asgi.Request
 Response = falcon.asgi.Response
 
 
-class Application:
-    def __init__(self, service: QueueService, keys: KeyRing) -> None:
-        self.service = service
-        self.keys = keys
-
+class Application(render.Resource):
     async def on_get(self, req: Request, resp: Response, app: str) -> None:
-        caller = self.keys.caller(req.auth)
+        caller = self.caller(req)
         queues, counts = await self.service.list_queues(caller, app, render.query(req))
         entries: list[dict[str, object]] = [
             {"queue_name": q} if isinstance(q, str) else render.queue_details(q) for q in queues
@@ -33,26 +27,22 @@ class Application:
     on_head = on_get
 
     async def on_post(self, req: Request, resp: Response, app: str) -> None:
-        caller = self.keys.caller(req.auth)
+        caller = self.caller(req)
         params = await render.form(req, self.service.limits.max_message_bytes)
         queue = await self.service.create_queue(caller, app, params)
         render.ok(resp, {"status": "ok", **render.queue_settings(queue)}, 201)
 
 
-class Queue:
-    def __init__(self, service: QueueService, keys: KeyRing) -> None:
-        self.service = service
-        self.keys = keys
-
+class Queue(render.Resource):
     async def on_get(self, req: Request, resp: Response, app: str, queue: str) -> None:
-        caller = self.keys.caller(req.auth)
+        caller = self.caller(req)
         found = await self.service.read_messages(caller, app, queue, render.query(req))
         render.ok(resp, render.messages(found))
 
     on_head = on_get
 
     async def on_post(self, req: Request, resp: Response, app: str, queue: str) -> None:
-        caller = self.keys.caller(req.auth)
+        caller = self.caller(req)
         limits = self.service.limits
         if render.is_json(req.content_type):
             body = await render.read_body(req, limits.max_batch_bytes)
@@ -70,13 +60,13 @@ class Queue:
         render.ok(resp, render.posted(posted), 201)
 
     async def on_put(self, req: Request, resp: Response, app: str, queue: str) -> None:
-        caller = self.keys.caller(req.auth)
+        caller = self.caller(req)
         params = await render.form(req, self.service.limits.max_message_bytes)
         updated = await self.service.update_queue(caller, app, queue, params)
         render.ok(resp, {"status": "ok", **render.queue_settings(updated),
                          "created": updated.created})  # fmt: skip
 
     async def on_delete(self, req: Request, resp: Response, app: str, queue: str) -> None:
-        caller = self.keys.caller(req.auth)
+        caller = self.caller(req)
         await self.service.delete_queue(caller, app, queue)
         render.ok(resp, {"status": "ok"})

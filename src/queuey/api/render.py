@@ -9,9 +9,22 @@ from urllib.parse import parse_qsl
 import falcon.asgi
 import orjson
 
+from queuey.api.auth import KeyRing
 from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
 from queuey.core.ids import timestamp_of
-from queuey.core.models import Message, Queue
+from queuey.core.models import Caller, Message, Queue
+from queuey.service import QueueService
+
+
+class Resource:
+    """A REST resource: the service to call and the keys that say who is calling."""
+
+    def __init__(self, service: QueueService, keys: KeyRing) -> None:
+        self.service = service
+        self.keys = keys
+
+    def caller(self, req: falcon.asgi.Request) -> Caller:
+        return self.keys.caller(req.auth)
 
 
 def ok(resp: falcon.asgi.Response, body: dict[str, Any], status: int = 200) -> None:
