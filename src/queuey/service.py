@@ -269,7 +269,9 @@ class QueueService:
         default_expiry = now_ms + limits.default_ttl * 1000
         partitions = queue.partitions
         randint = self._random.randint
-        fields: list[tuple[str, int, str, int]] = []
+        # Ids are allocated up front (a rejected batch leaves a harmless gap in them).
+        ids, first = self._ids.next_many(len(items))
+        messages: list[Message] = []
         for index, item in enumerate(items):
             if type(item) is not dict:
                 errors[str(index)] = f"{item!r} is not a mapping type"
@@ -292,17 +294,12 @@ class QueueService:
                     errors[f"{index}.content_type"] = f"{content_type!r} is not a string"
                 content_type = DEFAULT_CONTENT_TYPE
             if body is not None and number is not None:
-                fields.append((body, expires_ms, content_type, number))
+                messages.append(
+                    Message(ids[index], first + index, number, body, content_type, expires_ms)
+                )
         errors.raise_if_any()
-        if not fields:
+        if not messages:
             return []
-        ids, first = self._ids.next_many(len(fields))
-        messages = [
-            Message(message_id, ticks, number, body, content_type, expires_ms)
-            for message_id, ticks, (body, expires_ms, content_type, number) in zip(
-                ids, range(first, first + len(ids)), fields, strict=True
-            )
-        ]
         await self.storage.write_messages(queue, messages)
         return messages
 

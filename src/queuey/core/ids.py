@@ -43,8 +43,7 @@ def ticks_of(message_id: str) -> int | None:
 
 def timestamp_of(ticks: int) -> str:
     """Seconds since the Unix epoch with exactly 7 decimals, as the API writes them."""
-    seconds, fraction = divmod(ticks - UUID_EPOCH_OFFSET, TICKS_PER_SECOND)
-    return f"{seconds}.{fraction:07d}"
+    return "%d.%07d" % divmod(ticks - UUID_EPOCH_OFFSET, TICKS_PER_SECOND)  # faster than f""
 
 
 def ticks_from_timestamp(text: str) -> int | None:
