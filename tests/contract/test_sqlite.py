@@ -29,7 +29,7 @@ from queuey.core.errors import (
     QueueNotFound,
     StorageUnavailable,
 )
-from queuey.core.ids import IdGenerator
+from queuey.core.ids import MAX_TICKS, IdGenerator, ticks_of, uuid1_hex
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
 from queuey.storage.base import Storage
 from queuey.storage.sqlite import SqliteStorage
@@ -70,8 +70,10 @@ def raw(directory: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def stored_ids(directory: Path) -> list[str]:
-    """Every message row physically in the file, dead or alive."""
-    return [row[0] for row in raw(directory, "SELECT id FROM messages ORDER BY ticks, id")]
+    """Every message row physically in the file, dead or alive (ids are stored as the ticks
+    and the last 16 hex digits, as a number minus 2**63)."""
+    rows = raw(directory, "SELECT ticks, sfx FROM messages ORDER BY ticks, sfx")
+    return [uuid1_hex(ticks, f"{sfx + 2**63:016x}") for ticks, sfx in rows]
 
 
 async def read_all(store: Storage, queue: Queue, clock: FakeClock) -> list[str]:
@@ -119,7 +121,7 @@ async def test_the_database_is_in_wal_mode_with_a_schema_version(tmp_path: Path)
     async with opened(tmp_path):
         pass
     assert raw(tmp_path, "PRAGMA journal_mode") == [("wal",)]
-    assert raw(tmp_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert raw(tmp_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
 
 
 async def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -131,6 +133,22 @@ async def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageUnavailable, match="schema version 999"):
         await store.open()
     await store.close()
+
+
+async def test_a_database_of_the_unreleased_schema_1_is_refused_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    # Schema 1 stored ids as text; it was never released, so there is no conversion.
+    raw(tmp_path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    raw(tmp_path, "INSERT INTO meta VALUES ('schema_version', '1')")
+    raw(tmp_path, "CREATE TABLE messages (rid INTEGER PRIMARY KEY, id TEXT NOT NULL)")
+
+    store = SqliteStorage(tmp_path)
+    with pytest.raises(StorageUnavailable, match="schema version 1.*move the file away"):
+        await store.open()
+    await store.close()
+    assert raw(tmp_path, "SELECT value FROM meta") == [("1",)]  # left as it was
+    assert raw(tmp_path, "SELECT name FROM sqlite_master WHERE name = 'queues'") == []
 
 
 @pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
@@ -309,8 +327,240 @@ async def test_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     outputs = await run_processes(tmp_path, jobs)
 
     assert all(out.startswith("wrote") for out in outputs)
-    counts = raw(tmp_path, "SELECT body, count(DISTINCT id) FROM messages GROUP BY body")
+    counts = raw(
+        tmp_path, "SELECT body, count(DISTINCT ticks || ':' || sfx) FROM messages GROUP BY body"
+    )
     assert sorted(counts) == [(job, 300) for job in jobs]
+
+
+# --- how messages are stored -------------------------------------------------------------------
+
+# Suffixes (the last 16 hex digits of an id) at the edges of the 64-bit number stored for them.
+EDGE_SUFFIXES = [
+    "0000000000000000",
+    "7fffffffffffffff",
+    "8000000000000000",
+    "8000000000000001",
+    "bfffffffffffffff",
+    "c000000000000000",
+    "ffffffffffffffff",
+]
+EDGE_TICKS = [0, 1, 0xFFFFFFFF, 1 << 32, (1 << 48) - 1, 1 << 48, MAX_TICKS, 139_000_000_000_000_000]
+
+
+def text_order(found: list[Message]) -> list[Message]:
+    return sorted(found, key=lambda m: (m.ticks, m.id))
+
+
+async def test_ids_are_stored_as_their_ticks_and_a_64_bit_suffix_and_read_back_exactly(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    expires = now_ms(clock) + HOUR_MS
+    written = [
+        Message(uuid1_hex(ticks, suffix), ticks, 1, f"{ticks} {suffix}", "text/plain", expires)
+        for suffix in EDGE_SUFFIXES
+        for ticks in EDGE_TICKS
+    ]
+    ordered = text_order(written)
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+        await store.write_messages(queue, written)
+        now = now_ms(clock)
+
+        assert await store.read_messages(queue, [1], None, False, 1000, now) == ordered
+        assert await store.read_messages(queue, [1], None, True, 1000, now) == ordered[::-1]
+        # Ids the API accepts (variant 10xx) can be asked for and deleted one by one.
+        valid = [m for m in written if ticks_of(m.id) is not None]
+        assert await store.get_messages(queue, [(1, m.id) for m in valid], now) == valid
+        # Every message as a cursor splits the list where comparing the ids' text does.
+        for i, m in enumerate(ordered):
+            for inclusive in (True, False):
+                cursor = Cursor(m.ticks, m.id, inclusive)
+                after = await store.read_messages(queue, [1], cursor, False, 1000, now)
+                before = await store.read_messages(queue, [1], cursor, True, 1000, now)
+                assert after == ordered[i if inclusive else i + 1 :]
+                assert before == ordered[: i + 1 if inclusive else i][::-1]
+        gone = valid[::2]
+        await store.delete_messages(queue, [(1, m.id) for m in gone])
+        kept = [m for m in ordered if m not in gone]
+        assert await store.read_messages(queue, [1], None, False, 1000, now) == kept
+
+    # The file holds the suffix as a number (minus 2**63, in the same order), not the text.
+    assert "id" not in [column[1] for column in raw(tmp_path, "PRAGMA table_info(messages)")]
+    rows = raw(tmp_path, "SELECT ticks, sfx, typeof(sfx) FROM messages ORDER BY ticks, sfx")
+    assert rows == [(m.ticks, int(m.id[16:], 16) - 2**63, "integer") for m in kept]
+
+
+@pytest.mark.parametrize("cursor_id", ["", "~"])
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("inclusive", [True, False])
+async def test_time_cursors_keep_or_drop_a_whole_tick_whatever_the_suffixes(
+    tmp_path: Path, clock: FakeClock, cursor_id: str, descending: bool, inclusive: bool
+) -> None:
+    tick = 139_000_000_000_000_000
+    expires = now_ms(clock) + HOUR_MS
+    written = [
+        Message(uuid1_hex(ticks, suffix), ticks, 1, "b", "text/plain", expires)
+        for ticks in (tick - 1, tick, tick + 1)
+        for suffix in ("0000000000000000", "8000000000000000", "ffffffffffffffff")
+    ]
+    cursor = Cursor(tick, cursor_id, inclusive)
+    # What comparing (ticks, id) as text gives, as the memory back-end does.
+    position = (tick, cursor_id)
+    if descending:
+        expected = [
+            m
+            for m in text_order(written)[::-1]
+            if ((m.ticks, m.id) <= position if inclusive else (m.ticks, m.id) < position)
+        ]
+    else:
+        expected = [
+            m
+            for m in text_order(written)
+            if ((m.ticks, m.id) >= position if inclusive else (m.ticks, m.id) > position)
+        ]
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+        await store.write_messages(queue, written)
+        found = await store.read_messages(queue, [1], cursor, descending, 100, now_ms(clock))
+    assert found == expected
+    assert len(found) in (3, 6)
+
+
+def run_at(
+    clock: FakeClock, first: int, count: int, suffix: str = "8123456789abcdef", partition: int = 1
+) -> list[Message]:
+    """A batch as the service makes it: consecutive ticks, one partition, expiry and type."""
+    expires = now_ms(clock) + HOUR_MS
+    return [
+        Message(uuid1_hex(t, suffix), t, partition, f"m{t}", "text/plain", expires)
+        for t in range(first, first + count)
+    ]
+
+
+def mixed_batch(gen: IdGenerator, clock: FakeClock, count: int) -> list[Message]:
+    """Messages that differ in partition, expiry and content type, at scattered ticks."""
+    batch = []
+    for i in range(count):
+        m = message(gen, clock, f"mixed {i}", ttl_ms=HOUR_MS + i)
+        m.partition = 1 + i % 3
+        m.content_type = "text/plain" if i % 4 else "application/json"
+        clock.advance(0.001 * (i % 5))
+        batch.append(m)
+    return batch
+
+
+def by_partition(found: list[Message]) -> list[Message]:
+    return sorted(found, key=lambda m: (m.partition, m.ticks, m.id))
+
+
+@pytest.mark.parametrize("count", [1, 2, 100, 127, 128, 129, 1000])
+async def test_batches_of_any_size_are_written_whole_in_few_statements(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator, count: int
+) -> None:
+    async with opened(tmp_path) as store:
+        run_queue = await store.create_queue(APP, "run", QueueSettings(), 1.0)
+        mixed_queue = await store.create_queue(APP, "mixed", QueueSettings(partitions=3), 1.0)
+        # A run of ticks that crosses the point where the id's second group changes.
+        run = run_at(clock, (1 << 32) - count // 2, count)
+        mixed = mixed_batch(gen, clock, count)
+        writer = store._writer
+        assert writer is not None
+        statements: list[str] = []
+        writer.set_trace_callback(statements.append)
+        await store.write_messages(run_queue, run)
+        await store.write_messages(mixed_queue, mixed)
+        writer.set_trace_callback(None)
+        now = now_ms(clock)
+
+        assert await store.read_messages(run_queue, [1], None, False, 1000, now) == run
+        found = await store.read_messages(mixed_queue, [1, 2, 3], None, False, 1000, now)
+        assert found == by_partition(mixed)
+    # Multi-row INSERTs of at most 128 rows, each run of 128 in at most 5 of the sizes
+    # 128, 112, ... 16, 8, 4, 2, 1 (96 + 4 for 100).
+    inserts = [sql for sql in statements if sql.startswith("INSERT INTO messages")]
+    assert len(inserts) <= 2 * 5 * -(-count // 128)
+    if count == 100:
+        assert len(inserts) == 4
+
+
+async def test_rows_are_split_so_that_a_statement_holds_a_bounded_size_of_bodies(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+        big = run_at(clock, 10**15, 7)
+        for i, m in enumerate(big):
+            m.body = str(i) * 50_000
+        writer = store._writer
+        assert writer is not None
+        statements: list[str] = []
+        writer.set_trace_callback(statements.append)
+        await store.write_messages(queue, big)
+        await store.write_messages(queue, big, replace=True)
+        writer.set_trace_callback(None)
+        assert await store.read_messages(queue, [1], None, False, 10, now_ms(clock)) == big
+    inserts = [sql for sql in statements if sql.startswith("INSERT INTO messages")]
+    assert len(inserts) == 8  # two bodies (100,000 characters) a statement at most
+    assert max(len(sql) for sql in inserts) < 140_000
+
+
+@pytest.mark.parametrize("replace", [False, True])
+async def test_duplicates_within_a_batch_keep_the_first_or_take_the_last(
+    tmp_path: Path, clock: FakeClock, replace: bool
+) -> None:
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+        first = run_at(clock, 10**15, 3)
+        again = [Message(m.id, m.ticks, 1, "again", "text/html", m.expires_ms + 1) for m in first]
+        await store.write_messages(queue, first + again, replace=replace)
+        found = await store.read_messages(queue, [1], None, False, 10, now_ms(clock))
+    assert found == (again if replace else first)
+
+
+@pytest.mark.parametrize(("shape", "replace"), [("run", False), ("mixed", False), ("mixed", True)])
+async def test_a_batch_of_several_statements_is_all_or_nothing(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator, shape: str, replace: bool
+) -> None:
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", QueueSettings(partitions=3), 1.0)
+        other = await store.create_queue(APP, "other", QueueSettings(), 1.0)
+        batch = run_at(clock, 10**15, 300) if shape == "run" else mixed_batch(gen, clock, 300)
+        unbindable = batch[250].body
+        batch[250].body = "\ud800"  # a lone surrogate: SQLite cannot take it (a late statement)
+        fine = [message(gen, clock)]
+
+        outcomes = await asyncio.gather(
+            store.write_messages(queue, batch, replace=replace),
+            store.write_messages(other, fine),  # in the same group
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], StorageUnavailable)
+        assert outcomes[1] is None
+        now = now_ms(clock)
+        assert await store.read_messages(queue, [1, 2, 3], None, False, 1000, now) == []
+        assert await store.read_messages(other, [1], None, False, 10, now) == fine
+
+        batch[250].body = unbindable
+        await store.write_messages(queue, batch, replace=replace)
+        found = await store.read_messages(queue, [1, 2, 3], None, False, 1000, now)
+        assert found == by_partition(batch)
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["", "not an id", "0" * 31, "0" * 33, "0" * 16 + "0123456789ABCDEF", "g" * 32]
+)
+async def test_an_id_that_is_not_32_hex_digits_is_refused_and_nothing_is_written(
+    tmp_path: Path, clock: FakeClock, bad_id: str
+) -> None:
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+        batch = run_at(clock, 10**15, 3)
+        batch[1].id = bad_id
+        for messages_ in (batch, batch[1:2]):
+            with pytest.raises(ValueError, match="message id"):
+                await store.write_messages(queue, messages_)
+        assert stored_ids(tmp_path) == []
 
 
 # --- group commit -------------------------------------------------------------------------------
@@ -586,10 +836,10 @@ async def test_a_read_of_several_partitions_sees_one_snapshot(
                 written = True
                 with closing(sqlite3.connect(tmp_path / "queuey.db")) as conn, conn:
                     conn.executemany(
-                        "INSERT INTO messages (qid, part, ticks, id, expires, ctype, body)"
+                        "INSERT INTO messages (qid, part, ticks, sfx, expires, ctype, body)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [
-                            (queue.qid, m.partition, m.ticks, m.id, m.expires_ms, "t", "b")
+                            (queue.qid, m.partition, m.ticks, 0, m.expires_ms, "t", "b")
                             for m in batch
                         ],
                     )

@@ -1,19 +1,28 @@
 """SqliteStorage: one SQLite file (WAL mode) that several server processes may share.
 
-Layout: ``<directory>/queuey.db``. Tables (schema version 1, kept in ``meta`` so that later
-versions can migrate; new columns are meant to be added with defaults):
+Layout: ``<directory>/queuey.db``. Tables (schema version 2, kept in ``meta``; a file of
+another version is refused at :meth:`open`, see ``_check_version``):
 
 * ``queues``: one row per queue incarnation; ``qid`` is ``INTEGER PRIMARY KEY AUTOINCREMENT``
   so a qid is never handed out twice, and ``UNIQUE(app, name)`` makes creation atomic across
   processes and serves :meth:`list_queues` as an index range (``name >= offset``), as fast at
   any offset. ``principles`` is comma-joined.
-* ``messages``: a rowid table with ``UNIQUE(qid, part, ticks, id)``; a read is one range scan
+* ``messages``: a rowid table with ``UNIQUE(qid, part, ticks, sfx)``; a read is one range scan
   of that index bounded by ``LIMIT`` (cursors are SQL row-value comparisons on
-  ``(ticks, id)``), an index on ``expires`` lets :meth:`sweep` find expired rows without a
-  scan. Measured against a ``WITHOUT ROWID`` table clustered on the same key: that one is
-  ~15% cheaper for 200-byte bodies, but every row over ~1000 bytes gets an overflow page of
-  its own (WAL bytes per 1 KB message 5.3 KB instead of 1.9 KB, writes 2.3x and reads 2x
-  slower), so the rowid table is the one that holds up for any body size.
+  ``(ticks, sfx)``), an index on ``expires`` lets :meth:`sweep` find expired rows without a
+  scan. A message id is not stored as text: its first 16 hex digits follow from ``ticks``, and
+  ``sfx`` holds the last 16 (clock sequence and node) as a number minus 2**63, a signed 64-bit
+  integer in the same order, so ``(ticks, sfx)`` sorts as ``(ticks, id)`` does; reads rebuild
+  the id (``_messages_of``, ``uuid1_hex``). This makes the unique index half as wide; with the
+  multi-row INSERTs below a row costs 1.3 us instead of 1.5 (8 batches of 100 per
+  transaction, 188-byte bodies; 291 instead of 350 bytes of file per message); rebuilding ids
+  costs reads 0.25 us a message. Measured and not adopted: ``WITHOUT ROWID`` clustered on the
+  key (~15% cheaper for 200-byte bodies with one-row INSERTs, no gain with multi-row ones,
+  and every row over ~1000 bytes gets an overflow page of its own: WAL bytes per 1 KB message
+  5.3 KB instead of 1.9 KB, writes 2.3x and reads 2x slower); NULL for the default content
+  type (14 bytes less a row, no faster); 8 or 16 KB pages (inserts 15-20% slower). Dropping
+  the index on ``expires`` would save 0.2 us a row, but the sweep needs it to find expired
+  rows among live ones in bounded batches.
 * ``dead_queues``: qids of deleted queues. :meth:`delete_queue` only moves the queue there
   (O(1)); :meth:`sweep` reclaims their messages in bounded batches. Reads and counts ignore a
   qid that is no longer in ``queues``.
@@ -24,10 +33,20 @@ the same event-loop iteration (and while a flush is in the writer thread) shares
 ``BEGIN IMMEDIATE ... COMMIT``; each caller's future is resolved only after that commit
 (``commits`` counts them). Domain failures (QueueNotFound, QueueExists, InvalidUpdate) are
 decided inside the transaction before the operation changes anything, and an operation of
-several rows runs under a savepoint, so a failing operation never fails the others of its
-group. An ``sqlite3`` error (disk full, I/O error, lock held past ``busy_timeout_ms``) rolls
-the whole transaction back and fails every operation of that group with StorageUnavailable;
-the store stays usable (the writer connection is opened again if a rollback fails).
+several statements runs under a savepoint, so a failing operation never fails the others of
+its group. An ``sqlite3`` error (disk full, I/O error, lock held past ``busy_timeout_ms``)
+rolls the whole transaction back and fails every operation of that group with
+StorageUnavailable; the store stays usable (the writer connection is opened again if a
+rollback fails).
+
+Messages are written with multi-row INSERTs (``INSERT ... VALUES (...), (...), ...``) of
+fixed sizes (128, 112, ... 16, 8, 4, 2, 1 rows, so that few statements are prepared, each
+holding at most 128 K characters of bodies): one statement inserts its rows through cursors
+that stay open and in place, where ``executemany`` runs a statement a row that opens the
+table's and both indexes' cursors and seeks from their roots each time (2.8 us a row against
+1.5, measured as above). A batch made by the service (one partition, consecutive ticks, one
+suffix, expiry and content type) binds only its bodies: the ticks are ``?3 + k`` (0.65 us a
+row inside SQLite instead of 0.82). A write of 100 such messages is two statements (96 + 4).
 
 Where the work runs (measured; numbers below):
 
@@ -58,13 +77,7 @@ index range scan bounded by its limit, cheaper than a thread hop. The reads of o
 iteration share one read transaction (see ``_snapshot``), which halves the cost of a point
 query such as :meth:`get_queue`. Errors become StorageUnavailable.
 
-Storage alone, 188-byte bodies, uvloop, best of 3 on the 2-core development machine
-(``bench_sqlite.py --uvloop --body 188``, kept outside the repository; other jobs shared the
-machine), per message: single-message writes 7.2 us with 64 concurrent callers (64 per
-commit), 37 us for one caller (a commit each); batches of 100 3.6 us with 16 concurrent
-callers, 4.5 us for one; reads at limit=100 1.2 us (118 us a call), at limit=1 7 us a call.
-Durability "full": 12 us (64 concurrent single writes), 4.1 us (16 concurrent batches), 260
-us for one sequential single write (its fsync).
+Throughput through the whole server is measured by ``make bench`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -72,12 +85,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from itertools import starmap
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -91,7 +105,7 @@ from queuey.core.errors import (
 from queuey.core.ids import ticks_of
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -114,11 +128,11 @@ _SCHEMA = (
         qid INTEGER NOT NULL,
         part INTEGER NOT NULL,
         ticks INTEGER NOT NULL,
-        id TEXT NOT NULL,
+        sfx INTEGER NOT NULL,
         expires INTEGER NOT NULL,
         ctype TEXT NOT NULL,
         body TEXT NOT NULL,
-        UNIQUE (qid, part, ticks, id)
+        UNIQUE (qid, part, ticks, sfx)
     )""",
     "CREATE INDEX IF NOT EXISTS messages_expires ON messages (expires)",
     "CREATE TABLE IF NOT EXISTS dead_queues (qid INTEGER PRIMARY KEY)",
@@ -145,21 +159,79 @@ _SQL_UPDATE_QUEUE = (
     "UPDATE queues SET partitions = ?, type = ?, consistency = ?, principles = ? WHERE qid = ?"
 )
 
-_MESSAGE_COLUMNS = "id, ticks, part, body, ctype, expires"  # the order of Message's fields
+# A message id is 32 hex digits: the first 16 are determined by its ticks, the last 16 (clock
+# sequence and node) are stored as ``sfx``, that number minus 2**63 (a signed 64-bit integer in
+# the same order), and the id is rebuilt from (ticks, sfx) on reads.
+_SFX_OFFSET = 1 << 63
+_SFX_MIN = -(1 << 63)  # the lowest sfx (suffix 0000000000000000); see _cursor_position
+_SFX_MAX = (1 << 63) - 1  # the highest (suffix ffffffffffffffff)
+
+_MESSAGE_COLUMNS = "ticks, sfx, part, body, ctype, expires"  # see _messages_of
 _LIVE = "expires > ? AND EXISTS (SELECT 1 FROM queues WHERE qid = ?)"
-_SQL_INSERT = (
-    "INSERT INTO messages (qid, part, ticks, id, expires, ctype, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_INSERT = "INSERT INTO messages (qid, part, ticks, sfx, expires, ctype, body) VALUES "
+_ON_CONFLICT = (
+    " ON CONFLICT DO NOTHING",
+    " ON CONFLICT (qid, part, ticks, sfx) DO UPDATE SET"
+    " expires = excluded.expires, ctype = excluded.ctype, body = excluded.body",
 )
-_SQL_UPSERT = (
-    "INSERT INTO messages (qid, part, ticks, id, expires, ctype, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (qid, part, ticks, id) DO UPDATE SET"
-    " expires = excluded.expires, ctype = excluded.ctype, body = excluded.body"
-)
-_SQL_DELETE = "DELETE FROM messages WHERE qid = ? AND part = ? AND ticks = ? AND id = ?"
+# A batch is written with multi-row INSERTs of these sizes (greedily, the largest that fits),
+# each statement holding at most _STATEMENT_CHARS characters of bodies (a prepared statement
+# keeps a copy of the values last bound to it until its next use; this bounds that memory).
+_STATEMENT_ROWS = (128, 112, 96, 80, 64, 48, 32, 16, 8, 4, 2, 1)
+_MAX_STATEMENT_ROWS = _STATEMENT_ROWS[0]
+_STATEMENT_CHARS = 131_072
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+@functools.cache
+def _statement_sizes(rows: int) -> tuple[int, ...]:
+    """The statement sizes that write ``rows`` rows (1 <= rows <= _MAX_STATEMENT_ROWS)."""
+    sizes: list[int] = []
+    for size in _STATEMENT_ROWS:
+        while rows >= size:
+            sizes.append(size)
+            rows -= size
+    return tuple(sizes)
+
+
+def _chunks(bodies: list[str]) -> list[int]:
+    """Split rows into runs of at most _MAX_STATEMENT_ROWS rows and _STATEMENT_CHARS
+    characters of bodies (or a single row); their lengths."""
+    count = len(bodies)
+    if count <= _MAX_STATEMENT_ROWS and sum(map(len, bodies)) <= _STATEMENT_CHARS:
+        return [count] if count else []
+    chunks: list[int] = []
+    rows = chars = 0
+    for body in bodies:
+        size = len(body)
+        if rows and (rows == _MAX_STATEMENT_ROWS or chars + size > _STATEMENT_CHARS):
+            chunks.append(rows)
+            rows = chars = 0
+        rows += 1
+        chars += size
+    if rows:
+        chunks.append(rows)
+    return chunks
+
+
+# (rows, replace) -> INSERT of that many rows, 6 parameters a row after the qid (?1).
+_SQL_INSERT = {
+    (rows, replace): _INSERT + ",".join(["(?1, ?, ?, ?, ?, ?, ?)"] * rows) + _ON_CONFLICT[replace]
+    for rows in _STATEMENT_ROWS
+    for replace in (False, True)
+}
+# rows -> INSERT of rows that differ only in their body, at consecutive ticks (a batch of the
+# service): the qid, partition, first ticks, sfx, expiry and content type once, then the bodies.
+_SQL_INSERT_RUN = {
+    rows: _INSERT
+    + ",".join(f"(?1, ?2, ?3 + {k}, ?4, ?5, ?6, ?{7 + k})" for k in range(rows))
+    + _ON_CONFLICT[False]
+    for rows in _STATEMENT_ROWS
+}
+_SQL_DELETE = "DELETE FROM messages WHERE qid = ? AND part = ? AND ticks = ? AND sfx = ?"
 _SQL_GET = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-    f" WHERE qid = ? AND part = ? AND ticks = ? AND id = ? AND {_LIVE}"
+    f" WHERE qid = ? AND part = ? AND ticks = ? AND sfx = ? AND {_LIVE}"
 )
 _SQL_COUNT = f"SELECT count(*) FROM messages WHERE qid = ? AND {_LIVE}"
 
@@ -173,12 +245,12 @@ def _read_sql(where: str, order: str) -> str:
 
 # (descending, cursor kind) -> statement; kind: None (no cursor), True (inclusive), False.
 _SQL_READ: dict[tuple[bool, bool | None], str] = {
-    (False, None): _read_sql("", "ticks, id"),
-    (False, True): _read_sql(" AND (ticks, id) >= (?, ?)", "ticks, id"),
-    (False, False): _read_sql(" AND (ticks, id) > (?, ?)", "ticks, id"),
-    (True, None): _read_sql("", "ticks DESC, id DESC"),
-    (True, True): _read_sql(" AND (ticks, id) <= (?, ?)", "ticks DESC, id DESC"),
-    (True, False): _read_sql(" AND (ticks, id) < (?, ?)", "ticks DESC, id DESC"),
+    (False, None): _read_sql("", "ticks, sfx"),
+    (False, True): _read_sql(" AND (ticks, sfx) >= (?, ?)", "ticks, sfx"),
+    (False, False): _read_sql(" AND (ticks, sfx) > (?, ?)", "ticks, sfx"),
+    (True, None): _read_sql("", "ticks DESC, sfx DESC"),
+    (True, True): _read_sql(" AND (ticks, sfx) <= (?, ?)", "ticks DESC, sfx DESC"),
+    (True, False): _read_sql(" AND (ticks, sfx) < (?, ?)", "ticks DESC, sfx DESC"),
 }
 
 _SQL_SWEEP_EXPIRED = (
@@ -226,6 +298,55 @@ def _queue_of(row: _Row) -> Queue:
     )
 
 
+def _sfx_of(message_id: str) -> int:
+    """The stored form of an id's last 16 hex digits (ValueError if they are not hex)."""
+    return int(message_id[16:], 16) - _SFX_OFFSET
+
+
+def _cursor_position(cursor: Cursor, descending: bool) -> tuple[int, bool]:
+    """The sfx to compare (ticks, sfx) with for a cursor at (ticks, id), and inclusiveness.
+
+    Among the ids of one tick, an id sorts as its sfx does. The sentinels "" (before every id)
+    and "~" (after every id) become the lowest or highest sfx, inclusive or not so that they
+    keep or drop the whole tick exactly as comparing them with the ids' text would.
+    """
+    cursor_id = cursor.id
+    if len(cursor_id) == 32 and _HEX16.fullmatch(cursor_id, 16):
+        return int(cursor_id[16:], 16) - _SFX_OFFSET, cursor.inclusive
+    if cursor_id < "0":  # before every id: ascending keeps the whole tick, descending none of it
+        return _SFX_MIN, not descending
+    return _SFX_MAX, descending  # after every id
+
+
+# (ticks >> 32, sfx) -> the last 24 hex digits of the ids with those (see _messages_of).
+_ID_ENDS: dict[tuple[int, int], str] = {}
+
+
+def _messages_of(rows: list[_Row]) -> list[Message]:
+    """Messages of rows of _MESSAGE_COLUMNS, rebuilding each id as uuid1_hex(ticks, suffix)."""
+    found: list[Message] = []
+    high = -1
+    last: int | None = None
+    end = ""
+    for ticks, sfx, part, body, ctype, expires in rows:
+        if ticks >> 32 != high or sfx != last:  # usually the same for a whole read
+            high = ticks >> 32
+            last = sfx
+            key = (high, sfx)
+            end = _ID_ENDS.get(key, "")
+            if not end:
+                if len(_ID_ENDS) >= 4096:
+                    _ID_ENDS.clear()
+                end = _ID_ENDS[key] = (
+                    f"{high & 0xFFFF:04x}{((high >> 16) & 0x0FFF) | 0x1000:04x}"
+                    f"{sfx + _SFX_OFFSET:016x}"
+                )
+        # The first 8 digits: hex() and a slice cost half of an f-string with a format spec.
+        message_id = hex(ticks & 0xFFFFFFFF | 0x100000000)[3:] + end
+        found.append(Message(message_id, ticks, part, body, ctype, expires))
+    return found
+
+
 def _noop(conn: sqlite3.Connection, alive: _Alive) -> None:
     return None
 
@@ -258,6 +379,9 @@ class SqliteStorage:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_snapshot = False
         self._queues: dict[_Row, Queue] = {}
+        # The last 16 hex digits of the last id written, and their sfx: one writer's ids share
+        # them, so most writes skip parsing them.
+        self._last_suffix: tuple[str | None, int] = (None, 0)
         self._pending: list[_Op] = []
         self._flushing = False
         self._closed = False
@@ -310,20 +434,18 @@ class SqliteStorage:
                 raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode})")
             setup.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _SCHEMA:
-                    setup.execute(statement)
+                setup.execute(_SCHEMA[0])  # meta, which holds the version
                 rows = setup.execute(
                     "SELECT value FROM meta WHERE key = 'schema_version'"
                 ).fetchall()
+                if rows:
+                    self._check_version(int(rows[0][0]))
+                for statement in _SCHEMA[1:]:
+                    setup.execute(statement)
                 if not rows:
                     setup.execute(
                         "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                         (str(SCHEMA_VERSION),),
-                    )
-                elif int(rows[0][0]) > SCHEMA_VERSION:
-                    raise sqlite3.DatabaseError(
-                        f"{self.path} has schema version {rows[0][0]}, newer than this"
-                        f" Queuey's {SCHEMA_VERSION}"
                     )
                 setup.execute("COMMIT")
             except BaseException:
@@ -334,6 +456,20 @@ class SqliteStorage:
         self._writer = self._open_writer()
         self._reader = self._connect(self.busy_timeout_ms, read_only=True)
         self._checkpointer = self._connect(self.busy_timeout_ms, cache_kib=2048)
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"{self.path} has schema version {version}, newer than this Queuey's"
+                f" {SCHEMA_VERSION}"
+            )
+        if version < SCHEMA_VERSION:
+            # Version 1 (message ids stored as text) was never released: no migration.
+            raise sqlite3.DatabaseError(
+                f"{self.path} has schema version {version}, from a pre-release version of"
+                f" Queuey; this Queuey needs version {SCHEMA_VERSION} and does not convert"
+                " older files: move the file away (or delete it) to start an empty store"
+            )
 
     def _open_writer(self) -> sqlite3.Connection:
         # No busy handler: the loop must never sleep in SQLite; _begin waits in the thread.
@@ -412,11 +548,11 @@ class SqliteStorage:
         try:
             reader = self._snapshot()
             if len(many) == 1:
-                return list(starmap(Message, reader.execute(sql, many[0]).fetchall()))
-            found: list[Message] = []
+                return _messages_of(reader.execute(sql, many[0]).fetchall())
+            rows: list[_Row] = []
             for params in many:
-                found.extend(starmap(Message, reader.execute(sql, params).fetchall()))
-            return found
+                rows += reader.execute(sql, params).fetchall()
+            return _messages_of(rows)
         except sqlite3.Error as exc:
             raise self._read_failed(exc) from exc
 
@@ -458,9 +594,10 @@ class SqliteStorage:
             sql = _SQL_READ[descending, None]
             many = [(qid, p, now_ms, qid, limit) for p in partitions if 1 <= p <= top]
         else:
-            sql = _SQL_READ[descending, cursor.inclusive]
-            at, cid = cursor.ticks, cursor.id
-            many = [(qid, p, at, cid, now_ms, qid, limit) for p in partitions if 1 <= p <= top]
+            sfx, inclusive = _cursor_position(cursor, descending)
+            sql = _SQL_READ[descending, inclusive]
+            at = cursor.ticks
+            many = [(qid, p, at, sfx, now_ms, qid, limit) for p in partitions if 1 <= p <= top]
         return self._read_many(sql, many) if many else []
 
     async def get_messages(
@@ -471,7 +608,7 @@ class SqliteStorage:
         for partition, message_id in ids:
             ticks = ticks_of(message_id)
             if ticks is not None:
-                many.append((qid, partition, ticks, message_id, now_ms, qid))
+                many.append((qid, partition, ticks, _sfx_of(message_id), now_ms, qid))
         return self._read_many(_SQL_GET, many) if many else []
 
     # --- writes (group commit) --------------------------------------------------------------
@@ -489,11 +626,85 @@ class SqliteStorage:
         self, queue: Queue, messages: Sequence[Message], replace: bool = False
     ) -> None:
         qid = queue.qid
-        rows = [
-            (qid, m.partition, m.ticks, m.id, m.expires_ms, m.content_type, m.body)
-            for m in messages
-        ]
-        await self._submit(self._w_write, qid, rows, _SQL_UPSERT if replace else _SQL_INSERT)
+        if len(messages) == 1:
+            m = messages[0]
+            row: list[Any] = [qid, m.partition, m.ticks, self._sfx(m.id[16:]), m.expires_ms]
+            row += (m.content_type, m.body)
+            await self._submit(self._w_write, qid, [(_SQL_INSERT[1, replace], row)])
+            return
+        statements = None if replace else self._run_statements(qid, messages)
+        if statements is None:
+            statements = self._row_statements(qid, messages, replace)
+        await self._submit(self._w_write, qid, statements)
+
+    def _sfx(self, tail: str) -> int:
+        """The sfx of an id's last 16 digits (those of the previous write, most of the time)."""
+        last, sfx = self._last_suffix
+        if tail != last:
+            if not _HEX16.fullmatch(tail):
+                raise ValueError(f"{tail!r} are not the last 16 digits of a message id")
+            sfx = int(tail, 16) - _SFX_OFFSET
+            self._last_suffix = (tail, sfx)
+        return sfx
+
+    def _run_statements(
+        self, qid: int, messages: Sequence[Message]
+    ) -> list[tuple[str, list[Any]]] | None:
+        """The INSERTs of messages that differ only in their bodies, at consecutive ticks in
+        one partition (a batch made by the service), binding each body and nothing else a row;
+        None if the messages are not such a run."""
+        if not messages:
+            return []
+        first = messages[0]
+        partition, ticks = first.partition, first.ticks
+        expires, content_type = first.expires_ms, first.content_type
+        tail = first.id[16:]
+        bodies: list[str] = []
+        at = ticks
+        for m in messages:
+            if (
+                m.ticks != at
+                or m.partition != partition
+                or m.expires_ms != expires
+                or m.content_type != content_type
+                or m.id[16:] != tail
+            ):
+                return None
+            bodies.append(m.body)
+            at += 1
+        fixed = [qid, partition, 0, self._sfx(tail), expires, content_type]
+        statements: list[tuple[str, list[Any]]] = []
+        start = 0
+        for rows in _chunks(bodies):
+            for size in _statement_sizes(rows):
+                fixed[2] = ticks + start
+                statements.append((_SQL_INSERT_RUN[size], fixed + bodies[start : start + size]))
+                start += size
+        return statements
+
+    def _row_statements(
+        self, qid: int, messages: Sequence[Message], replace: bool
+    ) -> list[tuple[str, list[Any]]]:
+        """The INSERTs (or upserts) of any messages, binding every column of every row."""
+        rows: list[tuple[Any, ...]] = []
+        tail: str | None = None
+        sfx = 0
+        for m in messages:
+            message_id = m.id
+            if message_id[16:] != tail:
+                tail = message_id[16:]
+                sfx = self._sfx(tail)
+            rows.append((m.partition, m.ticks, sfx, m.expires_ms, m.content_type, m.body))
+        statements: list[tuple[str, list[Any]]] = []
+        start = 0
+        for count in _chunks([row[5] for row in rows]):
+            for size in _statement_sizes(count):
+                params: list[Any] = [qid]
+                for row in rows[start : start + size]:
+                    params += row
+                statements.append((_SQL_INSERT[size, replace], params))
+                start += size
+        return statements
 
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         qid = queue.qid
@@ -501,7 +712,7 @@ class SqliteStorage:
         for partition, message_id in ids:
             ticks = ticks_of(message_id)
             if ticks is not None:
-                rows.append((qid, partition, ticks, message_id))
+                rows.append((qid, partition, ticks, _sfx_of(message_id)))
         if rows:
             await self._submit(self._w_delete, rows)
 
@@ -728,14 +939,12 @@ class SqliteStorage:
         return known
 
     @staticmethod
-    def _savepoint(conn: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
-        """executemany as one unit: all rows or none, without failing the transaction."""
-        if len(rows) == 1:
-            conn.execute(sql, rows[0])  # a single statement is atomic by itself
-            return
+    @contextlib.contextmanager
+    def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+        """Several statements as one unit: all or none, without failing the transaction."""
         conn.execute("SAVEPOINT op")
         try:
-            conn.executemany(sql, rows)
+            yield
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK TO op")
@@ -744,15 +953,29 @@ class SqliteStorage:
         conn.execute("RELEASE op")
 
     def _w_write(
-        self, conn: sqlite3.Connection, alive: _Alive, qid: int, rows: list[Any], sql: str
+        self,
+        conn: sqlite3.Connection,
+        alive: _Alive,
+        qid: int,
+        statements: list[tuple[str, list[Any]]],
     ) -> None:
+        """Multi-row INSERTs: one statement for many rows costs far less per row than one a
+        row (executemany), which opens the table's and indexes' cursors and seeks for each."""
         if not self._is_alive(conn, alive, qid):
             raise QueueNotFound()
-        if rows:
-            self._savepoint(conn, sql, rows)
+        if len(statements) == 1:  # a single statement is atomic by itself
+            conn.execute(*statements[0])
+        elif statements:
+            with self._savepoint(conn):
+                for sql, params in statements:
+                    conn.execute(sql, params)
 
     def _w_delete(self, conn: sqlite3.Connection, alive: _Alive, rows: list[Any]) -> None:
-        self._savepoint(conn, _SQL_DELETE, rows)
+        if len(rows) == 1:
+            conn.execute(_SQL_DELETE, rows[0])
+            return
+        with self._savepoint(conn):
+            conn.executemany(_SQL_DELETE, rows)
 
     @staticmethod
     def _w_create_queue(
