@@ -85,7 +85,7 @@ def _print_welcome(settings: Settings, key: str, host: str, port: int) -> None:
 def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn
 
-    from queuey.main import build_app
+    from queuey.main import build_app, tune_gc
 
     options: dict[str, object] = {
         "host": host,
@@ -101,7 +101,9 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
         "timeout_keep_alive": 30,
     }
     if workers == 1:
-        uvicorn.run(build_app(settings), **options)  # type: ignore[arg-type]
+        app = build_app(settings)
+        tune_gc()
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
     else:
         uvicorn.run("queuey.main:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     return 0
