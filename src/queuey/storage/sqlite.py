@@ -843,17 +843,19 @@ class SqliteStorage:
         return self._writer
 
     def _begin(self, conn: sqlite3.Connection, wait: bool) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            if not wait:
-                raise _Busy() from exc
+        """BEGIN IMMEDIATE; when another process holds the lock, raise _Busy (``wait`` false:
+        the caller moves to the writer thread) or retry with backoff up to the timeout."""
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         delay = 0.0002
         while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if not wait:
+                    raise _Busy() from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise sqlite3.OperationalError(
@@ -861,12 +863,6 @@ class SqliteStorage:
                 )
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.005)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
 
     def _recover(self, conn: sqlite3.Connection) -> None:
         """Roll back after a failure; reopen the writer if the connection is still stuck."""
