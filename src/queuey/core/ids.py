@@ -75,9 +75,9 @@ class IdGenerator:
         self._suffix = f"{(clock_seq >> 8) | 0x80:02x}{clock_seq & 0xFF:02x}{node:012x}"
         self._last = 0
 
-    def next(self, delay_ticks: int = 0) -> tuple[str, int]:
-        """A new id and its ticks, at least ``delay_ticks`` after now."""
-        ticks = ticks_from_ns(self._clock.time_ns()) + delay_ticks
+    def next(self) -> tuple[str, int]:
+        """A new id and its ticks."""
+        ticks = ticks_from_ns(self._clock.time_ns())
         if ticks <= self._last:
             ticks = self._last + 1
         self._last = ticks
