@@ -15,6 +15,7 @@ from enum import Enum
 from queuey.core.clock import Clock
 from queuey.core.errors import (
     ApplicationNotFound,
+    ClaimExpired,
     Forbidden,
     InvalidMessageID,
     InvalidParameter,
@@ -24,18 +25,24 @@ from queuey.core.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from queuey.core.ids import IdGenerator, ticks_from_timestamp, ticks_of
+from queuey.core.ids import TICKS_PER_SECOND, IdGenerator, ticks_from_timestamp, ticks_of
 from queuey.core.limits import Limits
 from queuey.core.models import (
     CONSISTENCIES,
+    DELIVERIES,
+    POLICIES,
     QUEUE_TYPES,
     Caller,
+    Claim,
+    ClaimRef,
     Cursor,
     Message,
     Queue,
     QueueSettings,
+    QueueStats,
 )
 from queuey.core.validation import Errors, check_bool, check_choice, check_int
+from queuey.notify import Notifier
 from queuey.storage.base import Storage
 
 log = logging.getLogger("queuey")
@@ -44,7 +51,25 @@ DEFAULT_CONTENT_TYPE = "text/plain"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PRINCIPLE = re.compile(r"app:[A-Za-z0-9_.-]{1,64}|user:[^\s,:]{1,256}|bid:[^\s,@]+@[^\s,@]+")
 _ID_ITEM = re.compile(r"(?:(\d{1,3}):)?([0-9A-Fa-f]{32})")
-_QUEUE_PARAMS = frozenset({"queue_name", "partitions", "type", "consistency", "principles"})
+_QUEUE_PARAMS = frozenset(
+    {
+        "queue_name", "partitions", "type", "consistency", "principles",
+        "delivery", "claim_ttl", "max_deliveries", "dead_letter_queue", "delay",
+        "dedup_window", "policy", "paused",
+    }
+)  # fmt: skip
+# Bounds of the work-queue parameters (api.md Part 2).
+MAX_CLAIM_TTL = 43_200
+MAX_CLAIM_LIMIT = 100
+MAX_WAIT = 20
+MAX_DEDUP_WINDOW = 86_400
+MAX_DELIVERIES = 1000
+MAX_DEDUP_ID = 256
+_CLAIM_ID = re.compile(r"[0-9a-f]{50}")
+
+# What a post returns: the messages (a duplicate's is the first one posted with its dedup id),
+# and which of them are duplicates (None when no message carried a dedup id).
+Posted = tuple[list[Message], list[bool] | None]
 
 
 class Right(Enum):
@@ -53,6 +78,7 @@ class Right(Enum):
     OWNER = "owner"  # post, update, delete the queue, overwrite messages
     READ = "read"  # read messages (public queues: anyone)
     DELETE = "delete"  # delete messages (principals too)
+    CLAIM = "claim"  # claim, ack, extend, stats (principals too)
 
 
 class QueueService:
@@ -70,6 +96,7 @@ class QueueService:
         self._ids = IdGenerator(clock)
         self._random = random.Random()
         self._sweeper: asyncio.Task[None] | None = None
+        self.notifier = Notifier(storage)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -78,6 +105,7 @@ class QueueService:
         self._sweeper = asyncio.create_task(self._sweep_forever(sweep_interval, sweep_batch))
 
     async def stop(self) -> None:
+        await self.notifier.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -181,7 +209,9 @@ class QueueService:
         settings = self._settings(errors, params, QueueSettings())
         errors.raise_if_any()
         assert isinstance(name, str)
-        return await self.storage.create_queue(app, name, settings, self._now())
+        await self._check_dead_letter_queue(app, name, settings)
+        queue = await self.storage.create_queue(app, name, settings, self._now())
+        return queue
 
     async def update_queue(
         self, caller: Caller, app: str, name: str, params: Mapping[str, object]
@@ -191,7 +221,22 @@ class QueueService:
         _reject_unknown(errors, params, _QUEUE_PARAMS - {"queue_name"})
         settings = self._settings(errors, params, queue.settings)
         errors.raise_if_any()
-        return await self.storage.update_queue(app, name, settings)
+        await self._check_dead_letter_queue(app, name, settings)
+        updated = await self.storage.update_queue(app, name, settings)
+        self.notifier.wake((app, name))  # e.g. resumed: waiting claims look again
+        return updated
+
+    async def _check_dead_letter_queue(self, app: str, name: str, settings: QueueSettings) -> None:
+        target = settings.dead_letter_queue
+        if target is None:
+            return
+        if target == name:
+            message = "A queue cannot be its own dead-letter queue"
+        elif await self.storage.get_queue(app, target) is None:
+            message = f"{target!r} is not a queue of application {app!r}"
+        else:
+            return
+        raise InvalidRequest({"dead_letter_queue": message})
 
     async def delete_queue(self, caller: Caller, app: str, name: str) -> None:
         await self._queue(caller, app, name, Right.OWNER)
@@ -216,15 +261,53 @@ class QueueService:
         principles = current.principles
         if "principles" in params:
             principles = _principles(errors, params["principles"])
+        delivery = check_choice(
+            errors, "delivery", params.get("delivery"), DELIVERIES, current.delivery
+        )
+        claim_ttl = check_int(
+            errors, "claim_ttl", params.get("claim_ttl"), current.claim_ttl, 1, MAX_CLAIM_TTL
+        )
+        max_deliveries = check_int(
+            errors, "max_deliveries", params.get("max_deliveries"), current.max_deliveries, 0,
+            MAX_DELIVERIES,
+        )  # fmt: skip
+        delay = check_int(
+            errors, "delay", params.get("delay"), current.delay, 0, self.limits.max_ttl
+        )
+        dedup_window = check_int(
+            errors, "dedup_window", params.get("dedup_window"), current.dedup_window, 0,
+            MAX_DEDUP_WINDOW,
+        )  # fmt: skip
+        policy = check_choice(errors, "policy", params.get("policy"), POLICIES, current.policy)
+        paused = check_bool(errors, "paused", params.get("paused"), current.paused)
+        dead_letter_queue = current.dead_letter_queue
+        if "dead_letter_queue" in params:
+            value = params["dead_letter_queue"]
+            if value is None or value == "":
+                dead_letter_queue = None
+            elif isinstance(value, str) and self._valid_name(value):
+                dead_letter_queue = value
+            else:
+                errors["dead_letter_queue"] = f"{value!r} is not a valid queue name"
         if errors:
             return current
         assert partitions is not None and queue_type is not None and consistency is not None
+        assert delivery is not None and claim_ttl is not None and max_deliveries is not None
+        assert delay is not None and dedup_window is not None and policy is not None
         return replace(
             current,
             partitions=partitions,
             type=queue_type,
             consistency=consistency,
             principles=principles,
+            delivery=delivery,
+            claim_ttl=claim_ttl,
+            max_deliveries=max_deliveries,
+            dead_letter_queue=dead_letter_queue,
+            delay=delay,
+            dedup_window=dedup_window,
+            policy=policy,
+            paused=paused,
         )
 
     # --- messages --------------------------------------------------------------------------
@@ -238,22 +321,39 @@ class QueueService:
         content_type: str | None,
         ttl: str | None,
         partition: str | None,
-    ) -> list[Message]:
+        delay: str | None = None,
+        dedup_id: str | None = None,
+    ) -> Posted:
         """Post one message whose body is the whole request body."""
         queue = await self._queue(caller, app, name, Right.OWNER)
         errors = Errors()
         text = self._body(errors, "body", body)
-        message = self._new_message(errors, "", queue, text, ttl, partition, content_type)
+        message = self._new_message(errors, "", queue, text, ttl, partition, content_type, delay)
+        dedup = _dedup_id(errors, "dedup_id", dedup_id)
         errors.raise_if_any()
         assert message is not None
+        if dedup is not None and queue.settings.dedup_window:
+            return await self._write_unique(queue, [message], [dedup])
         await self.storage.write_messages(queue, (message,))
-        return [message]
+        self.notifier.wake((app, name))
+        return [message], None
 
-    async def post_batch(
-        self, caller: Caller, app: str, name: str, payload: object
-    ) -> list[Message]:
-        """Post ``{"messages": [{"body", "ttl"?, "partition"?, "content_type"?}, ...]}``: the
-        whole batch is validated before anything is written."""
+    async def _write_unique(
+        self, queue: Queue, messages: list[Message], dedup_ids: list[str | None]
+    ) -> Posted:
+        window_ms = queue.settings.dedup_window * 1000
+        firsts = await self.storage.write_unique(
+            queue, messages, dedup_ids, self._now_ms(), window_ms
+        )
+        self.notifier.wake((queue.app, queue.name))
+        return (
+            [first or message for message, first in zip(messages, firsts, strict=True)],
+            [first is not None for first in firsts],
+        )
+
+    async def post_batch(self, caller: Caller, app: str, name: str, payload: object) -> Posted:
+        """Post ``{"messages": [{"body", "ttl"?, "partition"?, "content_type"?, "delay"?,
+        "dedup_id"?}, ...]}``: the whole batch is validated before anything is written."""
         queue = await self._queue(caller, app, name, Right.OWNER)
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
             raise InvalidParameter()
@@ -269,6 +369,8 @@ class QueueService:
         default_expiry = now_ms + limits.default_ttl * 1000
         partitions = queue.partitions
         randint = self._random.randint
+        default_delay = queue.settings.delay
+        dedup_ids: list[str | None] | None = None
         # Ids are allocated up front (a rejected batch leaves a harmless gap in them).
         ids, first = self._ids.next_many(len(items))
         messages: list[Message] = []
@@ -293,15 +395,39 @@ class QueueService:
                 if content_type is not None:
                     errors[f"{index}.content_type"] = f"{content_type!r} is not a string"
                 content_type = DEFAULT_CONTENT_TYPE
-            if body is not None and number is not None:
-                messages.append(
-                    Message(ids[index], first + index, number, body, content_type, expires_ms)
+            if body is None or number is None:
+                continue
+            message = Message(ids[index], first + index, number, body, content_type, expires_ms)
+            delay = item.get("delay")
+            if delay is not None or default_delay:
+                seconds = check_int(
+                    errors, f"{index}.delay", delay, default_delay, 0, limits.max_ttl
                 )
+                if seconds:
+                    self._delay(message, seconds, now_ms)
+            dedup = item.get("dedup_id")
+            if dedup is not None:
+                if dedup_ids is None:
+                    dedup_ids = [None] * len(messages)
+                dedup_ids.append(_dedup_id(errors, f"{index}.dedup_id", dedup))
+            elif dedup_ids is not None:
+                dedup_ids.append(None)
+            messages.append(message)
         errors.raise_if_any()
         if not messages:
-            return []
+            return [], None
+        if dedup_ids is not None and queue.settings.dedup_window:
+            return await self._write_unique(queue, messages, dedup_ids)
         await self.storage.write_messages(queue, messages)
-        return messages
+        self.notifier.wake((app, name))
+        return messages, None
+
+    def _delay(self, message: Message, seconds: int, now_ms: int) -> None:
+        """Make ``message`` due ``seconds`` from now, with the id and timestamp of that time;
+        its TTL counts from then."""
+        message.id, message.ticks = self._ids.delayed(seconds * TICKS_PER_SECOND)
+        message.due_ms = now_ms + seconds * 1000
+        message.expires_ms += seconds * 1000
 
     def _new_message(
         self,
@@ -312,19 +438,27 @@ class QueueService:
         ttl: object,
         partition: object,
         content_type: str | None,
+        delay: object = None,
     ) -> Message | None:
         limits = self.limits
         seconds = check_int(errors, f"{prefix}ttl", ttl, limits.default_ttl, 1, limits.max_ttl)
         number = check_int(errors, f"{prefix}partition", partition, 0, 1, queue.partitions)
-        if body is None or seconds is None or number is None or errors:
+        delay_s: int | None = queue.settings.delay
+        if delay is not None:
+            delay_s = check_int(errors, f"{prefix}delay", delay, delay_s, 0, limits.max_ttl)
+        if body is None or seconds is None or number is None or delay_s is None or errors:
             return None
         if number == 0:
             number = self._random.randint(1, queue.partitions) if queue.partitions > 1 else 1
         message_id, ticks = self._ids.next()
-        expires_ms = self._now_ms() + seconds * 1000
-        return Message(
-            message_id, ticks, number, body, content_type or DEFAULT_CONTENT_TYPE, expires_ms
-        )
+        now_ms = self._now_ms()
+        message = Message(
+            message_id, ticks, number, body, content_type or DEFAULT_CONTENT_TYPE,
+            now_ms + seconds * 1000,
+        )  # fmt: skip
+        if delay_s:
+            self._delay(message, delay_s, now_ms)
+        return message
 
     def _body(self, errors: Errors, field: str, body: bytes) -> str | None:
         if not body:
@@ -371,11 +505,35 @@ class QueueService:
         descending = order == "descending"
         partitions = _partition_list(errors, params.get("partitions"))
         cursor = _cursor(errors, params.get("since"), params.get("after"), descending)
+        wait = check_int(errors, "wait", params.get("wait"), 0, 0, MAX_WAIT)
         errors.raise_if_any()
-        assert limit is not None
-        return await self.storage.read_messages(
+        assert limit is not None and wait is not None
+        storage = self.storage
+        found = await storage.read_messages(
             queue, partitions, cursor, descending, limit, self._now_ms()
         )
+        if found or not wait:
+            return found
+        deadline = asyncio.get_running_loop().time() + wait
+        while not found and await self._wait(queue, deadline):
+            found = await storage.read_messages(
+                queue, partitions, cursor, descending, limit, self._now_ms()
+            )
+        return found
+
+    async def _wait(self, queue: Queue, deadline: float) -> bool:
+        """Wait until something may have changed for ``queue``: a write through this process
+        or another, a delayed message falling due or a lease ending. False when ``deadline``
+        (event-loop time) has passed."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        now_ms = self._now_ms()
+        next_ms = await self.storage.next_change_ms(queue, now_ms)
+        if next_ms is not None:
+            remaining = min(remaining, (next_ms - now_ms) / 1000 + 0.001)
+        await self.notifier.wait((queue.app, queue.name), remaining)
+        return True
 
     async def get_messages(self, caller: Caller, app: str, name: str, ids: str) -> list[Message]:
         queue = await self._queue(caller, app, name, Right.READ)
@@ -420,6 +578,70 @@ class QueueService:
             for partition, message_id in pairs
         ]
         await self.storage.write_messages(queue, messages, replace=True)
+        self.notifier.wake((app, name))
+
+    # --- claims ----------------------------------------------------------------------------
+
+    async def claim(
+        self, caller: Caller, app: str, name: str, params: Mapping[str, object]
+    ) -> list[Claim]:
+        """Lease up to ``limit`` available messages, waiting up to ``wait`` s for one."""
+        queue = await self._queue(caller, app, name, Right.CLAIM)
+        errors = Errors()
+        limit = check_int(errors, "limit", params.get("limit"), 1, 1, MAX_CLAIM_LIMIT)
+        ttl = check_int(
+            errors, "ttl", params.get("ttl"), queue.settings.claim_ttl, 1, MAX_CLAIM_TTL
+        )
+        wait = check_int(errors, "wait", params.get("wait"), 0, 0, MAX_WAIT)
+        chosen: list[int] | None = None
+        if params.get("partitions") not in (None, ""):
+            chosen = _partition_list(errors, str(params["partitions"]))
+        errors.raise_if_any()
+        assert limit is not None and ttl is not None and wait is not None
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            if not queue.settings.paused:
+                partitions = chosen or range(1, queue.partitions + 1)
+                claims = await self.storage.claim_messages(
+                    queue, list(partitions), limit, self._now_ms(), ttl * 1000,
+                    remove=queue.settings.delivery == "at_most_once",
+                )  # fmt: skip
+                if claims:
+                    return claims
+            if not await self._wait(queue, deadline):
+                return []
+            queue = await self.storage.get_queue(app, name) or queue  # paused or resumed?
+
+    async def ack(self, caller: Caller, app: str, name: str, claim_ids: str) -> list[str]:
+        """Acknowledge claims: their messages are deleted. Raises ClaimExpired (naming what
+        was acked and what failed) when any claim was not current."""
+        queue = await self._queue(caller, app, name, Right.CLAIM)
+        items, refs = _claim_refs(claim_ids)
+        if queue.settings.delivery == "at_most_once":
+            return items  # the messages left the queue when they were claimed
+        done = await self.storage.ack_messages(queue, refs, self._now_ms())
+        return _all_current(items, done, "acked")
+
+    async def extend(
+        self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]
+    ) -> tuple[list[str], int]:
+        """Lease the claimed messages ``ttl`` more seconds from now (0 releases them); the
+        claims and when their leases end (epoch ms)."""
+        queue = await self._queue(caller, app, name, Right.CLAIM)
+        items, refs = _claim_refs(claim_ids)
+        errors = Errors()
+        ttl = check_int(errors, "ttl", params.get("ttl"), None, 0, MAX_CLAIM_TTL)
+        errors.raise_if_any()
+        assert ttl is not None
+        now_ms = self._now_ms()
+        done = await self.storage.extend_claims(queue, refs, now_ms, ttl * 1000)
+        if ttl == 0:
+            self.notifier.wake((app, name))
+        return _all_current(items, done, "extended"), now_ms + ttl * 1000
+
+    async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
+        queue = await self._queue(caller, app, name, Right.CLAIM)
+        return queue, await self.storage.queue_stats(queue, self._now_ms())
 
     def _ids_list(self, text: str) -> list[tuple[int, str]]:
         """Parse ``[partition:]<32 hex>`` items separated by commas; partition 1 by default."""
@@ -473,6 +695,48 @@ def _principles(errors: Errors, value: object) -> tuple[str, ...]:
         if item not in items:
             items.append(item)
     return tuple(items)
+
+
+def _dedup_id(errors: Errors, field: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_DEDUP_ID:
+        errors[field] = f"{value!r} is not a string of 1 to {MAX_DEDUP_ID} characters"
+        return None
+    return value
+
+
+def claim_id(claim: Claim) -> str:
+    """The opaque id of a claim: message id, partition and token, 50 hex digits."""
+    message = claim.message
+    return f"{message.id}{message.partition:02x}{claim.token:016x}"
+
+
+def _claim_refs(text: str) -> tuple[list[str], list[ClaimRef]]:
+    """Comma-separated claim ids (see claim_id), each once."""
+    items: list[str] = []
+    refs: list[ClaimRef] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item or item in items:
+            continue
+        message_id = item[:32]
+        if not _CLAIM_ID.fullmatch(item) or ticks_of(message_id) is None:
+            raise InvalidRequest({"claim_ids": f'"{item}" is not a claim id'})
+        items.append(item)
+        refs.append(ClaimRef(int(item[32:34], 16), message_id, int(item[34:], 16)))
+    if not items:
+        raise InvalidRequest({"claim_ids": "Required"})
+    return items, refs
+
+
+def _all_current(items: list[str], done: list[bool], verb: str) -> list[str]:
+    """The claim ids that were current; ClaimExpired if any was not."""
+    ok = [item for item, current in zip(items, done, strict=True) if current]
+    if len(ok) < len(items):
+        failed = [item for item, current in zip(items, done, strict=True) if not current]
+        raise ClaimExpired({verb: ok, "failed": failed})
+    return ok
 
 
 def _partition_list(errors: Errors, value: str | None) -> list[int]:

@@ -93,6 +93,15 @@ async def test_create_queue_defaults_to_uuid4_hex_name(api: Api) -> None:  # ite
         "type": "user",
         "consistency": "strong",
         "principles": [],
+        # the work-queue settings of api.md Part 2, at their defaults
+        "delivery": "at_least_once",
+        "claim_ttl": 30,
+        "max_deliveries": 0,
+        "dead_letter_queue": None,
+        "delay": 0,
+        "dedup_window": 300,
+        "policy": "broadcast",
+        "paused": False,
     }
 
 

@@ -121,7 +121,7 @@ async def test_the_database_is_in_wal_mode_with_a_schema_version(tmp_path: Path)
     async with opened(tmp_path):
         pass
     assert raw(tmp_path, "PRAGMA journal_mode") == [("wal",)]
-    assert raw(tmp_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert raw(tmp_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
 
 
 async def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -149,6 +149,54 @@ async def test_a_database_of_the_unreleased_schema_1_is_refused_with_what_to_do(
     await store.close()
     assert raw(tmp_path, "SELECT value FROM meta") == [("1",)]  # left as it was
     assert raw(tmp_path, "SELECT name FROM sqlite_master WHERE name = 'queues'") == []
+
+
+# The schema of version 2 (the first release), as it created its tables.
+_SCHEMA_V2 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE queues (qid INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL,"
+    " name TEXT NOT NULL, partitions INTEGER NOT NULL, type TEXT NOT NULL,"
+    " consistency TEXT NOT NULL, principles TEXT NOT NULL, created REAL NOT NULL,"
+    " UNIQUE (app, name))",
+    "CREATE TABLE messages (rid INTEGER PRIMARY KEY, qid INTEGER NOT NULL,"
+    " part INTEGER NOT NULL, ticks INTEGER NOT NULL, sfx INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, ctype TEXT NOT NULL, body TEXT NOT NULL,"
+    " UNIQUE (qid, part, ticks, sfx))",
+    "CREATE INDEX messages_expires ON messages (expires)",
+    "CREATE TABLE dead_queues (qid INTEGER PRIMARY KEY)",
+    "INSERT INTO meta VALUES ('schema_version', '2')",
+)
+
+
+async def test_a_database_of_schema_2_gains_the_work_queue_columns_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    gen = IdGenerator(clock)
+    old = message(gen, clock, "from version 2")
+    for statement in _SCHEMA_V2:
+        raw(tmp_path, statement)
+    raw(tmp_path, "INSERT INTO queues VALUES (7, 'app', 'q', 2, 'public', 'weak', 'app:x', 5.0)")
+    sfx = int(old.id[16:], 16) - (1 << 63)
+    raw(
+        tmp_path,
+        f"INSERT INTO messages VALUES (1, 7, 1, {old.ticks}, {sfx}, {old.expires_ms},"
+        " 'text/plain', 'from version 2')",
+    )
+
+    async with opened(tmp_path) as store:
+        queue = await store.get_queue(APP, "q")
+        assert queue is not None
+        assert queue.settings == QueueSettings(
+            partitions=2, type="public", consistency="weak", principles=("app:x",)
+        )
+        now = now_ms(clock)
+        assert [m.id for m in await store.read_messages(queue, [1], None, False, 10, now)] == [
+            old.id
+        ]
+        [claim] = await store.claim_messages(queue, [1], 1, now, 1000, False)
+        assert (claim.message.id, claim.message.deliveries) == (old.id, 1)
+    assert raw(tmp_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
 
 
 @pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])

@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import errors, messages, ops, queues
+from queuey.api import claims, errors, messages, ops, queues
 from queuey.api.auth import KeyRing
 from queuey.service import QueueService
 
@@ -50,5 +50,8 @@ def create_app(
     app.add_route("/__version__", ops.Version(service))
     app.add_route("/v1/{app}", queues.Application(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.Queue(service, keys))
+    app.add_route("/v1/{app}/{queue}/claims", claims.Claims(service, keys))
+    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.Claim(service, keys))
+    app.add_route("/v1/{app}/{queue}/stats", claims.Stats(service, keys))
     app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesById(service, keys))
     return app

@@ -43,10 +43,15 @@ def status_of(error: errors.QueueyError) -> int:
     return 500
 
 
-def render_error(resp: falcon.asgi.Response, status: int, error_msg: dict[str, str]) -> None:
+def render_error(
+    resp: falcon.asgi.Response,
+    status: int,
+    error_msg: dict[str, str],
+    details: dict[str, object] | None = None,
+) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps({"status": "error", "error_msg": error_msg})
+    resp.data = orjson.dumps({"status": "error", "error_msg": error_msg, **(details or {})})
     if status == 401:
         resp.set_header("WWW-Authenticate", "Application")
     elif status == 503:
@@ -57,7 +62,7 @@ async def queuey_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
 ) -> None:
     assert isinstance(ex, errors.QueueyError)
-    render_error(resp, status_of(ex), ex.errors)
+    render_error(resp, status_of(ex), ex.errors, ex.details)
     if isinstance(ex, errors.MethodNotAllowed):
         resp.set_header("Allow", ", ".join(ex.allowed))
 

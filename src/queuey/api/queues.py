@@ -56,6 +56,7 @@ class Queue(render.Resource):
             posted = await self.service.post_raw(
                 caller, app, queue, body, req.content_type,
                 req.get_header("X-TTL"), req.get_header("X-Partition"),
+                req.get_header("X-Delay"), req.get_header("X-Dedup-Id"),
             )  # fmt: skip
         render.ok(resp, render.posted(posted), 201)
 

@@ -12,8 +12,8 @@ import orjson
 from queuey.api.auth import KeyRing
 from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
 from queuey.core.ids import timestamp_of
-from queuey.core.models import Caller, Message, Queue
-from queuey.service import QueueService
+from queuey.core.models import Caller, Claim, Message, Queue, QueueStats
+from queuey.service import Posted, QueueService, claim_id
 
 
 class Resource:
@@ -48,13 +48,58 @@ def messages(found: Sequence[Message]) -> dict[str, Any]:
     }
 
 
-def posted(items: Sequence[Message]) -> dict[str, Any]:
+def posted(result: Posted) -> dict[str, Any]:
+    items, duplicates = result
+    entries = [
+        {"key": m.id, "timestamp": timestamp_of(m.ticks), "partition": m.partition} for m in items
+    ]
+    if duplicates is not None:
+        for entry, duplicate in zip(entries, duplicates, strict=True):
+            if duplicate:
+                entry["duplicate"] = True
+    return {"status": "ok", "messages": entries}
+
+
+def epoch(ms: int) -> str:
+    """Epoch milliseconds written like timestamps (7 decimals)."""
+    return "%d.%03d0000" % divmod(ms, 1000)  # noqa: UP031
+
+
+def claims(found: Sequence[Claim]) -> dict[str, Any]:
     return {
         "status": "ok",
         "messages": [
-            {"key": m.id, "timestamp": timestamp_of(m.ticks), "partition": m.partition}
-            for m in items
+            {
+                "message_id": c.message.id,
+                "timestamp": timestamp_of(c.message.ticks),
+                "body": c.message.body,
+                "partition": c.message.partition,
+                "content_type": c.message.content_type,
+                "claim_id": claim_id(c),
+                "claim_expires": epoch(c.expires_ms),
+                "deliveries": c.message.deliveries,
+            }
+            for c in found
         ],
+    }
+
+
+def stats(queue: Queue, counts: QueueStats) -> dict[str, Any]:
+    settings = queue.settings
+    return {
+        "status": "ok",
+        "stats": {
+            "messages": counts.available + counts.claimed,
+            "available": counts.available,
+            "claimed": counts.claimed,
+            "delayed": counts.delayed,
+            "dead_lettered": counts.dead_lettered,
+            "oldest": None if counts.oldest is None else timestamp_of(counts.oldest),
+            "newest": None if counts.newest is None else timestamp_of(counts.newest),
+            "claim_ttl": settings.claim_ttl,
+            "delivery": settings.delivery,
+            "paused": settings.paused,
+        },
     }
 
 
@@ -66,6 +111,14 @@ def queue_settings(queue: Queue) -> dict[str, Any]:
         "type": settings.type,
         "consistency": settings.consistency,
         "principles": list(settings.principles),
+        "delivery": settings.delivery,
+        "claim_ttl": settings.claim_ttl,
+        "max_deliveries": settings.max_deliveries,
+        "dead_letter_queue": settings.dead_letter_queue,
+        "delay": settings.delay,
+        "dedup_window": settings.dedup_window,
+        "policy": settings.policy,
+        "paused": settings.paused,
     }
 
 
@@ -93,6 +146,14 @@ def is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+async def params(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
+    """The query string's parameters, then the body's (form-encoded or a JSON object)."""
+    merged: dict[str, object] = dict(query(req))
+    if req.content_length or req.get_header("Transfer-Encoding"):
+        merged.update(await form(req, limit))
+    return merged
 
 
 async def form(req: falcon.asgi.Request, limit: int) -> dict[str, object]:

@@ -8,6 +8,8 @@ class QueueyError(Exception):
 
     key = "QueueyError"
     message = "Error"
+    #: More fields of the error response, beside ``status`` and ``error_msg``.
+    details: dict[str, object] = {}  # noqa: RUF012 (never mutated; instances replace it)
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
@@ -95,6 +97,21 @@ class Conflict(QueueyError):
 class QueueExists(Conflict):
     key = "QueueAlreadyExists"
     message = "Queue of that name already exists."
+
+
+class ClaimExpired(Conflict):
+    """Some claims of an ack or extension were not current; ``details`` lists which were
+    done and which failed."""
+
+    key = "ClaimExpired"
+    message = (
+        "A claim is no longer current: its lease ended, or the message was acknowledged or "
+        "claimed again."
+    )
+
+    def __init__(self, details: dict[str, object]) -> None:
+        super().__init__()
+        self.details = details
 
 
 class StorageUnavailable(QueueyError):

@@ -61,6 +61,10 @@ def ticks_from_ns(ns: int) -> int:
     return ns // 100 + UUID_EPOCH_OFFSET
 
 
+def _suffix(clock_seq: int, node: str) -> str:
+    return f"{(clock_seq >> 8) | 0x80:02x}{clock_seq & 0xFF:02x}{node}"
+
+
 class IdGenerator:
     """Makes message ids that are strictly increasing in time within this process.
 
@@ -72,7 +76,9 @@ class IdGenerator:
         self._clock = clock
         clock_seq = secrets.randbits(14)
         node = secrets.randbits(48) | 0x010000000000  # multicast bit: not a real MAC
-        self._suffix = f"{(clock_seq >> 8) | 0x80:02x}{clock_seq & 0xFF:02x}{node:012x}"
+        self._clock_seq = clock_seq
+        self._node = f"{node:012x}"
+        self._suffix = _suffix(clock_seq, self._node)
         self._last = 0
 
     def next(self) -> tuple[str, int]:
@@ -82,6 +88,19 @@ class IdGenerator:
             ticks = self._last + 1
         self._last = ticks
         return uuid1_hex(ticks, self._suffix), ticks
+
+    def delayed(self, delay_ticks: int) -> tuple[str, int]:
+        """An id ``delay_ticks`` after a new id's time, for a message due then.
+
+        Its clock sequence is random (never this generator's own), so it cannot collide with
+        an id this generator makes when the clock gets there; two delayed ids collide only if
+        they fall on the same 100-ns tick and draw the same of 16,383 sequences.
+        """
+        ticks = self.next()[1] + delay_ticks
+        clock_seq = secrets.randbits(14)
+        if clock_seq == self._clock_seq:
+            clock_seq ^= 1
+        return uuid1_hex(ticks, _suffix(clock_seq, self._node)), ticks
 
     def next_many(self, count: int) -> tuple[list[str], int]:
         """``count`` new ids at consecutive ticks, and the ticks of the first."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 QUEUE_TYPES = ("user", "public")
 CONSISTENCIES = ("weak", "strong", "very_strong")
+DELIVERIES = ("at_most_once", "at_least_once", "exactly_once")
+POLICIES = ("broadcast", "roundrobin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +18,15 @@ class QueueSettings:
     type: str = "user"
     consistency: str = "strong"
     principles: tuple[str, ...] = ()
+    # Work-queue consumption (api.md Part 2)
+    delivery: str = "at_least_once"
+    claim_ttl: int = 30
+    max_deliveries: int = 0
+    dead_letter_queue: str | None = None
+    delay: int = 0
+    dedup_window: int = 300
+    policy: str = "broadcast"
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +50,11 @@ class Queue:
 
 @dataclass(slots=True)
 class Message:
-    """A message as stored: ``ticks`` is the time in its id; ``expires_ms`` epoch milliseconds."""
+    """A message as stored: ``ticks`` is the time in its id; ``expires_ms`` epoch milliseconds.
+
+    ``due_ms`` is when a delayed message becomes visible (0: at once); ``deliveries`` counts
+    the claims it has been given (a dead-lettered message keeps its count).
+    """
 
     id: str
     ticks: int
@@ -47,6 +62,40 @@ class Message:
     body: str
     content_type: str
     expires_ms: int
+    due_ms: int = 0
+    deliveries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A lease on a message: ``token`` fences acks and extensions (a later claim of the same
+    message has another token); the lease ends at ``expires_ms``. ``message.deliveries``
+    includes this claim."""
+
+    message: Message
+    token: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRef:
+    """What a consumer hands back to acknowledge or extend a claim."""
+
+    partition: int
+    id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts at one instant; ``oldest``/``newest`` are the ticks of live, due messages."""
+
+    available: int
+    claimed: int
+    delayed: int
+    dead_lettered: int
+    oldest: int | None
+    newest: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
 
 
 class Storage(Protocol):
@@ -114,7 +114,8 @@ class Storage(Protocol):
         given, each group ordered by (ticks, id), ascending or descending, starting at
         ``cursor`` (see :class:`Cursor`). Messages with ``expires_ms <= now_ms`` are never
         returned and do not count against ``limit``: a partition yields
-        min(limit, live messages past the cursor). A partition outside 1..``queue.partitions``
+        min(limit, live messages past the cursor). A delayed message (``due_ms > now_ms``) is
+        not live yet. A partition outside 1..``queue.partitions``
         (of the object passed in) reads nothing. Callers pass distinct partitions. Reading a
         deleted queue returns nothing; it does not raise."""
         ...
@@ -122,17 +123,100 @@ class Storage(Protocol):
     async def get_messages(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
     ) -> list[Message]:
-        """The live messages among (partition, id) pairs, in the order asked; missing ones are
-        left out. Callers pass distinct pairs."""
+        """The live (unexpired and due) messages among (partition, id) pairs, in the order
+        asked; missing ones are left out. Callers pass distinct pairs."""
         ...
 
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         """Delete the (partition, id) pairs that exist; durable on return."""
         ...
 
+    async def write_unique(
+        self,
+        queue: Queue,
+        messages: Sequence[Message],
+        dedup_ids: Sequence[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        """:meth:`write_messages` (``replace=False``) with deduplication, atomically.
+
+        ``dedup_ids[i]`` belongs to ``messages[i]``. A message whose dedup id was written to
+        this queue less than ``window_ms`` ago (or earlier in this call) is not stored; its
+        slot in the result holds the message first stored with that id (only its id, ticks
+        and partition are meaningful, as it may be gone since). Stored messages get None,
+        and their dedup ids are remembered until ``now_ms + window_ms``. All or nothing.
+
+        Raises:
+            QueueNotFound: the queue (this ``qid``) was deleted; nothing is written.
+        """
+        ...
+
+    # --- claims (leases) ------------------------------------------------------------------
+    #
+    # A message is *available* when it is live (unexpired and due) and has no current claim
+    # (none, or one whose lease ended at or before now). A message is *exhausted* when the
+    # queue's ``max_deliveries`` is above 0, its ``deliveries`` reached it, and it is
+    # available: it goes to the queue's dead-letter queue (same id, ticks, body, content type,
+    # expiry and deliveries; partition kept if the dead-letter queue has it, else 1; nothing if
+    # the dead-letter queue holds that id already) or, without one, is dropped; either way the
+    # queue's dead-letter count grows by one. This happens exactly once per message: in
+    # :meth:`claim_messages` when the claim meets it, and in :meth:`sweep`.
+
+    async def claim_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        remove: bool,
+    ) -> list[Claim]:
+        """Claim up to ``limit`` available messages of the partitions, oldest (ticks, id)
+        first over all of them, atomically: no message is in two current claims. Each claimed
+        message's ``deliveries`` grows by one and its lease ends at ``now_ms + lease_ms``.
+        With ``remove`` (at-most-once delivery) the claimed messages are deleted instead.
+        Exhausted messages met on the way are dead-lettered, not returned. A deleted queue
+        yields nothing."""
+        ...
+
+    async def ack_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        """Delete each message whose current claim (lease ending after ``now_ms``) has that
+        token; per claim, whether it was current. A claim that is not current changes
+        nothing."""
+        ...
+
+    async def extend_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+    ) -> list[bool]:
+        """Make each current claim's lease end at ``now_ms + lease_ms`` (0: released, the
+        message is available at once; its deliveries stay). Per claim, whether it was
+        current."""
+        ...
+
+    async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        """Counts of the queue's live messages: due and available (exhausted ones included
+        until dead-lettered), due and claimed, not yet due; and the dead-letter count."""
+        ...
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        """The earliest time after ``now_ms`` at which one of the queue's messages becomes
+        due or its lease ends (so a reader or claimer waiting for one knows when to look
+        again), or None."""
+        ...
+
+    async def data_version(self) -> int:
+        """A number that changes whenever a write to the store commits, from any process
+        (it may change for other reasons too). Waiters poll it to learn of messages posted
+        through other server processes."""
+        ...
+
     async def sweep(self, now_ms: int, limit: int) -> int:
-        """Reclaim the space of at most ``limit`` dead messages (expired, or of deleted
-        queues) and return how many. A result below ``limit`` means nothing dead is left at
-        ``now_ms``, so callers loop while it equals ``limit``. Must not hold up other
-        operations for long."""
+        """Do at most ``limit`` units of upkeep and return how many: reclaim dead messages
+        (expired, or of deleted queues), dead-letter exhausted messages whose lease ended,
+        forget ended leases and dedup ids past their window. A result below ``limit`` means
+        nothing of that is left at ``now_ms``, so callers loop while it equals ``limit``.
+        Must not hold up other operations for long."""
         ...

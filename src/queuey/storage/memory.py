@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import replace as dc_replace
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound
 from queuey.core.ids import ticks_of
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.core.models import (
+    Claim,
+    ClaimRef,
+    Cursor,
+    Message,
+    Queue,
+    QueueSettings,
+    QueueStats,
+)
 
 
 class _Partition:
     """Messages of one queue partition, kept sorted by (ticks, id)."""
 
-    __slots__ = ("keys", "messages")
+    __slots__ = ("claims", "keys", "messages")
 
     def __init__(self) -> None:
         self.keys: list[tuple[int, str]] = []
         self.messages: list[Message] = []
+        # message id -> (token, lease end in epoch ms) of its last claim
+        self.claims: dict[str, tuple[int, int]] = {}
 
     def put(self, message: Message, replace: bool) -> None:
         key = (message.ticks, message.id)
@@ -43,7 +55,22 @@ class _Partition:
 
     def remove(self, index: int) -> None:
         del self.keys[index]
-        del self.messages[index]
+        self.claims.pop(self.messages.pop(index).id, None)
+
+    def available(self, index: int, now_ms: int) -> bool:
+        message = self.messages[index]
+        if message.expires_ms <= now_ms or message.due_ms > now_ms:
+            return False
+        claim = self.claims.get(message.id)
+        return claim is None or claim[1] <= now_ms
+
+    def current(self, ref: ClaimRef, now_ms: int) -> int | None:
+        """The index of the message ``ref`` holds a current claim on, or None."""
+        claim = self.claims.get(ref.id)
+        if claim is None or claim[0] != ref.token or claim[1] <= now_ms:
+            return None
+        ticks = ticks_of(ref.id)
+        return None if ticks is None else self.find((ticks, ref.id))
 
 
 class MemoryStorage:
@@ -56,6 +83,10 @@ class MemoryStorage:
         self._names: dict[str, list[str]] = {}
         self._partitions: dict[tuple[int, int], _Partition] = {}
         self._qids = itertools.count(1)
+        self._dead_lettered: dict[int, int] = {}
+        # qid -> dedup id -> (first message with it, remembered until epoch ms)
+        self._dedup: dict[int, dict[str, tuple[Message, int]]] = {}
+        self._version = 0
 
     async def open(self) -> None:
         return None
@@ -96,6 +127,9 @@ class MemoryStorage:
         del names[bisect.bisect_left(names, name)]
         for partition in range(1, queue.partitions + 1):
             self._partitions.pop((queue.qid, partition), None)
+        self._dead_lettered.pop(queue.qid, None)
+        self._dedup.pop(queue.qid, None)
+        self._version += 1
         return True
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
@@ -112,7 +146,9 @@ class MemoryStorage:
         for partition in range(1, queue.partitions + 1):
             stored = self._partitions.get((queue.qid, partition))
             if stored is not None:
-                total += sum(1 for m in stored.messages if m.expires_ms > now_ms)
+                total += sum(
+                    1 for m in stored.messages if m.expires_ms > now_ms and m.due_ms <= now_ms
+                )
         return total
 
     def _current(self, queue: Queue) -> Queue:
@@ -125,13 +161,45 @@ class MemoryStorage:
         self, queue: Queue, messages: Sequence[Message], replace: bool = False
     ) -> None:
         self._current(queue)
-        batch = list(messages)  # all or nothing: take every message before storing any
+        self._store(queue.qid, list(messages), replace)
+
+    def _store(self, qid: int, batch: list[Message], replace: bool) -> None:
         for message in batch:
-            key = (queue.qid, message.partition)
+            key = (qid, message.partition)
             stored = self._partitions.get(key)
             if stored is None:
                 stored = self._partitions[key] = _Partition()
             stored.put(message, replace)
+        self._version += 1
+
+    async def write_unique(
+        self,
+        queue: Queue,
+        messages: Sequence[Message],
+        dedup_ids: Sequence[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        self._current(queue)
+        seen = self._dedup.setdefault(queue.qid, {})
+        fresh: dict[str, Message] = {}
+        result: list[Message | None] = []
+        batch: list[Message] = []
+        for message, dedup_id in zip(messages, dedup_ids, strict=True):
+            first: Message | None = None
+            if dedup_id is not None:
+                known = seen.get(dedup_id)
+                first = known[0] if known is not None and known[1] > now_ms else None
+                first = first or fresh.get(dedup_id)
+                if first is None:
+                    fresh[dedup_id] = message
+            if first is None:
+                batch.append(message)
+            result.append(first)
+        for dedup_id, message in fresh.items():
+            seen[dedup_id] = (message, now_ms + window_ms)
+        self._store(queue.qid, batch, False)
+        return result
 
     async def read_messages(
         self,
@@ -155,13 +223,15 @@ class MemoryStorage:
     ) -> list[Message]:
         found: list[Message] = []
         for stored, index in self._locate(queue, ids):
-            if stored.messages[index].expires_ms > now_ms:
-                found.append(stored.messages[index])
+            message = stored.messages[index]
+            if message.expires_ms > now_ms and message.due_ms <= now_ms:
+                found.append(message)
         return found
 
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         for stored, index in self._locate(queue, ids):
             stored.remove(index)
+        self._version += 1
 
     def _locate(
         self, queue: Queue, ids: Sequence[tuple[int, str]]
@@ -175,19 +245,181 @@ class MemoryStorage:
             if index is not None:
                 yield stored, index
 
-    async def sweep(self, now_ms: int, limit: int) -> int:
-        removed = 0
-        for stored in self._partitions.values():
-            index = 0
-            while index < len(stored.messages) and removed < limit:
-                if stored.messages[index].expires_ms <= now_ms:
-                    stored.remove(index)
-                    removed += 1
-                else:
-                    index += 1
-            if removed >= limit:
+    # --- claims -------------------------------------------------------------------------
+
+    def _live(self, queue: Queue) -> Queue | None:
+        current = self._queues.get(queue.app, {}).get(queue.name)
+        return current if current is not None and current.qid == queue.qid else None
+
+    def _exhausted(self, queue: Queue, message: Message) -> bool:
+        limit = queue.settings.max_deliveries
+        return limit > 0 and message.deliveries >= limit
+
+    def _dead_letter(self, queue: Queue, stored: _Partition, index: int) -> None:
+        """Move an exhausted message to the queue's dead-letter queue (or drop it)."""
+        message = stored.messages[index]
+        stored.remove(index)
+        self._dead_lettered[queue.qid] = self._dead_lettered.get(queue.qid, 0) + 1
+        name = queue.settings.dead_letter_queue
+        target = self._queues.get(queue.app, {}).get(name) if name else None
+        if target is not None:
+            partition = message.partition if message.partition <= target.partitions else 1
+            moved = dc_replace(message, partition=partition, due_ms=0)
+            self._store(target.qid, [moved], False)
+        self._version += 1
+
+    def _available(
+        self, queue: Queue, partitions: Sequence[int], now_ms: int
+    ) -> Iterator[tuple[tuple[int, str], int, int]]:
+        """(key, partition, index) of available messages, oldest first over the partitions."""
+
+        def scan(partition: int) -> Iterator[tuple[tuple[int, str], int, int]]:
+            stored = self._partitions.get((queue.qid, partition))
+            if stored is None or partition > queue.partitions:
+                return
+            for index, key in enumerate(stored.keys):
+                if stored.available(index, now_ms):
+                    yield key, partition, index
+
+        return heapq.merge(*(scan(p) for p in partitions))
+
+    async def claim_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        remove: bool,
+    ) -> list[Claim]:
+        current = self._live(queue)
+        if current is None:
+            return []
+        chosen: list[tuple[int, str]] = []
+        exhausted: list[tuple[int, str]] = []
+        for (_, message_id), partition, index in self._available(current, partitions, now_ms):
+            message = self._partitions[current.qid, partition].messages[index]
+            if self._exhausted(current, message):
+                exhausted.append((partition, message_id))
+                continue
+            chosen.append((partition, message_id))
+            if len(chosen) == limit:
                 break
-        return removed
+        for stored, index in self._locate(current, exhausted):
+            self._dead_letter(current, stored, index)
+        token = secrets.randbits(62) + 1
+        expires_ms = now_ms + lease_ms
+        claims: list[Claim] = []
+        for stored, index in self._locate(current, chosen):
+            message = stored.messages[index]
+            claimed = dc_replace(message, deliveries=message.deliveries + 1)
+            claims.append(Claim(claimed, token, expires_ms))
+            if remove:
+                stored.remove(index)
+            else:
+                stored.messages[index] = claimed
+                stored.claims[message.id] = (token, expires_ms)
+        if claims:
+            self._version += 1
+        return claims
+
+    def _current_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> Iterator[tuple[_Partition, int] | None]:
+        for ref in claims:
+            stored = self._partitions.get((queue.qid, ref.partition))
+            index = stored.current(ref, now_ms) if stored is not None else None
+            yield None if stored is None or index is None else (stored, index)
+
+    async def ack_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        done: list[bool] = []
+        for found in self._current_claims(queue, claims, now_ms):  # lazily: indexes move
+            done.append(found is not None)
+            if found is not None:
+                found[0].remove(found[1])
+        self._version += 1
+        return done
+
+    async def extend_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+    ) -> list[bool]:
+        done: list[bool] = []
+        for ref, found in zip(claims, self._current_claims(queue, claims, now_ms), strict=True):
+            done.append(found is not None)
+            if found is not None:
+                found[0].claims[ref.id] = (ref.token, now_ms + lease_ms)
+        self._version += 1
+        return done
+
+    async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        available = claimed = delayed = 0
+        oldest: int | None = None
+        newest: int | None = None
+        for partition in range(1, queue.partitions + 1):
+            stored = self._partitions.get((queue.qid, partition))
+            if stored is None:
+                continue
+            for message in stored.messages:
+                if message.expires_ms <= now_ms:
+                    continue
+                if message.due_ms > now_ms:
+                    delayed += 1
+                    continue
+                claim = stored.claims.get(message.id)
+                if claim is not None and claim[1] > now_ms:
+                    claimed += 1
+                else:
+                    available += 1
+                oldest = message.ticks if oldest is None else min(oldest, message.ticks)
+                newest = message.ticks if newest is None else max(newest, message.ticks)
+        return QueueStats(
+            available, claimed, delayed, self._dead_lettered.get(queue.qid, 0), oldest, newest
+        )
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        times: list[int] = []
+        for partition in range(1, queue.partitions + 1):
+            stored = self._partitions.get((queue.qid, partition))
+            if stored is None:
+                continue
+            times += (m.due_ms for m in stored.messages if m.due_ms > now_ms)
+            times += (end for _, end in stored.claims.values() if end > now_ms)
+        return min(times, default=None)
+
+    async def data_version(self) -> int:
+        return self._version
+
+    async def sweep(self, now_ms: int, limit: int) -> int:
+        done = 0
+        by_qid = {q.qid: q for queues in self._queues.values() for q in queues.values()}
+        for (qid, _), stored in list(self._partitions.items()):
+            queue = by_qid.get(qid)
+            index = 0
+            while index < len(stored.messages) and done < limit:
+                message = stored.messages[index]
+                if message.expires_ms <= now_ms:
+                    stored.remove(index)
+                    done += 1
+                    continue
+                claim = stored.claims.get(message.id)
+                if claim is not None and claim[1] <= now_ms:
+                    done += 1
+                    if queue is not None and self._exhausted(queue, message):
+                        self._dead_letter(queue, stored, index)
+                        continue
+                    del stored.claims[message.id]
+                index += 1
+            if done >= limit:
+                return done
+        for seen in self._dedup.values():
+            for dedup_id in [d for d, (_, until) in seen.items() if until <= now_ms]:
+                if done >= limit:
+                    return done
+                del seen[dedup_id]
+                done += 1
+        return done
 
 
 def _scan(
@@ -203,8 +435,9 @@ def _scan(
             point = bisect.bisect_right if cursor.inclusive else bisect.bisect_left
             index = point(keys, key) - 1
         while index >= 0 and len(out) < limit:
-            if messages[index].expires_ms > now_ms:
-                out.append(messages[index])
+            message = messages[index]
+            if message.expires_ms > now_ms and message.due_ms <= now_ms:
+                out.append(message)
             index -= 1
     else:
         if cursor is None:
@@ -214,7 +447,8 @@ def _scan(
             point = bisect.bisect_left if cursor.inclusive else bisect.bisect_right
             index = point(keys, key)
         while index < len(keys) and len(out) < limit:
-            if messages[index].expires_ms > now_ms:
-                out.append(messages[index])
+            message = messages[index]
+            if message.expires_ms > now_ms and message.due_ms <= now_ms:
+                out.append(message)
             index += 1
     return out

@@ -87,6 +87,7 @@ import concurrent.futures
 import contextlib
 import functools
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -103,16 +104,49 @@ from queuey.core.errors import (
     StorageUnavailable,
 )
 from queuey.core.ids import ticks_of
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.core.models import (
+    Claim,
+    ClaimRef,
+    Cursor,
+    Message,
+    Queue,
+    QueueSettings,
+    QueueStats,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Columns of the work-queue settings and state (api.md Part 2), added in version 3; a version 2
+# file gets them with their defaults (see _migrate).
+_QUEUE_COLUMNS_V3 = (
+    ("delivery", "TEXT NOT NULL DEFAULT 'at_least_once'"),
+    ("claim_ttl", "INTEGER NOT NULL DEFAULT 30"),
+    ("maxd", "INTEGER NOT NULL DEFAULT 0"),
+    ("dlq", "TEXT"),
+    ("delay", "INTEGER NOT NULL DEFAULT 0"),
+    ("dedup_window", "INTEGER NOT NULL DEFAULT 300"),
+    ("policy", "TEXT NOT NULL DEFAULT 'broadcast'"),
+    ("paused", "INTEGER NOT NULL DEFAULT 0"),
+    ("dlc", "INTEGER NOT NULL DEFAULT 0"),  # messages this queue has dead-lettered
+)
+_MESSAGE_COLUMNS_V3 = (
+    ("due", "INTEGER NOT NULL DEFAULT 0"),  # epoch ms when a delayed message becomes due
+    ("dlv", "INTEGER NOT NULL DEFAULT 0"),  # deliveries (claims given)
+    ("ctok", "INTEGER NOT NULL DEFAULT 0"),  # token of the last claim
+    ("cexp", "INTEGER NOT NULL DEFAULT 0"),  # when that claim's lease ends (0: no claim)
+)
+
+
+def _columns(columns: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f",\n        {name} {kind}" for name, kind in columns)
+
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS queues (
+    f"""CREATE TABLE IF NOT EXISTS queues (
         qid INTEGER PRIMARY KEY AUTOINCREMENT,
         app TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -120,10 +154,10 @@ _SCHEMA = (
         type TEXT NOT NULL,
         consistency TEXT NOT NULL,
         principles TEXT NOT NULL,
-        created REAL NOT NULL,
+        created REAL NOT NULL{_columns(_QUEUE_COLUMNS_V3)},
         UNIQUE (app, name)
     )""",
-    """CREATE TABLE IF NOT EXISTS messages (
+    f"""CREATE TABLE IF NOT EXISTS messages (
         rid INTEGER PRIMARY KEY,
         qid INTEGER NOT NULL,
         part INTEGER NOT NULL,
@@ -131,11 +165,27 @@ _SCHEMA = (
         sfx INTEGER NOT NULL,
         expires INTEGER NOT NULL,
         ctype TEXT NOT NULL,
-        body TEXT NOT NULL,
+        body TEXT NOT NULL{_columns(_MESSAGE_COLUMNS_V3)},
         UNIQUE (qid, part, ticks, sfx)
     )""",
     "CREATE INDEX IF NOT EXISTS messages_expires ON messages (expires)",
     "CREATE TABLE IF NOT EXISTS dead_queues (qid INTEGER PRIMARY KEY)",
+)
+# Created after a migration too. Partial indexes: only claimed or delayed rows are in them, so
+# plain posts and reads never touch them.
+_SCHEMA_V3 = (
+    "CREATE INDEX IF NOT EXISTS messages_claims ON messages (qid, cexp) WHERE cexp > 0",
+    "CREATE INDEX IF NOT EXISTS messages_due ON messages (qid, due) WHERE due > 0",
+    """CREATE TABLE IF NOT EXISTS dedup (
+        qid INTEGER NOT NULL,
+        did TEXT NOT NULL,
+        ticks INTEGER NOT NULL,
+        sfx INTEGER NOT NULL,
+        part INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        PRIMARY KEY (qid, did)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS dedup_until ON dedup (until)",
 )
 
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
@@ -144,19 +194,26 @@ _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 _CHECKPOINT_COMMITS = 256
 _CHECKPOINT_CHANGES = 10_000
 
-_QUEUE_COLUMNS = "qid, app, name, partitions, type, consistency, principles, created"
+_QUEUE_COLUMNS = (
+    "qid, app, name, partitions, type, consistency, principles, created,"
+    " delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused"
+)
 _SQL_GET_QUEUE = f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name = ?"
 _SQL_LIST_QUEUES = (
     f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 )
 _SQL_LIST_NAMES = "SELECT name FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 _SQL_ALIVE = "SELECT 1 FROM queues WHERE qid = ?"
+_SETTINGS_COLUMNS = (
+    "partitions, type, consistency, principles,"
+    " delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused"
+)
 _SQL_INSERT_QUEUE = (
-    "INSERT INTO queues (app, name, partitions, type, consistency, principles, created)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO queues (app, name, created, {_SETTINGS_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_UPDATE_QUEUE = (
-    "UPDATE queues SET partitions = ?, type = ?, consistency = ?, principles = ? WHERE qid = ?"
+    f"UPDATE queues SET ({_SETTINGS_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE qid = ?"
 )
 
 # A message id is 32 hex digits: the first 16 are determined by its ticks, the last 16 (clock
@@ -166,8 +223,9 @@ _SFX_OFFSET = 1 << 63
 _SFX_MIN = -(1 << 63)  # the lowest sfx (suffix 0000000000000000); see _cursor_position
 _SFX_MAX = (1 << 63) - 1  # the highest (suffix ffffffffffffffff)
 
-_MESSAGE_COLUMNS = "ticks, sfx, part, body, ctype, expires"  # see _messages_of
-_LIVE = "expires > ? AND EXISTS (SELECT 1 FROM queues WHERE qid = ?)"
+_MESSAGE_COLUMNS = "ticks, sfx, part, body, ctype, expires, dlv"  # see _messages_of
+# Live rows of queue ?1 at time ?{n}: unexpired, due, and of a queue that was not deleted.
+_LIVE = "expires > ?{n} AND due <= ?{n} AND EXISTS (SELECT 1 FROM queues WHERE qid = ?1)"
 _INSERT = "INSERT INTO messages (qid, part, ticks, sfx, expires, ctype, body) VALUES "
 _ON_CONFLICT = (
     " ON CONFLICT DO NOTHING",
@@ -231,26 +289,29 @@ _SQL_INSERT_RUN = {
 _SQL_DELETE = "DELETE FROM messages WHERE qid = ? AND part = ? AND ticks = ? AND sfx = ?"
 _SQL_GET = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-    f" WHERE qid = ? AND part = ? AND ticks = ? AND sfx = ? AND {_LIVE}"
+    " WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4 AND " + _LIVE.format(n=5)
 )
-_SQL_COUNT = f"SELECT count(*) FROM messages WHERE qid = ? AND {_LIVE}"
+_SQL_COUNT = "SELECT count(*) FROM messages WHERE qid = ?1 AND " + _LIVE.format(n=2)
 
 
 def _read_sql(where: str, order: str) -> str:
+    """A read of queue ?1, partition ?2; with a cursor at (?3, ?4), now ?5 and limit ?6,
+    without one now ?3 and limit ?4."""
+    n = 5 if where else 3
     return (
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE qid = ? AND part = ?{where}"
-        f" AND {_LIVE} ORDER BY {order} LIMIT ?"
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE qid = ?1 AND part = ?2{where}"
+        f" AND {_LIVE.format(n=n)} ORDER BY {order} LIMIT ?{n + 1}"
     )
 
 
 # (descending, cursor kind) -> statement; kind: None (no cursor), True (inclusive), False.
 _SQL_READ: dict[tuple[bool, bool | None], str] = {
     (False, None): _read_sql("", "ticks, sfx"),
-    (False, True): _read_sql(" AND (ticks, sfx) >= (?, ?)", "ticks, sfx"),
-    (False, False): _read_sql(" AND (ticks, sfx) > (?, ?)", "ticks, sfx"),
+    (False, True): _read_sql(" AND (ticks, sfx) >= (?3, ?4)", "ticks, sfx"),
+    (False, False): _read_sql(" AND (ticks, sfx) > (?3, ?4)", "ticks, sfx"),
     (True, None): _read_sql("", "ticks DESC, sfx DESC"),
-    (True, True): _read_sql(" AND (ticks, sfx) <= (?, ?)", "ticks DESC, sfx DESC"),
-    (True, False): _read_sql(" AND (ticks, sfx) < (?, ?)", "ticks DESC, sfx DESC"),
+    (True, True): _read_sql(" AND (ticks, sfx) <= (?3, ?4)", "ticks DESC, sfx DESC"),
+    (True, False): _read_sql(" AND (ticks, sfx) < (?3, ?4)", "ticks DESC, sfx DESC"),
 }
 
 _SQL_SWEEP_EXPIRED = (
@@ -258,6 +319,57 @@ _SQL_SWEEP_EXPIRED = (
 )
 _SQL_SWEEP_DEAD = (
     "DELETE FROM messages WHERE rid IN (SELECT rid FROM messages WHERE qid = ? LIMIT ?)"
+)
+# Ended leases (the partial index messages_claims holds only rows with cexp > 0).
+_SQL_SWEEP_LEASES = (
+    "SELECT m.rid, m.qid, m.dlv, q.maxd FROM messages m JOIN queues q ON q.qid = m.qid"
+    " WHERE m.cexp > 0 AND m.cexp <= ? LIMIT ?"
+)
+_SQL_SWEEP_DUE = (
+    "UPDATE messages SET due = 0 WHERE rid IN"
+    " (SELECT rid FROM messages WHERE due > 0 AND due <= ? LIMIT ?)"
+)
+_SQL_SWEEP_DEDUP = (
+    "DELETE FROM dedup WHERE (qid, did) IN (SELECT qid, did FROM dedup WHERE until <= ? LIMIT ?)"
+)
+
+# Messages written with every column (delayed, dead-lettered): rare, one row a statement.
+_SQL_INSERT_FULL = (
+    "INSERT INTO messages (qid, part, ticks, sfx, expires, ctype, body, due, dlv)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQL_INSERT_FULL_IGNORE = _SQL_INSERT_FULL + _ON_CONFLICT[0]
+_SQL_INSERT_FULL_REPLACE = _SQL_INSERT_FULL + _ON_CONFLICT[1]
+
+# --- claims ---
+# Available messages of queue ?1, partition ?2 at ?3, oldest first, at most ?4.
+_SQL_CANDIDATES = (
+    "SELECT rid, ticks, sfx, part, body, ctype, expires, due, dlv FROM messages"
+    " WHERE qid = ?1 AND part = ?2 AND expires > ?3 AND due <= ?3 AND cexp <= ?3"
+    " ORDER BY ticks, sfx LIMIT ?4"
+)
+_SQL_CLAIM = "UPDATE messages SET dlv = dlv + 1, ctok = ?, cexp = ? WHERE rid = ?"
+_SQL_DELETE_RID = "DELETE FROM messages WHERE rid = ?"
+_SQL_MOVE = (
+    "INSERT INTO messages (qid, part, ticks, sfx, expires, ctype, body, due, dlv)"
+    " SELECT ?2, CASE WHEN part <= ?3 THEN part ELSE 1 END, ticks, sfx, expires, ctype, body,"
+    " 0, dlv FROM messages WHERE rid = ?1 ON CONFLICT DO NOTHING"
+)
+_CLAIMED = "qid = ? AND part = ? AND ticks = ? AND sfx = ? AND ctok = ? AND cexp > ?"
+_SQL_ACK = f"DELETE FROM messages WHERE {_CLAIMED}"
+_SQL_EXTEND = f"UPDATE messages SET cexp = ? WHERE {_CLAIMED}"
+_SQL_STATS = (
+    "SELECT count(*) FILTER (WHERE due <= ?2 AND cexp <= ?2),"
+    " count(*) FILTER (WHERE due <= ?2 AND cexp > ?2),"
+    " count(*) FILTER (WHERE due > ?2),"
+    " min(ticks) FILTER (WHERE due <= ?2), max(ticks) FILTER (WHERE due <= ?2)"
+    " FROM messages WHERE qid = ?1 AND expires > ?2"
+)
+_SQL_NEXT_DUE = "SELECT min(due) FROM messages WHERE qid = ?1 AND due > 0 AND due > ?2"
+_SQL_NEXT_LEASE = "SELECT min(cexp) FROM messages WHERE qid = ?1 AND cexp > 0 AND cexp > ?2"
+_SQL_DEDUP_FIND = "SELECT ticks, sfx, part FROM dedup WHERE qid = ? AND did = ? AND until > ?"
+_SQL_DEDUP_PUT = (
+    "INSERT OR REPLACE INTO dedup (qid, did, ticks, sfx, part, until) VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 T = TypeVar("T")
@@ -283,7 +395,8 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
 
 
 def _queue_of(row: _Row) -> Queue:
-    qid, app, name, partitions, type_, consistency, principles, created = row
+    qid, app, name, partitions, type_, consistency, principles, created = row[:8]
+    delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused = row[8:]
     return Queue(
         app=app,
         name=name,
@@ -294,7 +407,33 @@ def _queue_of(row: _Row) -> Queue:
             type=type_,
             consistency=consistency,
             principles=tuple(principles.split(",")) if principles else (),
+            delivery=delivery,
+            claim_ttl=claim_ttl,
+            max_deliveries=maxd,
+            dead_letter_queue=dlq,
+            delay=delay,
+            dedup_window=dedup_window,
+            policy=policy,
+            paused=bool(paused),
         ),
+    )
+
+
+def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
+    """The values of _SETTINGS_COLUMNS."""
+    return (
+        settings.partitions,
+        settings.type,
+        settings.consistency,
+        ",".join(settings.principles),
+        settings.delivery,
+        settings.claim_ttl,
+        settings.max_deliveries,
+        settings.dead_letter_queue,
+        settings.delay,
+        settings.dedup_window,
+        settings.policy,
+        int(settings.paused),
     )
 
 
@@ -328,7 +467,7 @@ def _messages_of(rows: list[_Row]) -> list[Message]:
     high = -1
     last: int | None = None
     end = ""
-    for ticks, sfx, part, body, ctype, expires in rows:
+    for ticks, sfx, part, body, ctype, expires, dlv in rows:
         if ticks >> 32 != high or sfx != last:  # usually the same for a whole read
             high = ticks >> 32
             last = sfx
@@ -343,8 +482,16 @@ def _messages_of(rows: list[_Row]) -> list[Message]:
                 )
         # The first 8 digits: hex() and a slice cost half of an f-string with a format spec.
         message_id = hex(ticks & 0xFFFFFFFF | 0x100000000)[3:] + end
-        found.append(Message(message_id, ticks, part, body, ctype, expires))
+        found.append(Message(message_id, ticks, part, body, ctype, expires, 0, dlv))
     return found
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3: add the work-queue columns (SQLite adds a column with a constant
+    default without rewriting the table, so this is quick at any size)."""
+    for table, columns in (("queues", _QUEUE_COLUMNS_V3), ("messages", _MESSAGE_COLUMNS_V3)):
+        for name, kind in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _noop(conn: sqlite3.Connection, alive: _Alive) -> None:
@@ -376,6 +523,7 @@ class SqliteStorage:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._checkpointer: sqlite3.Connection | None = None
+        self._watcher: sqlite3.Connection | None = None  # for data_version only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_snapshot = False
         self._queues: dict[_Row, Queue] = {}
@@ -440,13 +588,14 @@ class SqliteStorage:
                 ).fetchall()
                 if rows:
                     self._check_version(int(rows[0][0]))
-                for statement in _SCHEMA[1:]:
+                    if int(rows[0][0]) == 2:
+                        _migrate_v2(setup)
+                for statement in _SCHEMA[1:] + _SCHEMA_V3:
                     setup.execute(statement)
-                if not rows:
-                    setup.execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),),
-                    )
+                setup.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
                 setup.execute("COMMIT")
             except BaseException:
                 setup.execute("ROLLBACK")
@@ -456,6 +605,7 @@ class SqliteStorage:
         self._writer = self._open_writer()
         self._reader = self._connect(self.busy_timeout_ms, read_only=True)
         self._checkpointer = self._connect(self.busy_timeout_ms, cache_kib=2048)
+        self._watcher = self._connect(self.busy_timeout_ms, read_only=True, cache_kib=64)
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -463,7 +613,7 @@ class SqliteStorage:
                 f"{self.path} has schema version {version}, newer than this Queuey's"
                 f" {SCHEMA_VERSION}"
             )
-        if version < SCHEMA_VERSION:
+        if version < 2:
             # Version 1 (message ids stored as text) was never released: no migration.
             raise sqlite3.DatabaseError(
                 f"{self.path} has schema version {version}, from a pre-release version of"
@@ -493,11 +643,11 @@ class SqliteStorage:
         for pool in (self._writer_pool, self._checkpoint_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
-        for conn in (self._reader, self._checkpointer, self._writer):
+        for conn in (self._reader, self._checkpointer, self._watcher, self._writer):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
-        self._reader = self._checkpointer = self._writer = None
+        self._reader = self._checkpointer = self._watcher = self._writer = None
 
     async def ping(self) -> None:
         self._read("SELECT value FROM meta WHERE key = 'schema_version'", ())
@@ -577,7 +727,7 @@ class SqliteStorage:
         return [row[0] for row in self._read(_SQL_LIST_NAMES, (app, offset or "", limit))]
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
-        return int(self._read(_SQL_COUNT, (queue.qid, now_ms, queue.qid))[0][0])
+        return int(self._read(_SQL_COUNT, (queue.qid, now_ms))[0][0])
 
     async def read_messages(
         self,
@@ -592,12 +742,12 @@ class SqliteStorage:
         many: list[tuple[Any, ...]]
         if cursor is None:
             sql = _SQL_READ[descending, None]
-            many = [(qid, p, now_ms, qid, limit) for p in partitions if 1 <= p <= top]
+            many = [(qid, p, now_ms, limit) for p in partitions if 1 <= p <= top]
         else:
             sfx, inclusive = _cursor_position(cursor, descending)
             sql = _SQL_READ[descending, inclusive]
             at = cursor.ticks
-            many = [(qid, p, at, sfx, now_ms, qid, limit) for p in partitions if 1 <= p <= top]
+            many = [(qid, p, at, sfx, now_ms, limit) for p in partitions if 1 <= p <= top]
         return self._read_many(sql, many) if many else []
 
     async def get_messages(
@@ -608,7 +758,7 @@ class SqliteStorage:
         for partition, message_id in ids:
             ticks = ticks_of(message_id)
             if ticks is not None:
-                many.append((qid, partition, ticks, _sfx_of(message_id), now_ms, qid))
+                many.append((qid, partition, ticks, _sfx_of(message_id), now_ms))
         return self._read_many(_SQL_GET, many) if many else []
 
     # --- writes (group commit) --------------------------------------------------------------
@@ -626,6 +776,10 @@ class SqliteStorage:
         self, queue: Queue, messages: Sequence[Message], replace: bool = False
     ) -> None:
         qid = queue.qid
+        if any(m.due_ms or m.deliveries for m in messages):
+            sql = _SQL_INSERT_FULL_REPLACE if replace else _SQL_INSERT_FULL_IGNORE
+            await self._submit(self._w_write_rows, qid, sql, self._full_rows(qid, messages))
+            return
         if len(messages) == 1:
             m = messages[0]
             row: list[Any] = [qid, m.partition, m.ticks, self._sfx(m.id[16:]), m.expires_ms]
@@ -636,6 +790,103 @@ class SqliteStorage:
         if statements is None:
             statements = self._row_statements(qid, messages, replace)
         await self._submit(self._w_write, qid, statements)
+
+    def _full_rows(self, qid: int, messages: Sequence[Message]) -> list[tuple[Any, ...]]:
+        """Rows of _SQL_INSERT_FULL."""
+        return [
+            (qid, m.partition, m.ticks, self._sfx(m.id[16:]), m.expires_ms, m.content_type,
+             m.body, m.due_ms, m.deliveries)
+            for m in messages
+        ]  # fmt: skip
+
+    async def write_unique(
+        self,
+        queue: Queue,
+        messages: Sequence[Message],
+        dedup_ids: Sequence[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        rows = self._full_rows(queue.qid, messages)
+        return await self._submit(
+            self._w_write_unique, queue.qid, rows, list(dedup_ids), now_ms, window_ms
+        )
+
+    # --- claims ---------------------------------------------------------------------------
+
+    async def claim_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        remove: bool,
+    ) -> list[Claim]:
+        wanted = [p for p in partitions if 1 <= p <= queue.partitions]
+        if not wanted or limit <= 0:
+            return []
+        token = secrets.randbits(62) + 1
+        expires_ms = now_ms + lease_ms
+        rows: list[_Row] = await self._submit(
+            self._w_claim, queue.qid, wanted, limit, now_ms, token, expires_ms, remove
+        )
+        claims: list[Claim] = []
+        for message, row in zip(
+            _messages_of([r[1:7] + (r[8] + 1,) for r in rows]), rows, strict=True
+        ):
+            message.due_ms = row[7]
+            claims.append(Claim(message, token, expires_ms))
+        return claims
+
+    def _claim_rows(self, queue: Queue, claims: Sequence[ClaimRef]) -> list[list[Any]]:
+        rows: list[list[Any]] = []
+        for ref in claims:
+            ticks = ticks_of(ref.id)
+            if ticks is None:
+                rows.append([])
+            else:
+                rows.append([queue.qid, ref.partition, ticks, _sfx_of(ref.id), ref.token])
+        return rows
+
+    async def ack_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        if not claims:
+            return []
+        rows = self._claim_rows(queue, claims)
+        return await self._submit(self._w_claimed, _SQL_ACK, [], rows, now_ms)
+
+    async def extend_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+    ) -> list[bool]:
+        if not claims:
+            return []
+        rows = self._claim_rows(queue, claims)
+        # A release (lease 0) ends the lease now: the message is available at once.
+        return await self._submit(self._w_claimed, _SQL_EXTEND, [now_ms + lease_ms], rows, now_ms)
+
+    async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        available, claimed, delayed, oldest, newest = self._read(_SQL_STATS, (queue.qid, now_ms))[0]
+        rows = self._read("SELECT dlc FROM queues WHERE qid = ?", (queue.qid,))
+        dead = int(rows[0][0]) if rows else 0
+        return QueueStats(available, claimed, delayed, dead, oldest, newest)
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        times = [
+            self._read(sql, (queue.qid, now_ms))[0][0] for sql in (_SQL_NEXT_DUE, _SQL_NEXT_LEASE)
+        ]
+        return min((t for t in times if t is not None), default=None)
+
+    async def data_version(self) -> int:
+        watcher = self._watcher
+        if watcher is None:
+            raise StorageUnavailable("Back-end storage unavailable: the store is closed.")
+        try:
+            version: int = watcher.execute("PRAGMA data_version").fetchall()[0][0]
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+        return version
 
     def _sfx(self, tail: str) -> int:
         """The sfx of an id's last 16 digits (those of the previous write, most of the time)."""
@@ -966,6 +1217,19 @@ class SqliteStorage:
                 for sql, params in statements:
                     conn.execute(sql, params)
 
+    def _w_write_rows(
+        self,
+        conn: sqlite3.Connection,
+        alive: _Alive,
+        qid: int,
+        sql: str,
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        if not self._is_alive(conn, alive, qid):
+            raise QueueNotFound()
+        with self._savepoint(conn):
+            conn.executemany(sql, rows)
+
     def _w_delete(self, conn: sqlite3.Connection, alive: _Alive, rows: list[Any]) -> None:
         if len(rows) == 1:
             conn.execute(_SQL_DELETE, rows[0])
@@ -982,17 +1246,8 @@ class SqliteStorage:
         settings: QueueSettings,
         now: float,
     ) -> Queue:
-        params = (
-            app,
-            name,
-            settings.partitions,
-            settings.type,
-            settings.consistency,
-            ",".join(settings.principles),
-            now,
-        )
         try:
-            cursor = conn.execute(_SQL_INSERT_QUEUE, params)
+            cursor = conn.execute(_SQL_INSERT_QUEUE, (app, name, now, *_settings_row(settings)))
         except sqlite3.IntegrityError:
             raise QueueExists() from None
         qid = cursor.lastrowid
@@ -1010,16 +1265,7 @@ class SqliteStorage:
         current = _queue_of(rows[0])
         if settings.partitions < current.partitions:
             raise InvalidUpdate()
-        conn.execute(
-            _SQL_UPDATE_QUEUE,
-            (
-                settings.partitions,
-                settings.type,
-                settings.consistency,
-                ",".join(settings.principles),
-                current.qid,
-            ),
-        )
+        conn.execute(_SQL_UPDATE_QUEUE, (*_settings_row(settings), current.qid))
         return Queue(
             app=app, name=name, qid=current.qid, created=current.created, settings=settings
         )
@@ -1036,6 +1282,108 @@ class SqliteStorage:
         alive[qid] = False
         return True
 
+    def _w_write_unique(
+        self,
+        conn: sqlite3.Connection,
+        alive: _Alive,
+        qid: int,
+        rows: list[tuple[Any, ...]],
+        dedup_ids: list[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        if not self._is_alive(conn, alive, qid):
+            raise QueueNotFound()
+        result: list[Message | None] = []
+        with self._savepoint(conn):
+            for row, dedup_id in zip(rows, dedup_ids, strict=True):
+                if dedup_id is not None:
+                    found = conn.execute(_SQL_DEDUP_FIND, (qid, dedup_id, now_ms)).fetchall()
+                    if found:
+                        ticks, sfx, part = found[0]
+                        result.append(_messages_of([(ticks, sfx, part, "", "", 0, 0)])[0])
+                        continue
+                    until = now_ms + window_ms
+                    conn.execute(_SQL_DEDUP_PUT, (qid, dedup_id, row[2], row[3], row[1], until))
+                conn.execute(_SQL_INSERT_FULL_IGNORE, row)
+                result.append(None)
+        return result
+
+    def _w_claim(
+        self,
+        conn: sqlite3.Connection,
+        alive: _Alive,
+        qid: int,
+        partitions: list[int],
+        limit: int,
+        now_ms: int,
+        token: int,
+        expires_ms: int,
+        remove: bool,
+    ) -> list[_Row]:
+        """Rows (rid, ticks, sfx, part, body, ctype, expires, due, dlv) claimed, oldest first;
+        dlv is the count before this claim."""
+        found = conn.execute("SELECT maxd, dlq, app FROM queues WHERE qid = ?", (qid,)).fetchall()
+        if not found:
+            return []
+        maxd, dlq, app = found[0]
+        chosen: list[_Row] = []
+        taken: set[int] = set()
+        with self._savepoint(conn):
+            while True:
+                candidates: list[_Row] = []
+                for partition in partitions:
+                    params = (qid, partition, now_ms, limit)
+                    candidates += conn.execute(_SQL_CANDIDATES, params).fetchall()
+                if len(partitions) > 1:
+                    candidates.sort(key=lambda row: (row[1], row[2]))
+                exhausted = 0
+                for row in candidates:
+                    if row[0] in taken:
+                        continue
+                    if maxd and row[8] >= maxd:
+                        self._dead_letter(conn, qid, app, dlq, row[0])
+                        exhausted += 1
+                        continue
+                    chosen.append(row)
+                    taken.add(row[0])
+                    if len(chosen) == limit:
+                        break
+                # Dead-lettered rows made room: look again (they are gone from the scan).
+                if not exhausted or len(chosen) == limit:
+                    break
+            if remove:
+                conn.executemany(_SQL_DELETE_RID, [(row[0],) for row in chosen])
+            else:
+                conn.executemany(_SQL_CLAIM, [(token, expires_ms, row[0]) for row in chosen])
+        return chosen
+
+    @staticmethod
+    def _dead_letter(
+        conn: sqlite3.Connection, qid: int, app: str, dlq: str | None, rid: int
+    ) -> None:
+        """Move an exhausted message to the dead-letter queue (or drop it), counting it."""
+        if dlq:
+            target = conn.execute(
+                "SELECT qid, partitions FROM queues WHERE app = ? AND name = ?", (app, dlq)
+            ).fetchall()
+            if target:
+                conn.execute(_SQL_MOVE, (rid, target[0][0], target[0][1]))
+        conn.execute(_SQL_DELETE_RID, (rid,))
+        conn.execute("UPDATE queues SET dlc = dlc + 1 WHERE qid = ?", (qid,))
+
+    @staticmethod
+    def _w_claimed(
+        conn: sqlite3.Connection,
+        alive: _Alive,
+        sql: str,
+        head: list[Any],
+        rows: list[list[Any]],
+        now_ms: int,
+    ) -> list[bool]:
+        """Run an ack or extend statement for each claim; whether each was current."""
+        return [bool(row) and conn.execute(sql, [*head, *row, now_ms]).rowcount > 0 for row in rows]
+
     @staticmethod
     def _w_sweep(conn: sqlite3.Connection, alive: _Alive, now_ms: int, limit: int) -> int:
         removed = conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)).rowcount
@@ -1049,4 +1397,24 @@ class SqliteStorage:
             removed += count
             if count < budget:  # nothing of that queue is left
                 conn.execute("DELETE FROM dead_queues WHERE qid = ?", (qid,))
+        if removed < limit:
+            removed += SqliteStorage._sweep_leases(conn, now_ms, limit - removed)
+        if removed < limit:
+            removed += conn.execute(_SQL_SWEEP_DUE, (now_ms, limit - removed)).rowcount
+        if removed < limit:
+            removed += conn.execute(_SQL_SWEEP_DEDUP, (now_ms, limit - removed)).rowcount
         return removed
+
+    @staticmethod
+    def _sweep_leases(conn: sqlite3.Connection, now_ms: int, limit: int) -> int:
+        """Dead-letter exhausted messages whose lease ended; forget the other ended leases."""
+        rows = conn.execute(_SQL_SWEEP_LEASES, (now_ms, limit)).fetchall()
+        for rid, qid, dlv, maxd in rows:
+            if maxd and dlv >= maxd:
+                app, dlq = conn.execute(
+                    "SELECT app, dlq FROM queues WHERE qid = ?", (qid,)
+                ).fetchall()[0]
+                SqliteStorage._dead_letter(conn, qid, app, dlq, rid)
+            else:
+                conn.execute("UPDATE messages SET cexp = 0 WHERE rid = ?", (rid,))
+        return len(rows)

@@ -1,0 +1,47 @@
+"""``/v1/{app}/{queue}/claims``, ``.../claims/{claim_ids}`` and ``.../stats``: work-queue
+consumption (api.md Part 2)."""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from queuey.api import render
+
+Request = falcon.asgi.Request
+Response = falcon.asgi.Response
+
+
+class Claims(render.Resource):
+    async def on_post(self, req: Request, resp: Response, app: str, queue: str) -> None:
+        caller = self.caller(req)
+        params = await render.params(req, self.service.limits.max_message_bytes)
+        found = await self.service.claim(caller, app, queue, params)
+        render.ok(resp, render.claims(found))
+
+
+class Claim(render.Resource):
+    async def on_delete(
+        self, req: Request, resp: Response, app: str, queue: str, claim_ids: str
+    ) -> None:
+        caller = self.caller(req)
+        acked = await self.service.ack(caller, app, queue, claim_ids)
+        render.ok(resp, {"status": "ok", "acked": acked})
+
+    async def on_patch(
+        self, req: Request, resp: Response, app: str, queue: str, claim_ids: str
+    ) -> None:
+        caller = self.caller(req)
+        params = await render.params(req, self.service.limits.max_message_bytes)
+        extended, until = await self.service.extend(caller, app, queue, claim_ids, params)
+        render.ok(
+            resp, {"status": "ok", "extended": extended, "claim_expires": render.epoch(until)}
+        )
+
+
+class Stats(render.Resource):
+    async def on_get(self, req: Request, resp: Response, app: str, queue: str) -> None:
+        caller = self.caller(req)
+        queue_, counts = await self.service.stats(caller, app, queue)
+        render.ok(resp, render.stats(queue_, counts))
+
+    on_head = on_get
