@@ -43,7 +43,7 @@ REPO_DIR = BENCH_DIR.parent
 HOST = "127.0.0.1"
 APP = "bench"
 SMALL_APP = "few"
-SCENARIOS = ("post", "batch", "get", "queues")
+SCENARIOS = ("post", "batch", "get", "claim", "queues")
 
 # Messages like the original load tester's: 140 random bytes, base64-encoded (188 characters).
 MESSAGE_BYTES = 140
@@ -54,6 +54,8 @@ SMALL_QUEUES = 10
 COMPARE_LIMIT = 10  # list page size when comparing 10 queues with many
 SEEDED_QUEUES = 1000
 MESSAGES_PER_SEEDED_QUEUE = 10
+CLAIM_SIZE = 10  # messages per claim in the claim+ack scenario
+CLAIM_PREFILL_PER_S = 30_000  # messages posted beforehand per second of claim load
 
 # msgs/s floors for sqlite with durability=normal; scenario -> {workers: target}. A run with
 # more workers than a listed count is held to the highest listed one below it.
@@ -61,6 +63,7 @@ TARGETS: dict[str, dict[int, float]] = {
     "post": {1: 12_000, 2: 20_000},
     "batch": {1: 150_000},
     "get": {1: 150_000},
+    "claim": {1: 10_000},
 }
 
 
@@ -884,7 +887,27 @@ class Bench:
             [f"/v1/{APP}/get", self.keys[APP], str(ids_file), str(READ_LIMIT)],
         )
 
-    # 4. many queues
+    # 4. work-queue consumption
+
+    def claim(self) -> None:
+        say(f"[claim] claim {CLAIM_SIZE} messages, then ack them (one DELETE of their claims)")
+        self.client.create_queue(APP, "claim")
+        seconds = self.opts.warmup + self.opts.duration * self.opts.repeat
+        total = seconds * CLAIM_PREFILL_PER_S
+        started = time.monotonic()
+        bodies = [message_body() for _ in range(1000)]
+        for _ in range(total // len(bodies)):
+            self.client.post_batch(APP, "claim", bodies)
+        say(f"  pre-filled {total:,} messages in {time.monotonic() - started:.1f}s")
+        self.measure(
+            "claim",
+            f"claim {CLAIM_SIZE} + ack them; rate = messages acknowledged",
+            "msgs",
+            "claim.lua",
+            [f"/v1/{APP}/claim", self.keys[APP], str(CLAIM_SIZE)],
+        )
+
+    # 5. many queues
 
     def queues(self) -> None:
         total = self.opts.queues
@@ -1092,6 +1115,8 @@ def run(opts: Options) -> int:
                 bench.batch(workdir)
             elif scenario == "get":
                 bench.get(workdir)
+            elif scenario == "claim":
+                bench.claim()
             elif scenario == "queues":
                 bench.queues()
         client.close()
