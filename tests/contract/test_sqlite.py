@@ -30,7 +30,7 @@ from queuey.core.errors import (
     StorageUnavailable,
 )
 from queuey.core.ids import MAX_TICKS, IdGenerator, ticks_of, uuid1_hex
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.core.models import ClaimRef, Cursor, Message, Queue, QueueSettings
 from queuey.storage.base import Storage
 from queuey.storage.sqlite import SqliteStorage
 
@@ -988,3 +988,137 @@ async def test_sweep_reclaims_expired_and_dead_rows_within_one_limit(
         assert await store.sweep(now_ms(clock), 10) == 10
         assert await store.sweep(now_ms(clock), 10) == 2
         assert stored_ids(tmp_path) == []
+
+
+# --- claims: where a claim's scan starts --------------------------------------------------------
+#
+# A claim starts its scan after the rows this process saw unavailable at its last claim (a
+# hint). These tests put an available row before such a hint in every way one can get there
+# and check that the next claim still finds it, oldest first.
+
+
+def at_ticks(clock: FakeClock, ticks: int, suffix: str = "8000000000000001") -> Message:
+    return Message(uuid1_hex(ticks, suffix), ticks, 1, f"at {ticks}", "text/plain",
+                   now_ms(clock) + HOUR_MS)  # fmt: skip
+
+
+async def claim_ids(store: SqliteStorage, queue: Queue, clock: FakeClock, limit: int) -> list[str]:
+    claims = await store.claim_messages(queue, [1], limit, now_ms(clock), 60_000, False)
+    return [c.message.id for c in claims]
+
+
+async def hinted_queue(
+    store: SqliteStorage, clock: FakeClock, gen: IdGenerator, name: str = "q"
+) -> tuple[Queue, list[Message]]:
+    """A queue whose first two of three messages this process claimed (so it holds a hint)."""
+    queue = await store.create_queue(APP, name, QueueSettings(), 1.0)
+    written = messages(gen, clock, 3)
+    await store.write_messages(queue, written)
+    assert await claim_ids(store, queue, clock, 2) == [m.id for m in written[:2]]
+    assert store._hints[queue.qid]
+    return queue, written
+
+
+async def test_a_claim_scans_from_where_the_last_one_stopped(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator
+) -> None:
+    async with opened(tmp_path) as store:
+        queue, written = await hinted_queue(store, clock, gen)
+        writer = store._writer
+        assert writer is not None
+        statements: list[str] = []
+        writer.set_trace_callback(statements.append)
+        assert await claim_ids(store, queue, clock, 5) == [written[2].id]
+        writer.set_trace_callback(None)
+        scans = [s for s in statements if s.startswith("SELECT rid")]
+        assert len(scans) == 1 and "(ticks, sfx) > (" in scans[0], statements
+
+
+async def test_a_row_written_before_the_hint_by_another_process_is_claimed(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator
+) -> None:
+    async with opened(tmp_path) as store, opened(tmp_path) as other:
+        queue, written = await hinted_queue(store, clock, gen)
+        early = at_ticks(clock, written[0].ticks - 5)
+        await other.write_messages(queue, [early])
+
+        assert await claim_ids(store, queue, clock, 5) == [early.id, written[2].id]
+
+
+async def test_a_row_written_before_the_hint_by_this_process_is_claimed(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator
+) -> None:
+    async with opened(tmp_path) as store:
+        queue, written = await hinted_queue(store, clock, gen)
+        early = at_ticks(clock, written[1].ticks - 1)
+        await store.write_messages(queue, [early], replace=True)
+
+        assert await claim_ids(store, queue, clock, 5) == [early.id, written[2].id]
+
+
+async def test_a_row_released_or_swept_back_before_the_hint_is_claimed(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator
+) -> None:
+    async with opened(tmp_path) as store, opened(tmp_path) as other:
+        queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+        written = messages(gen, clock, 4)
+        await store.write_messages(queue, written)
+        [first] = await store.claim_messages(queue, [1], 1, now_ms(clock), 1000, False)
+        assert await claim_ids(store, queue, clock, 1) == [written[1].id]
+
+        # The first lease ends and another process's sweep forgets it (cexp = 0).
+        clock.advance(1)
+        assert await other.sweep(now_ms(clock), 100) == 1
+        assert await claim_ids(store, queue, clock, 1) == [written[0].id]
+
+        # Released by this process.
+        [third] = await store.claim_messages(queue, [1], 1, now_ms(clock), 60_000, False)
+        assert third.message.id == written[2].id
+        ref = ClaimRef(1, third.message.id, third.token)
+        assert await store.extend_claims(queue, [ref], now_ms(clock), 0) == [True]
+        assert await claim_ids(store, queue, clock, 5) == [written[2].id, written[3].id]
+        assert first.message.id == written[0].id
+
+
+async def test_a_dead_lettered_row_before_the_hint_of_its_new_queue_is_claimed(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator
+) -> None:
+    async with opened(tmp_path) as store:
+        source = await store.create_queue(
+            APP, "source", QueueSettings(max_deliveries=1, dead_letter_queue="q"), 1.0
+        )
+        old = message(gen, clock, "old")
+        await store.write_messages(source, [old])
+        await store.claim_messages(source, [1], 1, now_ms(clock), 1000, False)
+        queue, written = await hinted_queue(store, clock, gen)
+        clock.advance(1)
+
+        assert await store.claim_messages(source, [1], 1, now_ms(clock), 1000, False) == []
+        assert await claim_ids(store, queue, clock, 5) == [old.id, written[2].id]
+
+
+async def test_claim_statements_use_indexes(
+    tmp_path: Path, clock: FakeClock, gen: IdGenerator
+) -> None:
+    async with opened(tmp_path) as store:
+        queue, written = await hinted_queue(store, clock, gen)
+        writer = store._writer
+        assert writer is not None
+        statements: list[str] = []
+        writer.set_trace_callback(statements.append)
+        claims = await store.claim_messages(queue, [1], 5, now_ms(clock), 1000, False)
+        await store.ack_messages(
+            queue, [ClaimRef(1, c.message.id, c.token) for c in claims], now_ms(clock)
+        )
+        await store.sweep(now_ms(clock), 100)
+        writer.set_trace_callback(None)
+        assert writer.in_transaction is False
+
+        queries = [s for s in statements if s.startswith(("SELECT", "DELETE", "UPDATE"))]
+        assert queries
+        for statement in queries:
+            plan = " | ".join(row[3] for row in writer.execute("EXPLAIN QUERY PLAN " + statement))
+            # Only the sweep's search for ended leases reads a whole index: the claimed rows'.
+            plan = plan.replace("SCAN m USING INDEX messages_claims", "")
+            assert "SCAN messages" not in plan and "SCAN m " not in plan, (statement, plan)
+            assert "SCAN dedup " not in plan and "SCAN queues" not in plan, (statement, plan)

@@ -172,10 +172,14 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS dead_queues (qid INTEGER PRIMARY KEY)",
 )
 # Created after a migration too. Partial indexes: only claimed or delayed rows are in them, so
-# plain posts and reads never touch them.
+# plain posts and reads never touch them. Claims: a queue's earliest lease end is a lookup; the
+# sweep's search for ended leases reads the whole index, as long as the number of messages
+# claimed at that moment. Delayed rows are indexed by queue (the earliest due time of a queue)
+# and by time (the sweep marks the rows that fell due, however many are delayed).
 _SCHEMA_V3 = (
     "CREATE INDEX IF NOT EXISTS messages_claims ON messages (qid, cexp) WHERE cexp > 0",
     "CREATE INDEX IF NOT EXISTS messages_due ON messages (qid, due) WHERE due > 0",
+    "CREATE INDEX IF NOT EXISTS messages_due_at ON messages (due) WHERE due > 0",
     """CREATE TABLE IF NOT EXISTS dedup (
         qid INTEGER NOT NULL,
         did TEXT NOT NULL,
@@ -348,6 +352,14 @@ _SQL_CANDIDATES = (
     " WHERE qid = ?1 AND part = ?2 AND expires > ?3 AND due <= ?3 AND cexp <= ?3"
     " ORDER BY ticks, sfx LIMIT ?4"
 )
+# The same after the position (?5, ?6) (a scan hint, see _valid_hints).
+_SQL_CANDIDATES_AFTER = (
+    "SELECT rid, ticks, sfx, part, body, ctype, expires, due, dlv FROM messages"
+    " WHERE qid = ?1 AND part = ?2 AND (ticks, sfx) > (?5, ?6)"
+    " AND expires > ?3 AND due <= ?3 AND cexp <= ?3 ORDER BY ticks, sfx LIMIT ?4"
+)
+_SQL_FIRST_LEASE_END = "SELECT min(cexp) FROM messages WHERE qid = ? AND cexp > 0"
+_SQL_FIRST_DUE = "SELECT min(due) FROM messages WHERE qid = ? AND due > 0"
 _SQL_CLAIM = "UPDATE messages SET dlv = dlv + 1, ctok = ?, cexp = ? WHERE rid = ?"
 _SQL_DELETE_RID = "DELETE FROM messages WHERE rid = ?"
 _SQL_MOVE = (
@@ -530,6 +542,11 @@ class SqliteStorage:
         # The last 16 hex digits of the last id written, and their sfx: one writer's ids share
         # them, so most writes skip parsing them.
         self._last_suffix: tuple[str | None, int] = (None, 0)
+        # Claim scan hints, qid -> partition -> (ticks, sfx): every row at or before that
+        # position was unavailable when this process last claimed (see _w_claim). Valid while
+        # no other connection committed (the writer's data_version is _hint_version).
+        self._hints: dict[int, dict[int, tuple[int, int]]] = {}
+        self._hint_version: int | None = None
         self._pending: list[_Op] = []
         self._flushing = False
         self._closed = False
@@ -778,18 +795,22 @@ class SqliteStorage:
         qid = queue.qid
         if any(m.due_ms or m.deliveries for m in messages):
             sql = _SQL_INSERT_FULL_REPLACE if replace else _SQL_INSERT_FULL_IGNORE
-            await self._submit(self._w_write_rows, qid, sql, self._full_rows(qid, messages))
+            rows = self._full_rows(qid, messages)
+            await self._submit(self._w_write_rows, qid, sql, rows, min(r[2] for r in rows))
             return
         if len(messages) == 1:
             m = messages[0]
             row: list[Any] = [qid, m.partition, m.ticks, self._sfx(m.id[16:]), m.expires_ms]
             row += (m.content_type, m.body)
-            await self._submit(self._w_write, qid, [(_SQL_INSERT[1, replace], row)])
+            await self._submit(self._w_write, qid, [(_SQL_INSERT[1, replace], row)], m.ticks)
             return
         statements = None if replace else self._run_statements(qid, messages)
         if statements is None:
             statements = self._row_statements(qid, messages, replace)
-        await self._submit(self._w_write, qid, statements)
+            low = min(m.ticks for m in messages) if messages else 0
+        else:
+            low = messages[0].ticks if messages else 0  # a run: consecutive, ascending ticks
+        await self._submit(self._w_write, qid, statements, low)
 
     def _full_rows(self, qid: int, messages: Sequence[Message]) -> list[tuple[Any, ...]]:
         """Rows of _SQL_INSERT_FULL."""
@@ -1205,11 +1226,14 @@ class SqliteStorage:
         alive: _Alive,
         qid: int,
         statements: list[tuple[str, list[Any]]],
+        low_ticks: int,
     ) -> None:
         """Multi-row INSERTs: one statement for many rows costs far less per row than one a
         row (executemany), which opens the table's and indexes' cursors and seeks for each."""
         if not self._is_alive(conn, alive, qid):
             raise QueueNotFound()
+        if qid in self._hints:
+            self._forget_hints(qid, low_ticks)
         if len(statements) == 1:  # a single statement is atomic by itself
             conn.execute(*statements[0])
         elif statements:
@@ -1224,9 +1248,12 @@ class SqliteStorage:
         qid: int,
         sql: str,
         rows: list[tuple[Any, ...]],
+        low_ticks: int,
     ) -> None:
         if not self._is_alive(conn, alive, qid):
             raise QueueNotFound()
+        if qid in self._hints:
+            self._forget_hints(qid, low_ticks)
         with self._savepoint(conn):
             conn.executemany(sql, rows)
 
@@ -1294,6 +1321,8 @@ class SqliteStorage:
     ) -> list[Message | None]:
         if not self._is_alive(conn, alive, qid):
             raise QueueNotFound()
+        if qid in self._hints and rows:
+            self._forget_hints(qid, min(row[2] for row in rows))
         result: list[Message | None] = []
         with self._savepoint(conn):
             for row, dedup_id in zip(rows, dedup_ids, strict=True):
@@ -1327,14 +1356,20 @@ class SqliteStorage:
         if not found:
             return []
         maxd, dlq, app = found[0]
+        hints = self._valid_hints(conn, qid, now_ms)
         chosen: list[_Row] = []
         taken: set[int] = set()
         with self._savepoint(conn):
             while True:
                 candidates: list[_Row] = []
                 for partition in partitions:
-                    params = (qid, partition, now_ms, limit)
-                    candidates += conn.execute(_SQL_CANDIDATES, params).fetchall()
+                    start = hints.get(partition)
+                    if start is None:
+                        params: tuple[Any, ...] = (qid, partition, now_ms, limit)
+                        candidates += conn.execute(_SQL_CANDIDATES, params).fetchall()
+                    else:
+                        params = (qid, partition, now_ms, limit, *start)
+                        candidates += conn.execute(_SQL_CANDIDATES_AFTER, params).fetchall()
                 if len(partitions) > 1:
                     candidates.sort(key=lambda row: (row[1], row[2]))
                 exhausted = 0
@@ -1356,11 +1391,51 @@ class SqliteStorage:
                 conn.executemany(_SQL_DELETE_RID, [(row[0],) for row in chosen])
             else:
                 conn.executemany(_SQL_CLAIM, [(token, expires_ms, row[0]) for row in chosen])
+        # Each partition's chosen rows are the first available ones from where its scan began,
+        # so every row up to the last of them is now unavailable: later scans start after it.
+        for row in chosen:
+            hints[row[3]] = (row[1], row[2])
         return chosen
 
-    @staticmethod
+    def _valid_hints(
+        self, conn: sqlite3.Connection, qid: int, now_ms: int
+    ) -> dict[int, tuple[int, int]]:
+        """The claim scan hints of a queue, emptied when they may skip an available row.
+
+        A row before a hint is unavailable because it was claimed, acknowledged, expired or
+        dead-lettered. It can become available again only by a lease ending (the queue's
+        earliest lease end is an index lookup), a release, or a write that puts a row there:
+        by this process (those drop the hints they affect: _forget_hints, extend_claims, the
+        sweep, _dead_letter) or by another connection (the writer's data_version changes).
+        Delayed rows that fell due (the earliest due time is an index lookup too) make every
+        scan start from the beginning until the sweep marks them due.
+        """
+        version = conn.execute("PRAGMA data_version").fetchall()[0][0]
+        if version != self._hint_version:
+            self._hints.clear()
+            self._hint_version = version
+        hints = self._hints.get(qid)
+        if hints is None:
+            if len(self._hints) >= 4096:
+                self._hints.clear()
+            hints = self._hints[qid] = {}
+        elif hints:
+            lease = conn.execute(_SQL_FIRST_LEASE_END, (qid,)).fetchall()[0][0]
+            due = conn.execute(_SQL_FIRST_DUE, (qid,)).fetchall()[0][0]
+            if (lease is not None and lease <= now_ms) or (due is not None and due <= now_ms):
+                hints.clear()
+        return hints
+
+    def _forget_hints(self, qid: int, low_ticks: int) -> None:
+        """Rows at ``low_ticks`` or later are written to queue ``qid``: drop the hints that
+        may lie past them."""
+        hints = self._hints.get(qid)
+        if hints:
+            for partition in [p for p, (ticks, _) in hints.items() if ticks >= low_ticks]:
+                del hints[partition]
+
     def _dead_letter(
-        conn: sqlite3.Connection, qid: int, app: str, dlq: str | None, rid: int
+        self, conn: sqlite3.Connection, qid: int, app: str, dlq: str | None, rid: int
     ) -> None:
         """Move an exhausted message to the dead-letter queue (or drop it), counting it."""
         if dlq:
@@ -1369,11 +1444,12 @@ class SqliteStorage:
             ).fetchall()
             if target:
                 conn.execute(_SQL_MOVE, (rid, target[0][0], target[0][1]))
+                self._hints.pop(target[0][0], None)
         conn.execute(_SQL_DELETE_RID, (rid,))
         conn.execute("UPDATE queues SET dlc = dlc + 1 WHERE qid = ?", (qid,))
 
-    @staticmethod
     def _w_claimed(
+        self,
         conn: sqlite3.Connection,
         alive: _Alive,
         sql: str,
@@ -1382,10 +1458,12 @@ class SqliteStorage:
         now_ms: int,
     ) -> list[bool]:
         """Run an ack or extend statement for each claim; whether each was current."""
+        if sql is _SQL_EXTEND:  # a lease may end sooner than it would have
+            for qid in {row[0] for row in rows if row}:
+                self._hints.pop(qid, None)
         return [bool(row) and conn.execute(sql, [*head, *row, now_ms]).rowcount > 0 for row in rows]
 
-    @staticmethod
-    def _w_sweep(conn: sqlite3.Connection, alive: _Alive, now_ms: int, limit: int) -> int:
+    def _w_sweep(self, conn: sqlite3.Connection, alive: _Alive, now_ms: int, limit: int) -> int:
         removed = conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)).rowcount
         while removed < limit:
             dead = conn.execute("SELECT qid FROM dead_queues LIMIT 1").fetchall()
@@ -1398,23 +1476,24 @@ class SqliteStorage:
             if count < budget:  # nothing of that queue is left
                 conn.execute("DELETE FROM dead_queues WHERE qid = ?", (qid,))
         if removed < limit:
-            removed += SqliteStorage._sweep_leases(conn, now_ms, limit - removed)
+            removed += self._sweep_leases(conn, now_ms, limit - removed)
         if removed < limit:
             removed += conn.execute(_SQL_SWEEP_DUE, (now_ms, limit - removed)).rowcount
         if removed < limit:
             removed += conn.execute(_SQL_SWEEP_DEDUP, (now_ms, limit - removed)).rowcount
         return removed
 
-    @staticmethod
-    def _sweep_leases(conn: sqlite3.Connection, now_ms: int, limit: int) -> int:
+    def _sweep_leases(self, conn: sqlite3.Connection, now_ms: int, limit: int) -> int:
         """Dead-letter exhausted messages whose lease ended; forget the other ended leases."""
         rows = conn.execute(_SQL_SWEEP_LEASES, (now_ms, limit)).fetchall()
+        if rows:
+            self._hints.clear()  # the earliest lease end no longer shows these rows
         for rid, qid, dlv, maxd in rows:
             if maxd and dlv >= maxd:
                 app, dlq = conn.execute(
                     "SELECT app, dlq FROM queues WHERE qid = ?", (qid,)
                 ).fetchall()[0]
-                SqliteStorage._dead_letter(conn, qid, app, dlq, rid)
+                self._dead_letter(conn, qid, app, dlq, rid)
             else:
                 conn.execute("UPDATE messages SET cexp = 0 WHERE rid = ?", (rid,))
         return len(rows)
