@@ -1007,6 +1007,19 @@ async def claim_ids(store: SqliteStorage, queue: Queue, clock: FakeClock, limit:
     return [c.message.id for c in claims]
 
 
+@contextmanager
+def traced(store: SqliteStorage) -> Iterator[tuple[sqlite3.Connection, list[str]]]:
+    """The writer connection and the statements it runs meanwhile."""
+    writer = store._writer
+    assert writer is not None
+    statements: list[str] = []
+    writer.set_trace_callback(statements.append)
+    try:
+        yield writer, statements
+    finally:
+        writer.set_trace_callback(None)
+
+
 async def hinted_queue(
     store: SqliteStorage, clock: FakeClock, gen: IdGenerator, name: str = "q"
 ) -> tuple[Queue, list[Message]]:
@@ -1024,12 +1037,8 @@ async def test_a_claim_scans_from_where_the_last_one_stopped(
 ) -> None:
     async with opened(tmp_path) as store:
         queue, written = await hinted_queue(store, clock, gen)
-        writer = store._writer
-        assert writer is not None
-        statements: list[str] = []
-        writer.set_trace_callback(statements.append)
-        assert await claim_ids(store, queue, clock, 5) == [written[2].id]
-        writer.set_trace_callback(None)
+        with traced(store) as (_, statements):
+            assert await claim_ids(store, queue, clock, 5) == [written[2].id]
         scans = [s for s in statements if s.startswith("SELECT rid")]
         assert len(scans) == 1 and "(ticks, sfx) > (" in scans[0], statements
 
@@ -1102,17 +1111,12 @@ async def test_claim_statements_use_indexes(
 ) -> None:
     async with opened(tmp_path) as store:
         queue, written = await hinted_queue(store, clock, gen)
-        writer = store._writer
-        assert writer is not None
-        statements: list[str] = []
-        writer.set_trace_callback(statements.append)
-        claims = await store.claim_messages(queue, [1], 5, now_ms(clock), 1000, False)
-        await store.ack_messages(
-            queue, [ClaimRef(1, c.message.id, c.token) for c in claims], now_ms(clock)
-        )
-        await store.sweep(now_ms(clock), 100)
-        writer.set_trace_callback(None)
-        assert writer.in_transaction is False
+        with traced(store) as (writer, statements):
+            claims = await store.claim_messages(queue, [1], 5, now_ms(clock), 1000, False)
+            await store.ack_messages(
+                queue, [ClaimRef(1, c.message.id, c.token) for c in claims], now_ms(clock)
+            )
+            await store.sweep(now_ms(clock), 100)
 
         queries = [s for s in statements if s.startswith(("SELECT", "DELETE", "UPDATE"))]
         assert queries
