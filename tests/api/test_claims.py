@@ -455,3 +455,18 @@ async def test_a_waiting_claim_answers_when_a_lease_ends(api: Api) -> None:
 
     assert [m["deliveries"] for m in found] == [2]
     assert time.monotonic() - started < 3
+
+
+async def test_nothing_polls_the_store_once_no_request_waits(api: Api) -> None:
+    queue = await api.mkq()
+    notifier = api.service.notifier
+    waiting = asyncio.create_task(api.read(queue, wait="5"))
+    await asyncio.sleep(0.2)
+    assert notifier.waiting == 1
+    assert (notifier._poller is not None) == api.service.storage.shared
+
+    await api.post(queue, "done")
+    await waiting
+    await asyncio.sleep(0.2)  # the poller notices within one interval that nobody waits
+
+    assert notifier.waiting == 0 and notifier._poller is None
