@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import errors, messages, ops, queues
+from queuey.api import errors, messages, openapi, ops, queues
 from queuey.api.auth import KeyRing
 from queuey.service import QueueService
 
@@ -48,6 +48,7 @@ def create_app(
     app.add_route("/__heartbeat__", ops.Heartbeat(service))
     app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
     app.add_route("/__version__", ops.Version(service))
+    app.add_route("/openapi.json", openapi.OpenApi())
     app.add_route("/v1/{app}", queues.Application(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.Queue(service, keys))
     app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesById(service, keys))
