@@ -9,6 +9,7 @@ import falcon
 import falcon.asgi
 
 from queuey.api import errors, messages, openapi, ops, queues
+from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.service import QueueService
 
@@ -36,7 +37,7 @@ def create_app(
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
 ) -> AsgiApp:
-    app: AsgiApp = falcon.asgi.App(
+    app: AsgiApp = QueueyApp(
         media_type=falcon.MEDIA_JSON,
         middleware=[Lifespan(service, sweep_interval, sweep_batch)],
         cors_enable=False,
