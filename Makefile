@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test check fmt bench clean
+.PHONY: install serve test check fmt bench fuzz clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ fmt: install
 
 bench: install
 	$(BIN)/python bench/run.py $(ARGS)
+
+# A long fuzz of the API from its OpenAPI document (make test runs a bounded one).
+fuzz: install
+	$(BIN)/python -m tests.e2e.fuzz $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -86,11 +86,14 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn
 
     from queuey.main import build_app, tune_gc
+    from queuey.server import QueueyHttpProtocol
+
+    QueueyHttpProtocol.request_timeout = settings.limits.request_timeout
 
     options: dict[str, object] = {
         "host": host,
         "port": port,
-        "http": "httptools",
+        "http": "queuey.server:QueueyHttpProtocol",  # httptools with a request deadline
         "loop": _loop(),
         "lifespan": "on",
         "access_log": False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
@@ -61,5 +62,9 @@ def create_app_from_env() -> AsgiApp:
     settings, _ = with_default_application(load_settings(None, os.environ))
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     app = build_app(settings)
+    if "uvicorn" in sys.modules:  # a worker of `queuey serve --workers N`
+        from queuey.server import QueueyHttpProtocol
+
+        QueueyHttpProtocol.request_timeout = settings.limits.request_timeout
     tune_gc()
     return app

@@ -747,7 +747,7 @@ def _partition_list(errors: Errors, value: str | None) -> list[int]:
         item = item.strip()
         if not item:
             continue
-        if not item.isdigit() or len(item) > 9:
+        if not item.isascii() or not item.isdigit() or len(item) > 9:
             errors["partitions"] = (
                 f'"{value}" is not a valid comma separated list of integers or a single integer.'
             )

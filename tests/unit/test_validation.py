@@ -47,3 +47,21 @@ def test_choices() -> None:
     assert check_choice(errors, "o", None, ("a", "b"), "a") == "a"
     assert check_choice(errors, "o", "x", ("a", "b"), "a") is None
     assert errors == {"o": '"x" is not one of a, b'}
+
+
+def test_integers_of_other_digits_or_thousands_of_digits_are_errors_not_crashes() -> None:
+    errors = Errors()
+    assert check_int(errors, "a", " +007 ", None, 1, 10) == 7
+    assert not errors
+    check_int(errors, "sup", "²", None, 1, 10)  # str.isdigit() is true, int() refuses it
+    check_int(errors, "arabic", "\u0661", None, 1, 10)
+    check_int(errors, "huge", "9" * 5000, None, 1, 10)  # int() refuses over 4300 digits
+    check_int(errors, "tiny", "-" + "9" * 5000, None, 1, 10)
+    check_int(errors, "unbounded", "9" * 40, None)
+    assert errors == {
+        "sup": '"²" is not a number',
+        "arabic": '"\u0661" is not a number',
+        "huge": "9" * 30 + "... is greater than maximum value 10",
+        "tiny": "-" + "9" * 30 + "... is less than minimum value 1",
+        "unbounded": f'"{"9" * 40}" is not a number',
+    }

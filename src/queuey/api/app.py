@@ -8,7 +8,8 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, errors, messages, ops, queues
+from queuey.api import claims, errors, messages, openapi, ops, queues
+from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.service import QueueService
 
@@ -36,7 +37,7 @@ def create_app(
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
 ) -> AsgiApp:
-    app: AsgiApp = falcon.asgi.App(
+    app: AsgiApp = QueueyApp(
         media_type=falcon.MEDIA_JSON,
         middleware=[Lifespan(service, sweep_interval, sweep_batch)],
         cors_enable=False,
@@ -48,6 +49,7 @@ def create_app(
     app.add_route("/__heartbeat__", ops.Heartbeat(service))
     app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
     app.add_route("/__version__", ops.Version(service))
+    app.add_route("/openapi.json", openapi.OpenApi())
     app.add_route("/v1/{app}", queues.Application(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.Queue(service, keys))
     app.add_route("/v1/{app}/{queue}/claims", claims.Claims(service, keys))

@@ -20,6 +20,7 @@ STATUS: tuple[tuple[type[errors.QueueyError], int], ...] = (
     (errors.InvalidParameter, 400),
     (errors.InvalidMessageID, 400),
     (errors.InvalidUpdate, 400),
+    (errors.IncompleteBody, 408),
     (errors.Unauthorized, 401),
     (errors.InvalidApplicationKey, 401),
     (errors.Forbidden, 403),
@@ -56,6 +57,8 @@ def render_error(
         resp.set_header("WWW-Authenticate", "Application")
     elif status == 503:
         resp.set_header("Retry-After", "1")
+    elif status in (408, 413):  # the rest of the body is not worth reading
+        resp.set_header("Connection", "close")
 
 
 async def queuey_error(

@@ -46,6 +46,13 @@ class PayloadTooLarge(InvalidRequest):
     """A message or request body is over the configured limit."""
 
 
+class IncompleteBody(QueueyError):
+    """The client stopped sending the request body (it went away, or took too long)."""
+
+    key = "body"
+    message = "The request body was not received completely."
+
+
 class Unauthorized(QueueyError):
     """No credentials where they are needed."""
 

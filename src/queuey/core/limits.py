@@ -18,3 +18,6 @@ class Limits:
     max_ttl: int = 33_554_432
     max_partitions: int = 200
     max_name_length: int = 64
+    # Seconds a client has to send a whole request (head and body), from its first byte or,
+    # on a new connection, from the connection's opening.
+    request_timeout: int = 60

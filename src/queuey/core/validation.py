@@ -6,9 +6,15 @@ collector and returns None instead of raising, so one response can name every ba
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from queuey.core.errors import InvalidRequest
+
+# An integer as text: ASCII digits only (str.isdigit() also takes "²", which int() refuses).
+_INTEGER = re.compile(r"\s*([+-]?)0*([0-9]+)\s*")
+# Longer runs of digits are out of any range; int() of thousands of digits would also raise.
+_MAX_DIGITS = 30
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -43,8 +49,18 @@ def check_int(
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        number = int(value.strip())
+    elif isinstance(value, str) and (match := _INTEGER.fullmatch(value)):
+        sign, digits = match.groups()
+        if len(digits) > _MAX_DIGITS:
+            bound = "less than minimum" if sign == "-" else "greater than maximum"
+            limit = minimum if sign == "-" else maximum
+            errors[field] = (
+                f"{sign}{digits[:_MAX_DIGITS]}... is {bound} value {limit}"
+                if limit is not None
+                else f'"{value}" is not a number'
+            )
+            return None
+        number = int(sign + digits)
     else:
         errors[field] = f'"{value}" is not a number'
         return None
