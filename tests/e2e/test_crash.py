@@ -153,3 +153,99 @@ def test_sigkill_mid_load_loses_no_acknowledged_message_and_duplicates_none(
     assert not lost, f"{len(lost)} of {len(load.acknowledged)} acknowledged messages lost"
     # Posts that were in flight at the kill may or may not have been stored: never more.
     assert len(found) - len(load.acknowledged) <= CLIENTS * 10
+
+
+class Consumers:
+    """Clients claiming 10 messages and acknowledging them until the server goes away,
+    recording the messages whose ack got a 200 and those whose ack got no answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.acked: set[str] = set()
+        self.unanswered: set[str] = set()
+        self.unexpected: list[str] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.client) for _ in range(CLIENTS)]
+
+    def client(self) -> None:
+        with httpx.Client(base_url=self.url, headers=AUTH, timeout=10) as http:
+            while not self.stop.is_set():
+                try:
+                    claimed = http.post("/v1/queuey/work/claims", data={"limit": 10, "ttl": 2})
+                except httpx.TransportError:
+                    return
+                found = claimed.json().get("messages", []) if claimed.status_code == 200 else []
+                if not found:
+                    continue
+                ids = {m["message_id"] for m in found}
+                claim_ids = ",".join(m["claim_id"] for m in found)
+                try:
+                    acked = http.delete(f"/v1/queuey/work/claims/{claim_ids}")
+                except httpx.TransportError:
+                    with self.lock:
+                        self.unanswered |= ids
+                    return
+                with self.lock:
+                    if acked.status_code == 200:
+                        self.acked |= ids
+                    else:
+                        self.unexpected.append(f"{acked.status_code} {acked.text}")
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+
+@pytest.mark.parametrize(("durability", "workers"), [("normal", 1), ("full", 1), ("normal", 2)])
+def test_sigkill_mid_claims_keeps_every_unacknowledged_message_and_no_acknowledged_one(
+    tmp_path: Path, durability: str, workers: int
+) -> None:
+    config = write_config(tmp_path, extra=f"durability = {durability}\n")
+    args = ["--config", str(config), "--workers", str(workers)]
+    server = start_server(tmp_path, args)
+    try:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
+            assert http.post("/v1/queuey", data={"queue_name": "work"}).status_code == 201
+            posted: set[str] = set()
+            for start in range(0, 6000, 1000):
+                batch = {"messages": [{"body": f"job {n}"} for n in range(start, start + 1000)]}
+                response = http.post("/v1/queuey/work", json=batch)
+                assert response.status_code == 201
+                posted |= {m["key"] for m in response.json()["messages"]}
+        consumers = Consumers(server.url)
+        for thread in consumers.threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while consumers.count() < 1000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill(server)
+        consumers.stop.set()
+        for thread in consumers.threads:
+            thread.join(timeout=30)
+    finally:
+        server.stop()
+    assert not consumers.unexpected, consumers.unexpected[:5]
+    assert len(consumers.acked) >= 1000
+
+    restarted = start_server(tmp_path, args)
+    try:
+        with httpx.Client(base_url=restarted.url, headers=AUTH, timeout=30) as http:
+            readable: set[str] = set()
+            params = {"limit": "1000"}
+            while page := http.get("/v1/queuey/work", params=params).json()["messages"]:
+                readable |= {m["message_id"] for m in page}
+                params["after"] = page[-1]["message_id"]
+            # Leases taken before the kill end (ttl 2 s); then every message left is claimable.
+            time.sleep(2.1)
+            claimable: set[str] = set()
+            while found := http.post(
+                "/v1/queuey/work/claims", data={"limit": 100, "ttl": 60}
+            ).json()["messages"]:
+                claimable |= {m["message_id"] for m in found}
+    finally:
+        restarted.stop()
+    assert not readable & consumers.acked, "an acknowledged message came back"
+    missing = posted - consumers.acked - consumers.unanswered - readable
+    assert not missing, f"{len(missing)} messages never acknowledged were lost"
+    assert claimable == readable
