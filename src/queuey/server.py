@@ -33,40 +33,53 @@ def _timeout_response(seconds: float) -> bytes:
 
 
 class QueueyHttpProtocol(HttpToolsProtocol):
+    """Requests only note when their reading began and ended (two attribute stores); one
+    timer a connection, re-armed when it fires (every ``request_timeout`` at most), closes the
+    connection whose current request has been read for longer, instead of a timer armed and
+    cancelled for every request."""
+
     #: Seconds to receive a whole request; set from the settings before the server starts.
     request_timeout: float = 60.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_deadline: asyncio.TimerHandle | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        # When the request being read began (or the connection opened); None while no
+        # request is being read (between requests, or while the application answers).
+        self._reading_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()  # a new connection has to send its first request in time
+        now = self.loop.time()
+        self._reading_since = now  # a new connection has to send its first request in time
+        self._watch = self.loop.call_at(now + self.request_timeout, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._read_deadline is None:
-            self._arm()
+        if self._reading_since is None:
+            self._reading_since = self.loop.time()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._reading_since = None
         super().on_message_complete()
 
-    def _arm(self) -> None:
-        self._read_deadline = self.loop.call_later(self.request_timeout, self._timed_out)
-
-    def _disarm(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
+    def _check(self) -> None:
+        now = self.loop.time()
+        since = self._reading_since
+        if since is not None and now - since >= self.request_timeout:
+            self._watch = None
+            self._timed_out()
+            return
+        due = since + self.request_timeout if since is not None else now + self.request_timeout
+        self._watch = self.loop.call_at(due, self._check)
 
     def _timed_out(self) -> None:
-        self._read_deadline = None
         transport = self.transport
         if transport.is_closing():
             return
