@@ -514,7 +514,9 @@ def status(layout: Layout) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/cassandra/node.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="tools/cassandra/node.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "command", choices=("fetch", "start", "stop", "status", "kill", "restart", "hosts")
     )
