@@ -24,7 +24,7 @@ from queuey.core.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from queuey.core.ids import IdGenerator, ticks_from_timestamp, ticks_of
+from queuey.core.ids import IdGenerator, ticks_from_ns, ticks_from_timestamp, ticks_of
 from queuey.core.limits import Limits
 from queuey.core.models import (
     CONSISTENCIES,
@@ -373,9 +373,11 @@ class QueueService:
         cursor = _cursor(errors, params.get("since"), params.get("after"), descending)
         errors.raise_if_any()
         assert limit is not None
-        return await self.storage.read_messages(
-            queue, partitions, cursor, descending, limit, self._now_ms()
+        now_ms = self._now_ms()
+        found = await self.storage.read_messages(
+            queue, partitions, cursor, descending, limit, now_ms
         )
+        return settled(found, settle_window_ms(self.storage, queue.settings.consistency), now_ms)
 
     async def get_messages(self, caller: Caller, app: str, name: str, ids: str) -> list[Message]:
         queue = await self._queue(caller, app, name, Right.READ)
@@ -448,6 +450,31 @@ class QueueService:
 
     def _now_ms(self) -> int:
         return self._clock.time_ns() // 1_000_000
+
+
+# --- settle window (stores of several nodes) ------------------------------------------------
+
+SETTLE_SECONDS = {"weak": 1.0, "strong": 5.0, "very_strong": 600.0}
+
+
+def settle_window_ms(storage: Storage, consistency: str) -> int:
+    """How long reads hold back a new message, by the queue's consistency (plus the store's
+    ``base_delay``, if it has one), as the original did: on a store of several nodes a message
+    stamped earlier by another server may still be on its way to the replicas read, and a
+    reader paging with ``after=`` must not skip it. Zero on a single node."""
+    if storage.nodes <= 1:
+        return 0
+    base = float(getattr(storage, "base_delay", 0))
+    return int((SETTLE_SECONDS.get(consistency, SETTLE_SECONDS["strong"]) + base) * 1000)
+
+
+def settled(messages: list[Message], window_ms: int, now_ms: int) -> list[Message]:
+    """The messages stamped at least ``window_ms`` before ``now_ms`` (the limit was applied
+    before, so a read may return fewer than it asked for)."""
+    if window_ms <= 0:
+        return messages
+    cutoff = ticks_from_ns((now_ms - window_ms) * 1_000_000)
+    return [m for m in messages if m.ticks <= cutoff]
 
 
 def _reject_unknown(errors: Errors, params: Mapping[str, object], known: frozenset[str]) -> None:
