@@ -532,9 +532,10 @@ class CassandraStorage:
                 self._execute("m_keys", (qid, bucket, list(keys)), read_level)
                 for bucket, keys in by_bucket.items()
             ]
-        alive = asyncio.ensure_future(self._alive(queue, read_level))
-        existing = await asyncio.gather(*checks)
-        if not await alive:
+        alive, existing = await asyncio.gather(
+            self._alive(queue, read_level), asyncio.gather(*checks)
+        )
+        if not alive:
             raise QueueNotFound()
         for bucket, rows in zip(by_bucket, existing, strict=False):
             for part, ticks, sfx, _ in rows:
@@ -618,13 +619,11 @@ class CassandraStorage:
         if not parts or limit <= 0:
             return []
         level = self._levels_of(queue)[0]
-        alive = asyncio.ensure_future(self._alive(queue, level))
-        try:
-            found = await self._read(queue.qid, parts, cursor, descending, limit, now_ms, level)
-        finally:
-            if not alive.done():
-                await asyncio.wait([alive])
-        if not alive.result():
+        alive, found = await asyncio.gather(
+            self._alive(queue, level),
+            self._read(queue.qid, parts, cursor, descending, limit, now_ms, level),
+        )
+        if not alive:
             return []
         out: list[Message] = []
         for part in parts:
@@ -713,14 +712,16 @@ class CassandraStorage:
         if not wanted:
             return []
         level = self._levels_of(queue)[0]
-        alive = asyncio.ensure_future(self._alive(queue, level))
-        replies = await asyncio.gather(
-            *(
-                self._execute("m_get", (queue.qid, bucket, keys), level)
-                for bucket, keys in wanted.items()
+        alive, replies = await asyncio.gather(
+            self._alive(queue, level),
+            asyncio.gather(
+                *(
+                    self._execute("m_get", (queue.qid, bucket, keys), level)
+                    for bucket, keys in wanted.items()
+                )
             ),
         )
-        if not await alive:
+        if not alive:
             return []
         found: dict[_Key, Message] = {}
         for rows in replies:
