@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test check fmt bench fuzz clean
+.PHONY: install serve test test-cluster check fmt bench fuzz clean \
+	cassandra-start cassandra-stop cassandra-cluster-start cassandra-cluster-stop
 
 install: $(STAMP)
 
@@ -18,16 +19,37 @@ serve: install
 	$(BIN)/queuey serve $(ARGS)
 
 check: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
+# The Cassandra tests start a single node themselves (tools/cassandra/node.py) and leave it
+# running for the next run; `make cassandra-stop` stops it.
 test: check
 	$(BIN)/pytest -q
 
+# The 3-node Cassandra failure test (about 2 minutes; CI runs it after `make test`).
+test-cluster: install
+	$(BIN)/pytest -q -m cluster
+
 fmt: install
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench tools
+	$(BIN)/ruff format src tests bench tools
+
+# Apache Cassandra 5 from Maven Central (needs Java 17 and Maven), state in .cassandra/.
+CASSANDRA := $(BIN)/python tools/cassandra/node.py
+
+cassandra-start: install
+	$(CASSANDRA) start
+
+cassandra-stop:
+	$(CASSANDRA) stop
+
+cassandra-cluster-start: install
+	$(CASSANDRA) start --nodes 3
+
+cassandra-cluster-stop:
+	$(CASSANDRA) stop --nodes 3
 
 bench: install
 	$(BIN)/python bench/run.py $(ARGS)

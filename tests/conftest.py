@@ -10,7 +10,7 @@ import pytest
 from queuey.core.clock import FakeClock
 from queuey.storage.base import Storage
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "cassandra"]
 
 
 def make_storage(backend: str, directory: Path) -> Storage:
@@ -22,6 +22,10 @@ def make_storage(backend: str, directory: Path) -> Storage:
         from queuey.storage.sqlite import SqliteStorage
 
         return SqliteStorage(directory, durability="normal")
+    if backend == "cassandra":
+        from tests.cassandra import FreshCassandraStorage
+
+        return FreshCassandraStorage()
     raise ValueError(backend)
 
 

@@ -8,7 +8,8 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[storage]``: ``backend`` (``sqlite``, ``memory``, ``cassandra``, or the original Queuey's
   ``queuey.storage.*`` class names), ``path`` and ``durability`` for SQLite, the original's
   Cassandra keys (``host``, ``username``, ``password``, ``database``, ``multi_dc``,
-  ``create_schema``, ``base_delay``) plus ``replication_factor``, ``local_dc``,
+  ``create_schema``, ``base_delay``) plus ``replication_factor``, ``replication`` (per data
+  centre factors, ``dc1:3,dc2:3``), ``local_dc``,
   ``connect_timeout`` and ``request_timeout``. ``path`` is also where a generated application key
   is kept (see :func:`with_default_application`), so it is a Cassandra key too.
 - ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
@@ -82,7 +83,7 @@ _ORIGINAL_PREFIXES = (
 )  # fmt: skip
 _CASSANDRA_KEYS = (
     "host", "username", "password", "database", "multi_dc", "create_schema", "base_delay",
-    "replication_factor", "local_dc", "connect_timeout", "request_timeout",
+    "replication_factor", "replication", "local_dc", "connect_timeout", "request_timeout",
 )  # fmt: skip
 _STORAGE_KEYS = {
     "sqlite": ("path", "durability"),
@@ -110,6 +111,8 @@ class CassandraSettings:
     create_schema: bool = True
     base_delay: int = 0
     replication_factor: int = 1
+    # Per data centre factors (NetworkTopologyStrategy); empty: replication_factor alone.
+    replication: tuple[tuple[str, int], ...] = ()
     local_dc: str | None = None
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
@@ -523,6 +526,9 @@ def _cassandra(
         create_schema=section.boolean("create_schema", defaults.create_schema),
         base_delay=section.integer("base_delay", 0, 0) if with_base_delay else 0,
         replication_factor=section.integer("replication_factor", defaults.replication_factor, 1),
+        replication=section.parse(
+            "replication", defaults.replication, _factors, "must be dc:factor, comma-separated"
+        ),
         local_dc=section.text("local_dc", defaults.local_dc),
         connect_timeout=section.number("connect_timeout", defaults.connect_timeout),
         request_timeout=section.number("request_timeout", defaults.request_timeout),
@@ -547,6 +553,18 @@ def _metadata_cassandra(metadata: _Section, storage: CassandraSettings) -> str:
                 secret=key == "password",
             )
     return settings.keyspace
+
+
+def _factors(text: str) -> tuple[tuple[str, int], ...] | None:
+    factors: list[tuple[str, int]] = []
+    for item in re.split(r"[\s,]+", text):
+        if not item:
+            continue
+        dc, _, factor = item.rpartition(":")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", dc) or not re.fullmatch(r"[1-9][0-9]{0,1}", factor):
+            return None
+        factors.append((dc, int(factor)))
+    return tuple(factors) or None
 
 
 def _hosts(text: str) -> tuple[tuple[str, int], ...] | None:

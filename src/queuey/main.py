@@ -15,7 +15,7 @@ from queuey.core.clock import Clock, SystemClock
 from queuey.service import QueueService
 from queuey.storage.base import Storage
 
-BACKENDS = ("sqlite", "memory")
+BACKENDS = ("sqlite", "memory", "cassandra")
 
 
 def make_storage(settings: StorageSettings) -> Storage:
@@ -27,6 +27,10 @@ def make_storage(settings: StorageSettings) -> Storage:
         from queuey.storage.sqlite import SqliteStorage
 
         return SqliteStorage(settings.path, durability=settings.durability)
+    if settings.backend == "cassandra" and settings.cassandra is not None:
+        from queuey.storage.cassandra import CassandraStorage
+
+        return CassandraStorage(settings.cassandra, settings.metadata_keyspace)
     raise ValueError(f"storage back-end {settings.backend!r} is not available in this build")
 
 

@@ -25,7 +25,13 @@ from queuey.core.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from queuey.core.ids import TICKS_PER_SECOND, IdGenerator, ticks_from_timestamp, ticks_of
+from queuey.core.ids import (
+    TICKS_PER_SECOND,
+    IdGenerator,
+    ticks_from_ns,
+    ticks_from_timestamp,
+    ticks_of,
+)
 from queuey.core.limits import Limits
 from queuey.core.models import (
     CONSISTENCIES,
@@ -508,26 +514,40 @@ class QueueService:
         wait = check_int(errors, "wait", params.get("wait"), 0, 0, MAX_WAIT)
         errors.raise_if_any()
         assert limit is not None and wait is not None
-        storage = self.storage
-        found = await storage.read_messages(
-            queue, partitions, cursor, descending, limit, self._now_ms()
-        )
+        found, held = await self._read_settled(queue, partitions, cursor, descending, limit)
         if found or not wait:
             return found
         deadline = asyncio.get_running_loop().time() + wait
-        while not found and await self._wait(queue, deadline):
-            found = await storage.read_messages(
-                queue, partitions, cursor, descending, limit, self._now_ms()
-            )
+        # A message held back by the settle window is looked at again after a short pause.
+        while not found and await self._wait(queue, deadline, 0.1 if held else None):
+            found, held = await self._read_settled(queue, partitions, cursor, descending, limit)
         return found
 
-    async def _wait(self, queue: Queue, deadline: float) -> bool:
+    async def _read_settled(
+        self,
+        queue: Queue,
+        partitions: list[int],
+        cursor: Cursor | None,
+        descending: bool,
+        limit: int,
+    ) -> tuple[list[Message], bool]:
+        """A read without the messages still in the settle window; whether any was held."""
+        now_ms = self._now_ms()
+        found = await self.storage.read_messages(
+            queue, partitions, cursor, descending, limit, now_ms
+        )
+        shown = settled(found, settle_window_ms(self.storage, queue.settings.consistency), now_ms)
+        return shown, len(shown) < len(found)
+
+    async def _wait(self, queue: Queue, deadline: float, cap: float | None = None) -> bool:
         """Wait until something may have changed for ``queue``: a write through this process
-        or another, a delayed message falling due or a lease ending. False when ``deadline``
-        (event-loop time) has passed."""
+        or another, a delayed message falling due or a lease ending (or ``cap`` seconds).
+        False when ``deadline`` (event-loop time) has passed."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return False
+        if cap is not None:
+            remaining = min(remaining, cap)
         now_ms = self._now_ms()
         next_ms = await self.storage.next_change_ms(queue, now_ms)
         if next_ms is not None:
@@ -670,6 +690,31 @@ class QueueService:
 
     def _now_ms(self) -> int:
         return self._clock.time_ns() // 1_000_000
+
+
+# --- settle window (stores of several nodes) ------------------------------------------------
+
+SETTLE_SECONDS = {"weak": 1.0, "strong": 5.0, "very_strong": 600.0}
+
+
+def settle_window_ms(storage: Storage, consistency: str) -> int:
+    """How long reads hold back a new message, by the queue's consistency (plus the store's
+    ``base_delay``, if it has one), as the original did: on a store of several nodes a message
+    stamped earlier by another server may still be on its way to the replicas read, and a
+    reader paging with ``after=`` must not skip it. Zero on a single node."""
+    if storage.nodes <= 1:
+        return 0
+    base = float(getattr(storage, "base_delay", 0))
+    return int((SETTLE_SECONDS.get(consistency, SETTLE_SECONDS["strong"]) + base) * 1000)
+
+
+def settled(messages: list[Message], window_ms: int, now_ms: int) -> list[Message]:
+    """The messages stamped at least ``window_ms`` before ``now_ms`` (the limit was applied
+    before, so a read may return fewer than it asked for)."""
+    if window_ms <= 0:
+        return messages
+    cutoff = ticks_from_ns((now_ms - window_ms) * 1_000_000)
+    return [m for m in messages if m.ticks <= cutoff]
 
 
 def _reject_unknown(errors: Errors, params: Mapping[str, object], known: frozenset[str]) -> None:

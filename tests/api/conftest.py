@@ -16,7 +16,7 @@ from queuey.api.app import create_app
 from queuey.api.auth import KeyRing
 from queuey.core.clock import FakeClock
 from queuey.service import QueueService
-from tests.conftest import make_storage
+from tests.conftest import BACKENDS, make_storage
 
 KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
 OTHER_KEY = "0123456789abcdef0123456789abcdef"
@@ -60,7 +60,7 @@ class Api:
         return messages
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     clock = FakeClock()
     service = QueueService(make_storage(request.param, tmp_path), KEYS.keys(), clock)

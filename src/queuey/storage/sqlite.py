@@ -86,7 +86,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import re
 import secrets
 import sqlite3
 import threading
@@ -113,6 +112,10 @@ from queuey.core.models import (
     QueueSettings,
     QueueStats,
 )
+from queuey.storage.keys import HEX16 as _HEX16
+from queuey.storage.keys import SFX_OFFSET as _SFX_OFFSET
+from queuey.storage.keys import cursor_position as _cursor_position
+from queuey.storage.keys import sfx_of as _sfx_of
 
 SCHEMA_VERSION = 3
 
@@ -220,13 +223,6 @@ _SQL_UPDATE_QUEUE = (
     f"UPDATE queues SET ({_SETTINGS_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE qid = ?"
 )
 
-# A message id is 32 hex digits: the first 16 are determined by its ticks, the last 16 (clock
-# sequence and node) are stored as ``sfx``, that number minus 2**63 (a signed 64-bit integer in
-# the same order), and the id is rebuilt from (ticks, sfx) on reads.
-_SFX_OFFSET = 1 << 63
-_SFX_MIN = -(1 << 63)  # the lowest sfx (suffix 0000000000000000); see _cursor_position
-_SFX_MAX = (1 << 63) - 1  # the highest (suffix ffffffffffffffff)
-
 _MESSAGE_COLUMNS = "ticks, sfx, part, body, ctype, expires, dlv"  # see _messages_of
 # Live rows of queue ?1 at time ?{n}: unexpired, due, and of a queue that was not deleted.
 _LIVE = "expires > ?{n} AND due <= ?{n} AND EXISTS (SELECT 1 FROM queues WHERE qid = ?1)"
@@ -242,7 +238,6 @@ _ON_CONFLICT = (
 _STATEMENT_ROWS = (128, 112, 96, 80, 64, 48, 32, 16, 8, 4, 2, 1)
 _MAX_STATEMENT_ROWS = _STATEMENT_ROWS[0]
 _STATEMENT_CHARS = 131_072
-_HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 @functools.cache
@@ -447,26 +442,6 @@ def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
         settings.policy,
         int(settings.paused),
     )
-
-
-def _sfx_of(message_id: str) -> int:
-    """The stored form of an id's last 16 hex digits (ValueError if they are not hex)."""
-    return int(message_id[16:], 16) - _SFX_OFFSET
-
-
-def _cursor_position(cursor: Cursor, descending: bool) -> tuple[int, bool]:
-    """The sfx to compare (ticks, sfx) with for a cursor at (ticks, id), and inclusiveness.
-
-    Among the ids of one tick, an id sorts as its sfx does. The sentinels "" (before every id)
-    and "~" (after every id) become the lowest or highest sfx, inclusive or not so that they
-    keep or drop the whole tick exactly as comparing them with the ids' text would.
-    """
-    cursor_id = cursor.id
-    if len(cursor_id) == 32 and _HEX16.fullmatch(cursor_id, 16):
-        return int(cursor_id[16:], 16) - _SFX_OFFSET, cursor.inclusive
-    if cursor_id < "0":  # before every id: ascending keeps the whole tick, descending none of it
-        return _SFX_MIN, not descending
-    return _SFX_MAX, descending  # after every id
 
 
 # (ticks >> 32, sfx) -> the last 24 hex digits of the ids with those (see _messages_of).

@@ -1,0 +1,84 @@
+"""The Cassandra node the test suite runs against, and fresh stores on it.
+
+The suite starts one node with ``tools/cassandra/node.py`` (or reuses the one that tool started
+before: it keeps running between test runs; ``make cassandra-stop`` stops it), unless
+``QUEUEY_TEST_CASSANDRA_HOSTS`` names a running cluster (``host[:port],...``). Without Java or
+Maven the Cassandra tests are skipped, except when the ``CI`` variable is set: then they fail.
+
+Every test gets an empty store: the tables of one pair of test keyspaces are truncated before
+the test (``auto_snapshot`` is off on the test node, so a truncation costs milliseconds).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+
+import pytest
+
+from queuey.config import CassandraSettings
+from queuey.storage.cassandra import CassandraStorage
+
+KEYSPACE = "queuey_test_messages"
+METADATA_KEYSPACE = "queuey_test_metadata"
+TABLES = (
+    f"{METADATA_KEYSPACE}.queues",
+    f"{METADATA_KEYSPACE}.queue_names",
+    f"{METADATA_KEYSPACE}.dead_queues",
+    f"{KEYSPACE}.buckets",
+    f"{KEYSPACE}.messages",
+    f"{KEYSPACE}.expiry",
+    f"{KEYSPACE}.expiry_hours",
+)
+
+
+@functools.cache
+def _hosts() -> tuple[tuple[tuple[str, int], ...], str]:
+    """The hosts of the test node, or why there are none."""
+    given = os.environ.get("QUEUEY_TEST_CASSANDRA_HOSTS")
+    if given:
+        return _parse(given), ""
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    if missing:
+        return (), f"Cassandra needs {' and '.join(missing)} on PATH"
+    from tools.cassandra import node
+
+    try:
+        hosts = node.start(node.SINGLE, quiet=True)
+    except node.NodeError as error:
+        return (), f"the Cassandra test node did not start: {error}"
+    return _parse(hosts), ""
+
+
+def _parse(text: str) -> tuple[tuple[str, int], ...]:
+    """``host[:port],...`` as (host, port) pairs."""
+    pairs = (item.partition(":") for item in text.split(","))
+    return tuple((host, int(port or 9042)) for host, _, port in pairs)
+
+
+def hosts() -> tuple[tuple[str, int], ...]:
+    """The test node's hosts; skips the test (fails it under CI) when there is none."""
+    found, reason = _hosts()
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail(f"Cassandra is required in CI: {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def settings(**changes: object) -> CassandraSettings:
+    base = CassandraSettings(hosts=hosts(), keyspace=KEYSPACE, request_timeout=20.0)
+    return CassandraSettings(**{**{f: getattr(base, f) for f in base.__slots__}, **changes})
+
+
+class FreshCassandraStorage(CassandraStorage):
+    """A store on the test keyspaces, emptied when it opens."""
+
+    def __init__(self) -> None:
+        super().__init__(settings(), METADATA_KEYSPACE)
+
+    def _connect(self) -> None:
+        super()._connect()
+        for table in TABLES:
+            self._session.execute(f"TRUNCATE {table}", timeout=60)

@@ -1,0 +1,223 @@
+"""What CassandraStorage does beyond the shared contract: its data model on a real Cassandra 5
+node (time buckets, the bucket registry, the schema's options), consistency levels, several
+servers on one cluster, and driver failures turned into StorageUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from queuey.config import CassandraSettings
+from queuey.core.clock import FakeClock
+from queuey.core.errors import QueueExists, StorageUnavailable
+from queuey.core.ids import IdGenerator, uuid1_hex
+from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.storage.cassandra import (
+    BUCKET_PAGE,
+    MIN_TTL,
+    CassandraStorage,
+    index_ttl,
+    message_ttl,
+)
+from tests import cassandra as node
+
+APP = "app"
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[CassandraStorage]:
+    fresh = node.FreshCassandraStorage()
+    await fresh.open()
+    yield fresh
+    await fresh.close()
+
+
+async def other_store() -> CassandraStorage:
+    """A second server's store on the same keyspaces."""
+    second = CassandraStorage(node.settings(), node.METADATA_KEYSPACE)
+    await second.open()
+    return second
+
+
+def now_ms(clock: FakeClock) -> int:
+    return clock.time_ns() // 1_000_000
+
+
+def cql(store: CassandraStorage, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    return list(store._session.execute(statement, params))
+
+
+def spread(clock: FakeClock, count: int, partitions: int = 1) -> list[Message]:
+    """Messages one bucket (2^32 ticks, ~7 minutes) apart, partitions taking turns."""
+    base = IdGenerator(clock).next()[1]
+    out = []
+    for i in range(count):
+        ticks = base + (i << 32)
+        message_id = uuid1_hex(ticks, "8000000000000001")
+        part = 1 + i % partitions
+        out.append(Message(message_id, ticks, part, f"m{i}", "text/plain", now_ms(clock) + HOUR_MS))
+    return out
+
+
+def test_message_and_index_ttls_follow_the_messages_own_time() -> None:
+    ticks = IdGenerator(FakeClock()).next()[1]
+    at = (ticks - 0x01B21DD213814000) // 10_000
+    # A message lives past its expiry in Cassandra; its index row goes before it.
+    assert message_ttl(at + 3_600_000, ticks) == 3602
+    assert index_ttl(at + 3_600_000, ticks) == 3598
+    # Dead on arrival or short-lived: kept a minute, so the sweep can still count it.
+    assert message_ttl(at - 5_000, ticks) == MIN_TTL
+    assert index_ttl(at + 1_000, ticks) == MIN_TTL
+
+
+async def test_the_store_declares_itself_shared_with_the_node_count(
+    store: CassandraStorage,
+) -> None:
+    assert (store.name, store.shared, store.nodes) == ("cassandra", True, 1)
+
+
+async def test_the_schema_uses_time_window_compaction_and_the_keyspaces_asked_for(
+    store: CassandraStorage,
+) -> None:
+    rows = cql(
+        store,
+        "SELECT table_name, compaction FROM system_schema.tables WHERE keyspace_name = %s",
+        node.KEYSPACE,
+    )
+    compaction = {name: options["class"] for name, options in rows}
+    assert compaction["messages"].endswith("TimeWindowCompactionStrategy")
+    assert compaction["expiry"].endswith("TimeWindowCompactionStrategy")
+    tables = cql(
+        store,
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+        node.METADATA_KEYSPACE,
+    )
+    assert {name for (name,) in tables} == {"queues", "queue_names", "dead_queues"}
+
+
+@pytest.mark.parametrize(
+    ("consistency", "multi_dc", "levels"),
+    [
+        ("weak", False, ("ONE", "ONE")),
+        ("strong", False, ("QUORUM", "QUORUM")),
+        ("very_strong", False, ("QUORUM", "QUORUM")),
+        ("weak", True, ("ONE", "ONE")),
+        ("strong", True, ("LOCAL_QUORUM", "LOCAL_QUORUM")),
+        ("very_strong", True, ("LOCAL_QUORUM", "EACH_QUORUM")),
+    ],
+)
+def test_queue_consistency_maps_to_read_and_write_levels(
+    consistency: str, multi_dc: bool, levels: tuple[str, str]
+) -> None:
+    storage = CassandraStorage(CassandraSettings(multi_dc=multi_dc))
+    queue = Queue(APP, "q", 1, 0.0, QueueSettings(consistency=consistency))
+    assert storage._levels_of(queue) == levels
+
+
+async def test_messages_live_in_one_partition_per_time_bucket(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "q", QueueSettings(partitions=2), 1.0)
+    messages = spread(clock, 3, partitions=2)
+    await store.write_messages(queue, messages)
+
+    buckets = cql(store, f"SELECT bucket FROM {node.KEYSPACE}.buckets WHERE qid = %s", queue.qid)
+    assert [b for (b,) in buckets] == [m.ticks >> 32 for m in messages]
+    for m in messages:
+        rows = cql(
+            store,
+            f"SELECT part, body FROM {node.KEYSPACE}.messages WHERE qid = %s AND bucket = %s",
+            queue.qid,
+            m.ticks >> 32,
+        )
+        assert rows == [(m.partition, m.body)]
+
+
+async def test_reads_counts_gets_and_deletes_span_many_buckets(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "q", QueueSettings(partitions=2), 1.0)
+    messages = spread(clock, BUCKET_PAGE + 8, partitions=2)  # more buckets than one page
+    await store.write_messages(queue, messages[::2])
+    await store.write_messages(queue, messages[1::2])
+    now = now_ms(clock)
+    one = [m for m in messages if m.partition == 1]
+    two = [m for m in messages if m.partition == 2]
+
+    assert await store.read_messages(queue, [2, 1], None, False, 100, now) == two + one
+    assert await store.read_messages(queue, [1], None, True, 100, now) == one[::-1]
+    assert await store.read_messages(queue, [1, 2], None, False, 3, now) == one[:3] + two[:3]
+    middle = one[10]
+    after = Cursor(middle.ticks, middle.id, inclusive=False)
+    assert await store.read_messages(queue, [1], after, False, 4, now) == one[11:15]
+    assert await store.read_messages(queue, [1], after, True, 4, now) == one[9:5:-1]
+    assert await store.count_messages(queue, now) == len(messages)
+    wanted = [(m.partition, m.id) for m in (messages[30], messages[2], messages[17])]
+    assert await store.get_messages(queue, wanted, now) == [messages[30], messages[2], messages[17]]
+
+    await store.delete_messages(queue, wanted)
+    assert await store.count_messages(queue, now) == len(messages) - 3
+    assert await store.delete_queue(APP, "q")
+    assert await store.read_messages(queue, [1, 2], None, False, 100, now) == []
+    assert sum([await store.sweep(now, 1000), await store.sweep(now, 1000)]) == len(messages) - 3
+    assert cql(store, f"SELECT * FROM {node.KEYSPACE}.buckets WHERE qid = %s", queue.qid) == []
+
+
+async def test_a_deleted_queues_buckets_are_reclaimed_within_the_limit(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+    await store.write_messages(queue, spread(clock, 5))
+    await store.delete_queue(APP, "q")
+
+    assert [await store.sweep(now_ms(clock), 2) for _ in range(4)] == [2, 2, 1, 0]
+
+
+async def test_two_servers_on_one_cluster_see_each_other_and_race_fairly(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    second = await other_store()
+    try:
+        results = await asyncio.gather(
+            store.create_queue(APP, "race", QueueSettings(), 1.0),
+            second.create_queue(APP, "race", QueueSettings(partitions=2), 2.0),
+            return_exceptions=True,
+        )
+        winners = [r for r in results if isinstance(r, Queue)]
+        assert len(winners) == 1 and sum(isinstance(r, QueueExists) for r in results) == 1
+        queue = winners[0]
+        assert await second.get_queue(APP, "race") == await store.get_queue(APP, "race") == queue
+
+        message_id, ticks = IdGenerator(clock).next()
+        message = Message(message_id, ticks, 1, "hi", "text/plain", now_ms(clock) + HOUR_MS)
+        await second.write_messages(queue, [message])
+        assert await store.read_messages(queue, [1], None, False, 10, now_ms(clock)) == [message]
+    finally:
+        await second.close()
+
+
+async def test_driver_failures_become_storage_unavailable(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+    profile = store._cluster.profile_manager.default
+    profile.request_timeout = 0.000001  # every request times out in the driver
+    try:
+        with pytest.raises(StorageUnavailable, match="OperationTimedOut"):
+            await store.read_messages(queue, [1], None, False, 10, now_ms(clock))
+        with pytest.raises(StorageUnavailable):
+            await store.ping()
+    finally:
+        profile.request_timeout = 20.0
+    await store.ping()  # and the store recovers
+
+
+async def test_a_cluster_that_does_not_answer_fails_open_with_storage_unavailable() -> None:
+    unreachable = CassandraStorage(node.settings(hosts=(("127.0.0.1", 1),), connect_timeout=2.0))
+    with pytest.raises(StorageUnavailable, match="127.0.0.1:1"):
+        await unreachable.open()
+    await unreachable.close()
