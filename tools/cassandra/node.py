@@ -83,6 +83,10 @@ JAVA_MODULE_FLAGS = [
 ]
 
 
+# The JVMs this process started, by pid.
+_LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class NodeError(Exception):
     """A node could not be fetched, started or stopped; the message says why."""
 
@@ -258,7 +262,7 @@ hinted_handoff_enabled: true
 max_hint_window: 3h
 storage_compatibility_mode: NONE
 phi_convict_threshold: 12
-read_request_timeout: 10000ms
+read_request_timeout: {"10000ms" if single else "5000ms"}
 range_request_timeout: 10000ms
 write_request_timeout: 5000ms
 counter_write_request_timeout: 5000ms
@@ -332,7 +336,9 @@ def command_for(node: Node, jar: Path) -> list[str]:
         f"-Dcassandra.ring_delay_ms={1000 if node.layout.nodes == 1 else 5000}",
         "-Dcassandra.superuser_setup_delay_ms=0",
         "-Dcassandra.skip_sync=true",
-        "-Dcassandra.unsafesystem=true",
+        # Schema and system tables unflushed: fine for one node stopped cleanly, but a cluster
+        # node is killed in tests and must come back with its schema.
+        *(["-Dcassandra.unsafesystem=true"] if node.layout.nodes == 1 else []),
         "-Dcassandra.available_processors=2",
         "-cp",
         f"{LIB_DIR}/*",
@@ -364,6 +370,7 @@ def launch(node: Node, jar: Path) -> int:
             start_new_session=True,  # not killed with the shell or test run that started it
         )
     node.pid_file.write_text(f"{process.pid}\n")
+    _LAUNCHED[process.pid] = process  # kept: a collected Popen of a live process warns
     return process.pid
 
 
@@ -385,6 +392,12 @@ def wait_for_cql(node: Node, pid: int, timeout: float = START_TIMEOUT) -> None:
 
 
 def _alive(pid: int) -> bool:
+    launched = _LAUNCHED.get(pid)
+    if launched is not None:
+        if launched.poll() is None:
+            return True
+        del _LAUNCHED[pid]
+        return False
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
@@ -413,24 +426,70 @@ def start(layout: Layout, keep: bool = False, quiet: bool = False) -> str:
     jar = fetch(quiet)
     check_addresses(layout)
     fresh = not any(node.pid() for node in layout.all())
+    offsets = _log_offsets(layout)
+    started: list[Node] = []
     for node in layout.all():
         if node.pid() is not None:
             wait_for_cql(node, node.pid() or 0)
             continue
         _check_port_free(node)
         prepare(node, wipe=fresh and not keep)
-        started = time.monotonic()
+        offsets.update({node.number: _log_offsets(layout)[node.number]})
+        began = time.monotonic()
         pid = launch(node, jar)
+        started.append(node)
         if not quiet:
             print(f"starting node {node.number} on {node.address} (pid {pid})...", flush=True)
         wait_for_cql(node, pid)
         if not quiet:
             print(
                 f"node {node.number} answers CQL on {node.address}:{layout.cql_port} "
-                f"after {time.monotonic() - started:.1f} s",
+                f"after {time.monotonic() - began:.1f} s",
                 flush=True,
             )
+    wait_for_peers(layout, started, offsets)
     return layout.hosts()
+
+
+def _log_offsets(layout: Layout) -> dict[int, int]:
+    """How long each node's log is now: what it logs from here on is about this start."""
+    return {
+        node.number: node.log_file.stat().st_size if node.log_file.exists() else 0
+        for node in layout.all()
+    }
+
+
+def wait_for_peers(
+    layout: Layout, started: list[Node], offsets: dict[int, int], timeout: float = 90.0
+) -> None:
+    """Wait until every started node and every other running node see each other UP (gossip),
+    so a quorum is reachable from any coordinator."""
+    live = [node for node in layout.all() if node.pid() is not None]
+    numbers = {node.number for node in started}
+    pairs = [
+        (a, b)
+        for a in live
+        for b in live
+        if a != b and (a.number in numbers or b.number in numbers)
+    ]
+    deadline = time.monotonic() + timeout
+    while pairs:
+        logs = {}
+        for node in live:
+            with node.log_file.open("rb") as log:
+                log.seek(offsets.get(node.number, 0))
+                logs[node.number] = log.read().decode(errors="replace")
+        pairs = [
+            (a, b)
+            for a, b in pairs
+            if f"/{b.address}:{layout.storage_port} is now UP" not in logs[a.number]
+        ]
+        if not pairs:
+            return
+        if time.monotonic() > deadline:
+            missing = ", ".join(f"node {a.number} sees node {b.number}" for a, b in pairs)
+            raise NodeError(f"gossip did not settle within {timeout:.0f} s: {missing}")
+        time.sleep(0.25)
 
 
 def check_addresses(layout: Layout) -> None:
@@ -471,8 +530,10 @@ def restart(node: Node) -> int:
         raise NodeError(f"node {node.number} is already running")
     jar = fetch(quiet=True)
     prepare(node, wipe=False)
+    offsets = _log_offsets(node.layout)
     pid = launch(node, jar)
     wait_for_cql(node, pid)
+    wait_for_peers(node.layout, [node], offsets)
     return pid
 
 
