@@ -48,7 +48,30 @@ def _hosts() -> tuple[tuple[tuple[str, int], ...], str]:
         hosts = node.start(node.SINGLE, quiet=True)
     except node.NodeError as error:
         return (), f"the Cassandra test node did not start: {error}"
+    _drop_keyspaces(_parse(hosts))
     return _parse(hosts), ""
+
+
+def _drop_keyspaces(hosts: tuple[tuple[str, int], ...]) -> None:
+    """Start the session from keyspaces made by the current schema (the node outlives runs)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.connection import DefaultEndPoint
+    from cassandra.io.libevreactor import LibevConnection
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    cluster = Cluster(
+        contact_points=[DefaultEndPoint(host, port) for host, port in hosts],
+        connection_class=LibevConnection,
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
+        },
+    )
+    try:
+        session = cluster.connect()
+        for keyspace in (KEYSPACE, METADATA_KEYSPACE):
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
 
 
 def _parse(text: str) -> tuple[tuple[str, int], ...]:
