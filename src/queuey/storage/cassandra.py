@@ -564,20 +564,22 @@ class CassandraStorage:
         by_bucket = {bucket: keys for bucket, keys in by_bucket.items() if keys}
         if not by_bucket:
             return
-        await asyncio.gather(
-            *self._register(qid, by_bucket, write_level),
-            self._write_rows(qid, by_bucket, write_level),
-        )
+        statements = self._register(qid, by_bucket) + self._rows(qid, by_bucket)
+        # One bucket is one Cassandra partition: there an unlogged batch is atomic and
+        # isolated (the registry and index rows in the same request are bookkeeping that the
+        # sweep and Cassandra's TTL tolerate missing). Across buckets only the batch log makes
+        # the write all or nothing.
+        await self._batch(statements, write_level, logged=len(by_bucket) > 1)
         self._remember(qid, by_bucket)
 
     def _register(
-        self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
-    ) -> list[asyncio.Future[list[_Row]]]:
+        self, qid: int, by_bucket: dict[int, dict[_Key, Message]]
+    ) -> list[tuple[str, Sequence[Any]]]:
         """The bucket and expiry-index rows of a write (bucket and hour rows only the first
         time this process writes them)."""
         shard = qid % INDEX_SHARDS
-        writes = [
-            self._execute("b_insert", (qid, bucket), level)
+        writes: list[tuple[str, Sequence[Any]]] = [
+            ("b_insert", (qid, bucket))
             for bucket in by_bucket
             if (qid, bucket) not in self._known_buckets
         ]
@@ -592,12 +594,11 @@ class CassandraStorage:
                 hour = expires // HOUR_MS
                 hours.add(hour)
                 ttl = index_ttl(expires, latest[expires])
-                params = (shard, hour, expires, qid, bucket, uuid.uuid4(), group, ttl)
-                writes.append(self._execute("x_insert", params, level))
+                writes.append(
+                    ("x_insert", (shard, hour, expires, qid, bucket, uuid.uuid4(), group, ttl))
+                )
         writes += [
-            self._execute("h_insert", (shard, hour), level)
-            for hour in hours
-            if (shard, hour) not in self._known_hours
+            ("h_insert", (shard, hour)) for hour in hours if (shard, hour) not in self._known_hours
         ]
         return writes
 
@@ -611,9 +612,10 @@ class CassandraStorage:
         for keys in by_bucket.values():
             self._known_hours.update((shard, m.expires_ms // HOUR_MS) for m in keys.values())
 
-    def _write_rows(
-        self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
-    ) -> asyncio.Future[list[_Row]]:
+    @staticmethod
+    def _rows(
+        qid: int, by_bucket: dict[int, dict[_Key, Message]]
+    ) -> list[tuple[str, Sequence[Any]]]:
         statements: list[tuple[str, Sequence[Any]]] = []
         for bucket, keys in by_bucket.items():
             parts = {part for part, _, _ in keys}
@@ -623,9 +625,7 @@ class CassandraStorage:
                 ttl = message_ttl(m.expires_ms, ticks)
                 params = (qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body, ttl)
                 statements.append(("m_insert", params))
-        # One bucket is one Cassandra partition: an unlogged batch is atomic and isolated.
-        # Across buckets only the batch log makes the write all or nothing.
-        return self._batch(statements, level, logged=len(by_bucket) > 1)
+        return statements
 
     async def read_messages(
         self,
