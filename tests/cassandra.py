@@ -5,23 +5,28 @@ before: it keeps running between test runs; ``make cassandra-stop`` stops it), u
 ``QUEUEY_TEST_CASSANDRA_HOSTS`` names a running cluster (``host[:port],...``). Without Java or
 Maven the Cassandra tests are skipped, except when the ``CI`` variable is set: then they fail.
 
-Every test gets an empty store: the tables of one pair of test keyspaces are truncated before
-the test (``auto_snapshot`` is off on the test node, so a truncation costs milliseconds).
+Every test gets an empty store: the tables of this checkout's pair of test keyspaces (made
+afresh at the start of each run) are truncated before the test (``auto_snapshot`` is off on
+the test node, so a truncation costs milliseconds).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from queuey.config import CassandraSettings
 from queuey.storage.cassandra import CassandraStorage
 
-KEYSPACE = "queuey_test_messages"
-METADATA_KEYSPACE = "queuey_test_metadata"
+# Named after this checkout, so test runs of two checkouts can share one node.
+_CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
+KEYSPACE = f"queuey_test_{_CHECKOUT}_messages"
+METADATA_KEYSPACE = f"queuey_test_{_CHECKOUT}_metadata"
 TABLES = (
     f"{METADATA_KEYSPACE}.queues",
     f"{METADATA_KEYSPACE}.queue_names",

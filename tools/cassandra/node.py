@@ -10,6 +10,7 @@ Usage (from the repository root; only the Python standard library, Java 17 and M
     python tools/cassandra/node.py restart 2 --nodes 3   # start node 2 again, wait for CQL
     python tools/cassandra/node.py stop [--nodes 3]      # SIGTERM, then SIGKILL
     python tools/cassandra/node.py stop --wipe           # ... and delete the data
+    python tools/cassandra/node.py hosts [--nodes 3]     # the nodes as a Queuey host setting
 
 Everything lives under ``.cassandra/`` (git-ignored): ``lib/`` (the jars, resolved by Maven from
 ``tools/cassandra/pom.xml``), and per node ``<layout>/node<N>/`` with its ``cassandra.yaml``,
@@ -17,7 +18,8 @@ Everything lives under ``.cassandra/`` (git-ignored): ``lib/`` (the jars, resolv
 cluster use different ports (9042/7000 and 9142/7100), so both can run at once.
 
 ``start`` reuses nodes that are already running (their pid file names a live process and CQL
-answers). A fresh start wipes the node's data unless ``--keep`` is given; ``restart`` keeps it.
+answers); a node that is not running starts on the data it had (``--wipe``: on none). A cluster
+start returns once every node sees the others up.
 The settings are for tests and development (no fsync, small heaps, no authentication): never
 for production data.
 """
@@ -416,7 +418,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start(layout: Layout, keep: bool = False, quiet: bool = False) -> str:
+def start(layout: Layout, wipe: bool = False, quiet: bool = False) -> str:
     """Start (or reuse) every node of the layout; returns its ``host`` setting."""
     running = [node.pid() is not None and node.answers() for node in layout.all()]
     if all(running):
@@ -433,7 +435,7 @@ def start(layout: Layout, keep: bool = False, quiet: bool = False) -> str:
             wait_for_cql(node, node.pid() or 0)
             continue
         _check_port_free(node)
-        prepare(node, wipe=fresh and not keep)
+        prepare(node, wipe=fresh and wipe)
         offsets.update({node.number: _log_offsets(layout)[node.number]})
         began = time.monotonic()
         pid = launch(node, jar)
@@ -583,8 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("number", nargs="?", type=int, help="node number, for kill and restart")
     parser.add_argument("--nodes", type=int, default=1, help="1 (single node) or 3 (cluster)")
-    parser.add_argument("--keep", action="store_true", help="start: keep the data of a last run")
-    parser.add_argument("--wipe", action="store_true", help="stop: delete the nodes' data too")
+    parser.add_argument(
+        "--wipe",
+        action="store_true",
+        help="start: begin with no data (the last run's is kept otherwise); stop: delete it",
+    )
     args = parser.parse_args(argv)
     try:
         chosen = layout(args.nodes)
@@ -593,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(fetch())
         elif args.command == "start":
-            print(f"host = {start(chosen, keep=args.keep)}")
+            print(f"host = {start(chosen, wipe=args.wipe)}")
         elif args.command == "stop":
             pids = stop(chosen, wipe=args.wipe)
             print(f"stopped {chosen.name}: pids {pids}" if pids else f"{chosen.name}: not running")

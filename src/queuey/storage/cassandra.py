@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import math
 import secrets
@@ -595,7 +596,7 @@ class CassandraStorage:
                 hours.add(hour)
                 ttl = index_ttl(expires, latest[expires])
                 writes.append(
-                    ("x_insert", (shard, hour, expires, qid, bucket, uuid.uuid4(), group, ttl))
+                    ("x_insert", (shard, hour, expires, qid, bucket, _unique(), group, ttl))
                 )
         writes += [
             ("h_insert", (shard, hour)) for hour in hours if (shard, hour) not in self._known_hours
@@ -620,7 +621,7 @@ class CassandraStorage:
         for bucket, keys in by_bucket.items():
             parts = {part for part, _, _ in keys}
             if len(parts) > 1:  # readers of several partitions notice this write
-                statements.append(("m_mark", (uuid.uuid4(), qid, bucket)))
+                statements.append(("m_mark", (_unique(), qid, bucket)))
             for (part, ticks, sfx), m in keys.items():
                 ttl = message_ttl(m.expires_ms, ticks)
                 params = (qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body, ttl)
@@ -840,6 +841,16 @@ class CassandraStorage:
 
 _NOT_IDEMPOTENT = frozenset({"q_create", "q_update", "q_delete"})
 _LEVEL_NAMES = ("ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "SERIAL", "LOCAL_SERIAL")
+
+
+# Unique values for index rows and marks: a random 64-bit prefix per process and a counter
+# (os.urandom for every write cost ~10% of a single-message post, waiting for the GIL).
+_UNIQUE_PREFIX = secrets.randbits(64) << 64
+_UNIQUE_COUNTER = itertools.count()
+
+
+def _unique() -> uuid.UUID:
+    return uuid.UUID(int=_UNIQUE_PREFIX | next(_UNIQUE_COUNTER) & 0xFFFFFFFFFFFFFFFF)
 
 
 def _resolve(future: asyncio.Future[list[_Row]], rows: list[_Row]) -> None:
