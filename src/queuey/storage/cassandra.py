@@ -17,7 +17,10 @@ Metadata keyspace
   concurrent slices ``name >= offset LIMIT limit`` merged in order: the cost is the same at any
   offset (16 small slices, at most 16 x limit names read for limit returned), the price of an
   order that hash-spread shards do not keep by themselves. ``offset`` is the cursor, stable
-  under concurrent creations and deletions.
+  under concurrent creations and deletions. A listing row is written together with the
+  creating transaction and deleted after the deleting one, so an existing queue is always
+  listed; a failure between the two steps can leave a name listed without a queue, which
+  :meth:`list_queues` leaves out.
 * ``dead_queues``, PRIMARY KEY ``((shard), qid)``: deleted queues whose messages the sweep has
   yet to reclaim.
 
@@ -435,8 +438,14 @@ class CassandraStorage:
             app, name, qid, settings.partitions, settings.type, settings.consistency,
             list(settings.principles), now,
         )  # fmt: skip
+        # The listing row goes with the transaction, not after it: a name of this app is then
+        # listed whenever its queue exists (at worst a failed creation leaves a listed name
+        # without a queue, which list_queues leaves out).
+        listed = self._execute("n_insert", (app, name_shard(name), name), self._meta_level)
         try:
-            rows = await self._execute("q_create", params, self._meta_level)
+            rows, _ = await asyncio.gather(
+                self._execute("q_create", params, self._meta_level), listed
+            )
             applied = bool(rows and rows[0][0])
         except StorageUnavailable as error:
             if not _is_cas_timeout(error):
@@ -448,7 +457,6 @@ class CassandraStorage:
             applied = found[0][0] == qid
         if not applied:
             raise QueueExists()
-        await self._execute("n_insert", (app, name_shard(name), name), self._meta_level)
         return Queue(app=app, name=name, qid=qid, created=now, settings=settings)
 
     @property
