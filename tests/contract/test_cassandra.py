@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from queuey.config import CassandraSettings
+from queuey.config import CassandraSettings, ConfigError, load_settings
 from queuey.core.clock import FakeClock
 from queuey.core.errors import QueueExists, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
@@ -19,6 +20,7 @@ from queuey.storage.cassandra import (
     BUCKET_PAGE,
     MIN_TTL,
     CassandraStorage,
+    _replication,
     index_ttl,
     message_ttl,
 )
@@ -221,3 +223,24 @@ async def test_a_cluster_that_does_not_answer_fails_open_with_storage_unavailabl
     with pytest.raises(StorageUnavailable, match="127.0.0.1:1"):
         await unreachable.open()
     await unreachable.close()
+
+
+def test_replication_settings_choose_the_keyspace_strategy(tmp_path: Path) -> None:
+    def storage(extra: str) -> CassandraSettings:
+        config = tmp_path / "queuey.ini"
+        config.write_text(f"[storage]\nbackend = cassandra\n{extra}")
+        cassandra = load_settings(config, {}).storage.cassandra
+        assert cassandra is not None
+        return cassandra
+
+    assert _replication(storage("replication_factor = 3\n")) == (
+        "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+    )
+    assert _replication(storage("replication_factor = 2\nlocal_dc = east\n")) == (
+        "{'class': 'NetworkTopologyStrategy', 'east': 2}"
+    )
+    per_dc = storage("replication = east:3, west:2\n")
+    assert per_dc.replication == (("east", 3), ("west", 2))
+    assert _replication(per_dc) == "{'class': 'NetworkTopologyStrategy', 'east': 3, 'west': 2}"
+    with pytest.raises(ConfigError, match="must be dc:factor"):
+        storage("replication = east\n")
