@@ -18,6 +18,7 @@ from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
 from queuey.storage.cassandra import (
     BUCKET_PAGE,
+    INDEX_PAGE,
     MIN_TTL,
     CassandraStorage,
     _replication,
@@ -244,3 +245,21 @@ def test_replication_settings_choose_the_keyspace_strategy(tmp_path: Path) -> No
     assert _replication(per_dc) == "{'class': 'NetworkTopologyStrategy', 'east': 3, 'west': 2}"
     with pytest.raises(ConfigError, match="must be dc:factor"):
         storage("replication = east\n")
+
+
+async def test_the_sweep_pages_through_the_expiry_index_and_drops_past_hours(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+    gen = IdGenerator(clock)
+    dying = []
+    for i in range(INDEX_PAGE + 50):  # an index row each: every message expires at its own ms
+        message_id, ticks = gen.next()
+        dying.append(Message(message_id, ticks, 1, "x", "text/plain", now_ms(clock) + i))
+    await store.write_messages(queue, dying)
+    later = now_ms(clock) + 2 * HOUR_MS
+
+    assert await store.sweep(later, 1000) == len(dying)
+    assert await store.sweep(later, 1000) == 0
+    shards = cql(store, f"SELECT shard, hour FROM {node.KEYSPACE}.expiry_hours")
+    assert shards == []

@@ -93,6 +93,7 @@ MIN_TTL = 60  # seconds: Cassandra keeps even a message dead on arrival this lon
 MAX_TTL = 630_720_000  # Cassandra's largest TTL (20 years)
 HOUR_MS = 3_600_000
 BUCKET_PAGE = 32  # buckets asked for at once when a read walks a queue's buckets
+INDEX_PAGE = 100  # expiry index rows, and message keys of one row, handled at once
 _TICKS_PER_MS = 10_000
 _MARK_RETRIES = 4
 
@@ -791,41 +792,61 @@ class CassandraStorage:
         return removed
 
     async def _sweep_expired(self, shard: int, now_ms: int, budget: int) -> int:
-        """Delete up to ``budget`` expired messages listed in the shard's index, oldest first."""
+        """Delete up to ``budget`` expired messages listed in the shard's index, oldest first;
+        drop the index rows dealt with (one range deletion) and the hours emptied."""
         level = self._meta_level
         now_hour = now_ms // HOUR_MS
         removed = 0
-        hours = await self._execute("h_read", (shard, now_hour), level)
-        for (hour,) in hours:
-            rows = await self._execute("x_read", (shard, hour, now_ms, 1000), level)
-            done: _Row | None = None
-            finished = True
-            for expires, qid, bucket, wid, keys in rows:
-                live = await self._execute("m_keys", (qid, bucket, list(keys)), level)
-                dead = [(p, t, s) for p, t, s, e in live if e <= now_ms]
-                take = dead[: budget - removed]
-                if take:
-                    deletes: list[tuple[str, Sequence[Any]]] = [
-                        ("m_delete", (qid, bucket, *key)) for key in take
-                    ]
-                    await self._batch(deletes, level, logged=False)
-                    removed += len(take)
-                if len(take) < len(dead):
-                    finished = False
+        for (hour,) in await self._execute("h_read", (shard, now_hour), level):
+            while True:
+                rows = await self._execute("x_read", (shard, hour, now_ms, INDEX_PAGE), level)
+                done: _Row | None = None
+                complete = True  # every row read was dealt with
+                for expires, qid, bucket, wid, keys in rows:
+                    count, finished = await self._reclaim(
+                        qid, bucket, keys, now_ms, budget - removed, level
+                    )
+                    removed += count
+                    if not finished:
+                        complete = False
+                        break
+                    done = (expires, qid, bucket, wid)
+                last_page = len(rows) < INDEX_PAGE
+                if complete and last_page and hour < now_hour:  # the whole hour is past
+                    await self._execute("x_drop", (shard, hour), level)
+                    await self._execute("h_delete", (shard, hour), level)
+                elif done is not None:
+                    await self._execute("x_delete_upto", (shard, hour, *done), level)
+                if not complete:
+                    return removed  # the budget ran out
+                if last_page:
                     break
-                done = (expires, qid, bucket, wid)
-                if removed >= budget:
-                    break
-            if done is not None and (hour < now_hour and finished and len(rows) < 1000):
-                await self._execute("x_drop", (shard, hour), level)
-                await self._execute("h_delete", (shard, hour), level)
-            elif done is not None:
-                await self._execute("x_delete_upto", (shard, hour, *done), level)
-            elif not rows and hour < now_hour:
-                await self._execute("h_delete", (shard, hour), level)
-            if removed >= budget or not finished:
-                break
         return removed
+
+    async def _reclaim(
+        self, qid: int, bucket: int, keys: Sequence[_Key], now_ms: int, budget: int, level: str
+    ) -> tuple[int, bool]:
+        """Delete up to ``budget`` of the listed messages that are still there and expired;
+        how many, and whether none is left."""
+        removed = 0
+        for start in range(0, len(keys), INDEX_PAGE):
+            if removed >= budget:
+                return removed, False
+            chunk = list(keys[start : start + INDEX_PAGE])
+            present = await self._execute("m_keys", (qid, bucket, chunk), level)
+            dead = [
+                (part, ticks, sfx) for part, ticks, sfx, expires in present if expires <= now_ms
+            ]
+            take = dead[: budget - removed]
+            if take:
+                deletes: list[tuple[str, Sequence[Any]]] = [
+                    ("m_delete", (qid, bucket, *key)) for key in take
+                ]
+                await self._batch(deletes, level, logged=False)
+                removed += len(take)
+            if len(take) < len(dead):
+                return removed, False
+        return removed, True
 
     async def _sweep_dead(self, shard: int, budget: int) -> int:
         """Delete up to ``budget`` messages of deleted queues, a bucket at a time."""
