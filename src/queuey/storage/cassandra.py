@@ -36,11 +36,13 @@ Message keyspace
   write call within a bucket is a single-partition batch: atomic and isolated. A write that
   spans several queue partitions also sets the static column ``mark``; a read of several
   queue partitions reads ``mark`` before and after its per-partition slices and reads again if
-  it changed, so it sees all of such a write or none of it. Each row carries ``expires``
-  (epoch ms) and is written ``USING TTL``: Cassandra drops it by itself shortly after it
-  expires. Time-window compaction (1-hour windows) then drops whole SSTables of expired
-  messages without compacting them. Reads filter on ``expires > now`` (the time the caller
-  passes), so the service's clock, not Cassandra's, decides what is live.
+  it changed (up to 4 times), so it sees all of such a write or none of it. The price: a
+  queue's partitions do not spread its load over the cluster within a bucket (its buckets do,
+  over time), and a bucket partition holds ~7 minutes of the queue's messages. Each row
+  carries ``expires`` (epoch ms) and is written ``USING TTL``: Cassandra drops it by itself
+  shortly after it expires. Time-window compaction (1-hour windows) then drops whole SSTables
+  of expired messages without compacting them. Reads filter on ``expires > now`` (the time
+  the caller passes), so the service's clock, not Cassandra's, decides what is live.
 * ``buckets``, PRIMARY KEY ``((qid), bucket)``: the buckets a queue has written, so reads walk
   only buckets that hold messages (never empty partitions, never tombstones of earlier ones).
   Each server process writes a bucket's row once (it remembers the ones it wrote).
@@ -54,12 +56,21 @@ Message keyspace
   dead by a PUT, and deleted queues. ``expiry_hours``, PRIMARY KEY ``((shard), hour)``, lists
   the hours that have index rows.
 
+Every write and read also looks up the queue row, so nothing is written to, and nothing read
+from, a queue that another server deleted (its ``qid`` is gone); a write that must not
+replace (``replace=False``) first reads which of its ids are stored. A write is then one
+batch request: its messages with their bucket and expiry-index rows.
+
 Consistency (per queue, as the original): ``weak`` reads and writes at ONE; ``strong`` at
 QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM for writes
 with ``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
 transactions with SERIAL (LOCAL_SERIAL); when no quorum answers, a ``weak`` queue is still
 served from one replica. Every driver failure (unavailable replicas, timeouts, no host, a
-value that cannot be encoded) becomes :class:`StorageUnavailable` in ``_execute``.
+value that cannot be encoded) becomes :class:`StorageUnavailable` in one place (``_submit``
+and ``_reject``). Statements other than lightweight transactions are idempotent, so the driver
+sends them again to another node when one dies mid-request. The tables double a read that a
+replica has not answered within 50 ms and do no blocking read repair (see ``_schema``), so a
+node that died holds no request up while gossip has yet to declare it down.
 
 Async: the driver's event loop (libev) runs in its own thread; ``execute_async`` callbacks
 resolve asyncio futures with ``call_soon_threadsafe``. Statements are prepared once at open.
