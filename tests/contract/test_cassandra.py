@@ -110,7 +110,7 @@ async def test_the_schema_uses_time_window_compaction_and_the_keyspaces_asked_fo
         ("very_strong", False, ("QUORUM", "QUORUM")),
         ("weak", True, ("ONE", "ONE")),
         ("strong", True, ("LOCAL_QUORUM", "LOCAL_QUORUM")),
-        ("very_strong", True, ("LOCAL_QUORUM", "EACH_QUORUM")),
+        ("very_strong", True, ("EACH_QUORUM", "EACH_QUORUM")),
     ],
 )
 def test_queue_consistency_maps_to_read_and_write_levels(

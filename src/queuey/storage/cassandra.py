@@ -62,8 +62,8 @@ replace (``replace=False``) first reads which of its ids are stored. A write is 
 batch request: its messages with their bucket and expiry-index rows.
 
 Consistency (per queue, as the original): ``weak`` reads and writes at ONE; ``strong`` at
-QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM for writes
-with ``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
+QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM with
+``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
 transactions with SERIAL (LOCAL_SERIAL); when no quorum answers, a ``weak`` queue is still
 served from one replica. Every driver failure (unavailable replicas, timeouts, no host, a
 value that cannot be encoded) becomes :class:`StorageUnavailable` in one place (``_submit``
@@ -118,7 +118,7 @@ _LEVELS = {
     ("strong", False): ("QUORUM", "QUORUM"),
     ("strong", True): ("LOCAL_QUORUM", "LOCAL_QUORUM"),
     ("very_strong", False): ("QUORUM", "QUORUM"),
-    ("very_strong", True): ("LOCAL_QUORUM", "EACH_QUORUM"),
+    ("very_strong", True): ("EACH_QUORUM", "EACH_QUORUM"),
 }
 
 
