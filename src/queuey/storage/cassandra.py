@@ -478,8 +478,10 @@ class CassandraStorage:
     async def get_queue(self, app: str, name: str) -> Queue | None:
         try:
             rows = await self._execute("q_get", (app, name), self._meta_level)
-        except StorageUnavailable:
-            # No quorum: a weak queue may still be served by one replica.
+        except StorageUnavailable as error:
+            if not _too_few_replicas(error):
+                raise  # a timeout: the request has had its time
+            # No quorum alive: a weak queue may still be served by one replica.
             rows = await self._execute("q_get", (app, name), "ONE")
             if not rows or rows[0][3] != "weak":
                 raise
@@ -901,6 +903,18 @@ def _resolve(future: asyncio.Future[list[_Row]], rows: list[_Row]) -> None:
 def _reject(future: asyncio.Future[list[_Row]], exc: BaseException, what: str) -> None:
     if not future.done():
         future.set_exception(_unavailable(exc, what))
+
+
+def _too_few_replicas(error: StorageUnavailable) -> bool:
+    """Whether Cassandra refused the request at once because too few replicas are alive."""
+    from cassandra.cluster import NoHostAvailable
+
+    from cassandra import Unavailable
+
+    cause = error.__cause__
+    if isinstance(cause, NoHostAvailable) and cause.errors:
+        return all(isinstance(e, Unavailable) for e in cause.errors.values())
+    return isinstance(cause, Unavailable)
 
 
 def _is_cas_timeout(error: StorageUnavailable) -> bool:
