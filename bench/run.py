@@ -100,7 +100,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         description="Load-test a real `queuey serve` process on 127.0.0.1 with wrk.",
     )
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
-    parser.add_argument("--backend", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "memory", "cassandra"),
+        default="sqlite",
+        help="cassandra: a single node started (or reused) with tools/cassandra/node.py",
+    )
     parser.add_argument("--durability", choices=("normal", "full"), default="normal")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument(
@@ -364,6 +369,57 @@ def free_port() -> int:
         return port
 
 
+# --- Cassandra -----------------------------------------------------------------------------
+
+CASSANDRA_KEYSPACES = ("queuey_bench_messages", "queuey_bench_metadata")
+
+
+def cassandra_config(data_dir: Path) -> list[str]:
+    """Start (or reuse) the single Cassandra node, empty the bench's keyspaces, and return the
+    server's [storage] and [metadata] lines for them."""
+    sys.path.insert(0, str(REPO_DIR))
+    from tools.cassandra import node
+
+    try:
+        hosts = node.start(node.SINGLE)
+    except node.NodeError as exc:
+        raise BenchError(f"Cassandra: {exc}") from exc
+    drop_keyspaces(hosts)
+    messages, metadata = CASSANDRA_KEYSPACES
+    return [
+        f"host = {hosts}",
+        f"database = {messages}",
+        f"path = {data_dir}",
+        "",
+        "[metadata]",
+        "backend = cassandra",
+        f"database = {metadata}",
+    ]
+
+
+def drop_keyspaces(hosts: str) -> None:
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.connection import DefaultEndPoint
+    from cassandra.io.libevreactor import LibevConnection
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    points = [
+        DefaultEndPoint(h, int(p)) for h, _, p in (x.partition(":") for x in hosts.split(","))
+    ]
+    profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
+    cluster = Cluster(
+        contact_points=points,
+        connection_class=LibevConnection,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+    )
+    try:
+        session = cluster.connect()
+        for keyspace in CASSANDRA_KEYSPACES:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
 class Server:
     """One `queuey serve` subprocess with its own config and data directory."""
 
@@ -378,8 +434,14 @@ class Server:
         lines = ["[application_keys]", *(f"{app} = {key}" for app, key in keys.items()), ""]
         lines += ["[storage]", f"backend = {opts.backend}"]
         if opts.backend == "sqlite":
-            lines.append(f"path = {self.data_dir}")
-        lines += [f"durability = {opts.durability}", ""]
+            lines += [f"path = {self.data_dir}", f"durability = {opts.durability}"]
+        self.setup_error = ""
+        if opts.backend == "cassandra":
+            try:
+                lines += cassandra_config(self.data_dir)
+            except BenchError as exc:
+                self.setup_error = str(exc)
+        lines.append("")
         self.config_path.write_text("\n".join(lines))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -1104,6 +1166,8 @@ def run(opts: Options) -> int:
     fatal = ""
     bench: Bench | None = None
     try:
+        if server.setup_error:
+            raise BenchError(server.setup_error)
         server.start()
         client = Client(server.port, keys)
         wrk = Wrk(binary, f"http://{HOST}:{server.port}", opts, raw_dir)

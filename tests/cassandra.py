@@ -5,23 +5,28 @@ before: it keeps running between test runs; ``make cassandra-stop`` stops it), u
 ``QUEUEY_TEST_CASSANDRA_HOSTS`` names a running cluster (``host[:port],...``). Without Java or
 Maven the Cassandra tests are skipped, except when the ``CI`` variable is set: then they fail.
 
-Every test gets an empty store: the tables of one pair of test keyspaces are truncated before
-the test (``auto_snapshot`` is off on the test node, so a truncation costs milliseconds).
+Every test gets an empty store: the tables of this checkout's pair of test keyspaces (made
+afresh at the start of each run) are truncated before the test (``auto_snapshot`` is off on
+the test node, so a truncation costs milliseconds).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from queuey.config import CassandraSettings
 from queuey.storage.cassandra import CassandraStorage
 
-KEYSPACE = "queuey_test_messages"
-METADATA_KEYSPACE = "queuey_test_metadata"
+# Named after this checkout, so test runs of two checkouts can share one node.
+_CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
+KEYSPACE = f"queuey_test_{_CHECKOUT}_messages"
+METADATA_KEYSPACE = f"queuey_test_{_CHECKOUT}_metadata"
 TABLES = (
     f"{METADATA_KEYSPACE}.queues",
     f"{METADATA_KEYSPACE}.queue_names",
@@ -48,7 +53,30 @@ def _hosts() -> tuple[tuple[tuple[str, int], ...], str]:
         hosts = node.start(node.SINGLE, quiet=True)
     except node.NodeError as error:
         return (), f"the Cassandra test node did not start: {error}"
+    _drop_keyspaces(_parse(hosts))
     return _parse(hosts), ""
+
+
+def _drop_keyspaces(hosts: tuple[tuple[str, int], ...]) -> None:
+    """Start the session from keyspaces made by the current schema (the node outlives runs)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.connection import DefaultEndPoint
+    from cassandra.io.libevreactor import LibevConnection
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    cluster = Cluster(
+        contact_points=[DefaultEndPoint(host, port) for host, port in hosts],
+        connection_class=LibevConnection,
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
+        },
+    )
+    try:
+        session = cluster.connect()
+        for keyspace in (KEYSPACE, METADATA_KEYSPACE):
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
 
 
 def _parse(text: str) -> tuple[tuple[str, int], ...]:

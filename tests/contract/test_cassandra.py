@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from queuey.config import CassandraSettings
+from queuey.config import CassandraSettings, ConfigError, load_settings
 from queuey.core.clock import FakeClock
 from queuey.core.errors import QueueExists, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
 from queuey.storage.cassandra import (
     BUCKET_PAGE,
+    INDEX_PAGE,
     MIN_TTL,
     CassandraStorage,
+    _replication,
     index_ttl,
     message_ttl,
 )
@@ -107,7 +110,7 @@ async def test_the_schema_uses_time_window_compaction_and_the_keyspaces_asked_fo
         ("very_strong", False, ("QUORUM", "QUORUM")),
         ("weak", True, ("ONE", "ONE")),
         ("strong", True, ("LOCAL_QUORUM", "LOCAL_QUORUM")),
-        ("very_strong", True, ("LOCAL_QUORUM", "EACH_QUORUM")),
+        ("very_strong", True, ("EACH_QUORUM", "EACH_QUORUM")),
     ],
 )
 def test_queue_consistency_maps_to_read_and_write_levels(
@@ -221,3 +224,42 @@ async def test_a_cluster_that_does_not_answer_fails_open_with_storage_unavailabl
     with pytest.raises(StorageUnavailable, match="127.0.0.1:1"):
         await unreachable.open()
     await unreachable.close()
+
+
+def test_replication_settings_choose_the_keyspace_strategy(tmp_path: Path) -> None:
+    def storage(extra: str) -> CassandraSettings:
+        config = tmp_path / "queuey.ini"
+        config.write_text(f"[storage]\nbackend = cassandra\n{extra}")
+        cassandra = load_settings(config, {}).storage.cassandra
+        assert cassandra is not None
+        return cassandra
+
+    assert _replication(storage("replication_factor = 3\n")) == (
+        "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+    )
+    assert _replication(storage("replication_factor = 2\nlocal_dc = east\n")) == (
+        "{'class': 'NetworkTopologyStrategy', 'east': 2}"
+    )
+    per_dc = storage("replication = east:3, west:2\n")
+    assert per_dc.replication == (("east", 3), ("west", 2))
+    assert _replication(per_dc) == "{'class': 'NetworkTopologyStrategy', 'east': 3, 'west': 2}"
+    with pytest.raises(ConfigError, match="must be dc:factor"):
+        storage("replication = east\n")
+
+
+async def test_the_sweep_pages_through_the_expiry_index_and_drops_past_hours(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
+    gen = IdGenerator(clock)
+    dying = []
+    for i in range(INDEX_PAGE + 50):  # an index row each: every message expires at its own ms
+        message_id, ticks = gen.next()
+        dying.append(Message(message_id, ticks, 1, "x", "text/plain", now_ms(clock) + i))
+    await store.write_messages(queue, dying)
+    later = now_ms(clock) + 2 * HOUR_MS
+
+    assert await store.sweep(later, 1000) == len(dying)
+    assert await store.sweep(later, 1000) == 0
+    shards = cql(store, f"SELECT shard, hour FROM {node.KEYSPACE}.expiry_hours")
+    assert shards == []

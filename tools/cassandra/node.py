@@ -10,6 +10,7 @@ Usage (from the repository root; only the Python standard library, Java 17 and M
     python tools/cassandra/node.py restart 2 --nodes 3   # start node 2 again, wait for CQL
     python tools/cassandra/node.py stop [--nodes 3]      # SIGTERM, then SIGKILL
     python tools/cassandra/node.py stop --wipe           # ... and delete the data
+    python tools/cassandra/node.py hosts [--nodes 3]     # the nodes as a Queuey host setting
 
 Everything lives under ``.cassandra/`` (git-ignored): ``lib/`` (the jars, resolved by Maven from
 ``tools/cassandra/pom.xml``), and per node ``<layout>/node<N>/`` with its ``cassandra.yaml``,
@@ -17,7 +18,8 @@ Everything lives under ``.cassandra/`` (git-ignored): ``lib/`` (the jars, resolv
 cluster use different ports (9042/7000 and 9142/7100), so both can run at once.
 
 ``start`` reuses nodes that are already running (their pid file names a live process and CQL
-answers). A fresh start wipes the node's data unless ``--keep`` is given; ``restart`` keeps it.
+answers); a node that is not running starts on the data it had (``--wipe``: on none). A cluster
+start returns once every node sees the others up.
 The settings are for tests and development (no fsync, small heaps, no authentication): never
 for production data.
 """
@@ -81,6 +83,10 @@ JAVA_MODULE_FLAGS = [
         )
     ),
 ]
+
+
+# The JVMs this process started, by pid.
+_LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class NodeError(Exception):
@@ -258,7 +264,7 @@ hinted_handoff_enabled: true
 max_hint_window: 3h
 storage_compatibility_mode: NONE
 phi_convict_threshold: 12
-read_request_timeout: 10000ms
+read_request_timeout: {"10000ms" if single else "5000ms"}
 range_request_timeout: 10000ms
 write_request_timeout: 5000ms
 counter_write_request_timeout: 5000ms
@@ -332,7 +338,9 @@ def command_for(node: Node, jar: Path) -> list[str]:
         f"-Dcassandra.ring_delay_ms={1000 if node.layout.nodes == 1 else 5000}",
         "-Dcassandra.superuser_setup_delay_ms=0",
         "-Dcassandra.skip_sync=true",
-        "-Dcassandra.unsafesystem=true",
+        # Schema and system tables unflushed: fine for one node stopped cleanly, but a cluster
+        # node is killed in tests and must come back with its schema.
+        *(["-Dcassandra.unsafesystem=true"] if node.layout.nodes == 1 else []),
         "-Dcassandra.available_processors=2",
         "-cp",
         f"{LIB_DIR}/*",
@@ -364,6 +372,7 @@ def launch(node: Node, jar: Path) -> int:
             start_new_session=True,  # not killed with the shell or test run that started it
         )
     node.pid_file.write_text(f"{process.pid}\n")
+    _LAUNCHED[process.pid] = process  # kept: a collected Popen of a live process warns
     return process.pid
 
 
@@ -385,6 +394,12 @@ def wait_for_cql(node: Node, pid: int, timeout: float = START_TIMEOUT) -> None:
 
 
 def _alive(pid: int) -> bool:
+    launched = _LAUNCHED.get(pid)
+    if launched is not None:
+        if launched.poll() is None:
+            return True
+        del _LAUNCHED[pid]
+        return False
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
@@ -403,7 +418,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start(layout: Layout, keep: bool = False, quiet: bool = False) -> str:
+def start(layout: Layout, wipe: bool = False, quiet: bool = False) -> str:
     """Start (or reuse) every node of the layout; returns its ``host`` setting."""
     running = [node.pid() is not None and node.answers() for node in layout.all()]
     if all(running):
@@ -413,24 +428,70 @@ def start(layout: Layout, keep: bool = False, quiet: bool = False) -> str:
     jar = fetch(quiet)
     check_addresses(layout)
     fresh = not any(node.pid() for node in layout.all())
+    offsets = _log_offsets(layout)
+    started: list[Node] = []
     for node in layout.all():
         if node.pid() is not None:
             wait_for_cql(node, node.pid() or 0)
             continue
         _check_port_free(node)
-        prepare(node, wipe=fresh and not keep)
-        started = time.monotonic()
+        prepare(node, wipe=fresh and wipe)
+        offsets.update({node.number: _log_offsets(layout)[node.number]})
+        began = time.monotonic()
         pid = launch(node, jar)
+        started.append(node)
         if not quiet:
             print(f"starting node {node.number} on {node.address} (pid {pid})...", flush=True)
         wait_for_cql(node, pid)
         if not quiet:
             print(
                 f"node {node.number} answers CQL on {node.address}:{layout.cql_port} "
-                f"after {time.monotonic() - started:.1f} s",
+                f"after {time.monotonic() - began:.1f} s",
                 flush=True,
             )
+    wait_for_peers(layout, started, offsets)
     return layout.hosts()
+
+
+def _log_offsets(layout: Layout) -> dict[int, int]:
+    """How long each node's log is now: what it logs from here on is about this start."""
+    return {
+        node.number: node.log_file.stat().st_size if node.log_file.exists() else 0
+        for node in layout.all()
+    }
+
+
+def wait_for_peers(
+    layout: Layout, started: list[Node], offsets: dict[int, int], timeout: float = 90.0
+) -> None:
+    """Wait until every started node and every other running node see each other UP (gossip),
+    so a quorum is reachable from any coordinator."""
+    live = [node for node in layout.all() if node.pid() is not None]
+    numbers = {node.number for node in started}
+    pairs = [
+        (a, b)
+        for a in live
+        for b in live
+        if a != b and (a.number in numbers or b.number in numbers)
+    ]
+    deadline = time.monotonic() + timeout
+    while pairs:
+        logs = {}
+        for node in live:
+            with node.log_file.open("rb") as log:
+                log.seek(offsets.get(node.number, 0))
+                logs[node.number] = log.read().decode(errors="replace")
+        pairs = [
+            (a, b)
+            for a, b in pairs
+            if f"/{b.address}:{layout.storage_port} is now UP" not in logs[a.number]
+        ]
+        if not pairs:
+            return
+        if time.monotonic() > deadline:
+            missing = ", ".join(f"node {a.number} sees node {b.number}" for a, b in pairs)
+            raise NodeError(f"gossip did not settle within {timeout:.0f} s: {missing}")
+        time.sleep(0.25)
 
 
 def check_addresses(layout: Layout) -> None:
@@ -471,8 +532,10 @@ def restart(node: Node) -> int:
         raise NodeError(f"node {node.number} is already running")
     jar = fetch(quiet=True)
     prepare(node, wipe=False)
+    offsets = _log_offsets(node.layout)
     pid = launch(node, jar)
     wait_for_cql(node, pid)
+    wait_for_peers(node.layout, [node], offsets)
     return pid
 
 
@@ -522,8 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("number", nargs="?", type=int, help="node number, for kill and restart")
     parser.add_argument("--nodes", type=int, default=1, help="1 (single node) or 3 (cluster)")
-    parser.add_argument("--keep", action="store_true", help="start: keep the data of a last run")
-    parser.add_argument("--wipe", action="store_true", help="stop: delete the nodes' data too")
+    parser.add_argument(
+        "--wipe",
+        action="store_true",
+        help="start: begin with no data (the last run's is kept otherwise); stop: delete it",
+    )
     args = parser.parse_args(argv)
     try:
         chosen = layout(args.nodes)
@@ -532,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(fetch())
         elif args.command == "start":
-            print(f"host = {start(chosen, keep=args.keep)}")
+            print(f"host = {start(chosen, wipe=args.wipe)}")
         elif args.command == "stop":
             pids = stop(chosen, wipe=args.wipe)
             print(f"stopped {chosen.name}: pids {pids}" if pids else f"{chosen.name}: not running")

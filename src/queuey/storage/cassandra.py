@@ -17,7 +17,10 @@ Metadata keyspace
   concurrent slices ``name >= offset LIMIT limit`` merged in order: the cost is the same at any
   offset (16 small slices, at most 16 x limit names read for limit returned), the price of an
   order that hash-spread shards do not keep by themselves. ``offset`` is the cursor, stable
-  under concurrent creations and deletions.
+  under concurrent creations and deletions. A listing row is written together with the
+  creating transaction and deleted after the deleting one, so an existing queue is always
+  listed; a failure between the two steps can leave a name listed without a queue, which
+  :meth:`list_queues` leaves out.
 * ``dead_queues``, PRIMARY KEY ``((shard), qid)``: deleted queues whose messages the sweep has
   yet to reclaim.
 
@@ -33,11 +36,13 @@ Message keyspace
   write call within a bucket is a single-partition batch: atomic and isolated. A write that
   spans several queue partitions also sets the static column ``mark``; a read of several
   queue partitions reads ``mark`` before and after its per-partition slices and reads again if
-  it changed, so it sees all of such a write or none of it. Each row carries ``expires``
-  (epoch ms) and is written ``USING TTL``: Cassandra drops it by itself shortly after it
-  expires. Time-window compaction (1-hour windows) then drops whole SSTables of expired
-  messages without compacting them. Reads filter on ``expires > now`` (the time the caller
-  passes), so the service's clock, not Cassandra's, decides what is live.
+  it changed (up to 4 times), so it sees all of such a write or none of it. The price: a
+  queue's partitions do not spread its load over the cluster within a bucket (its buckets do,
+  over time), and a bucket partition holds ~7 minutes of the queue's messages. Each row
+  carries ``expires`` (epoch ms) and is written ``USING TTL``: Cassandra drops it by itself
+  shortly after it expires. Time-window compaction (1-hour windows) then drops whole SSTables
+  of expired messages without compacting them. Reads filter on ``expires > now`` (the time
+  the caller passes), so the service's clock, not Cassandra's, decides what is live.
 * ``buckets``, PRIMARY KEY ``((qid), bucket)``: the buckets a queue has written, so reads walk
   only buckets that hold messages (never empty partitions, never tombstones of earlier ones).
   Each server process writes a bucket's row once (it remembers the ones it wrote).
@@ -51,12 +56,21 @@ Message keyspace
   dead by a PUT, and deleted queues. ``expiry_hours``, PRIMARY KEY ``((shard), hour)``, lists
   the hours that have index rows.
 
+Every write and read also looks up the queue row, so nothing is written to, and nothing read
+from, a queue that another server deleted (its ``qid`` is gone); a write that must not
+replace (``replace=False``) first reads which of its ids are stored. A write is then one
+batch request: its messages with their bucket and expiry-index rows.
+
 Consistency (per queue, as the original): ``weak`` reads and writes at ONE; ``strong`` at
-QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM for writes
-with ``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
+QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM with
+``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
 transactions with SERIAL (LOCAL_SERIAL); when no quorum answers, a ``weak`` queue is still
 served from one replica. Every driver failure (unavailable replicas, timeouts, no host, a
-value that cannot be encoded) becomes :class:`StorageUnavailable` in ``_execute``.
+value that cannot be encoded) becomes :class:`StorageUnavailable` in one place (``_submit``
+and ``_reject``). Statements other than lightweight transactions are idempotent, so the driver
+sends them again to another node when one dies mid-request. The tables double a read that a
+replica has not answered within 50 ms and do no blocking read repair (see ``_schema``), so a
+node that died holds no request up while gossip has yet to declare it down.
 
 Async: the driver's event loop (libev) runs in its own thread; ``execute_async`` callbacks
 resolve asyncio futures with ``call_soon_threadsafe``. Statements are prepared once at open.
@@ -66,6 +80,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import math
 import secrets
@@ -89,6 +104,7 @@ MIN_TTL = 60  # seconds: Cassandra keeps even a message dead on arrival this lon
 MAX_TTL = 630_720_000  # Cassandra's largest TTL (20 years)
 HOUR_MS = 3_600_000
 BUCKET_PAGE = 32  # buckets asked for at once when a read walks a queue's buckets
+INDEX_PAGE = 100  # expiry index rows, and message keys of one row, handled at once
 _TICKS_PER_MS = 10_000
 _MARK_RETRIES = 4
 
@@ -102,7 +118,7 @@ _LEVELS = {
     ("strong", False): ("QUORUM", "QUORUM"),
     ("strong", True): ("LOCAL_QUORUM", "LOCAL_QUORUM"),
     ("very_strong", False): ("QUORUM", "QUORUM"),
-    ("very_strong", True): ("LOCAL_QUORUM", "EACH_QUORUM"),
+    ("very_strong", True): ("EACH_QUORUM", "EACH_QUORUM"),
 }
 
 
@@ -132,8 +148,9 @@ def _message(part: int, ticks: int, sfx: int, body: str, ctype: str, expires: in
     return Message(uuid1_hex(ticks, f"{sfx + SFX_OFFSET:016x}"), ticks, part, body, ctype, expires)
 
 
-def _unavailable(exc: BaseException) -> StorageUnavailable:
-    error = StorageUnavailable(f"Back-end storage unavailable: {type(exc).__name__}: {exc}")
+def _unavailable(exc: BaseException, what: str = "") -> StorageUnavailable:
+    during = f" ({what})" if what else ""
+    error = StorageUnavailable(f"Back-end storage unavailable{during}: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
 
@@ -156,30 +173,40 @@ def _schema(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
         "compaction = {'class': 'TimeWindowCompactionStrategy', "
         "'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}"
     )
+    # While a node that died is not yet declared down (gossip takes several seconds), a read
+    # is not held up by it: a replica that has not answered within 50 ms (or the 99th
+    # percentile, if lower) is doubled by a read from another one, and no read waits for a
+    # blocking read repair, which waits for the dead node's write timeout (measured: 5 s per
+    # read for ~15 s after a kill). Quorum writes and reads still overlap, so an acknowledged
+    # write is always read back; time-window compaction also wants no read repair, which would
+    # mix old cells into new windows.
+    fast = "speculative_retry = 'MIN(99p,50ms)' AND read_repair = 'NONE'"
     return [
         f"CREATE KEYSPACE IF NOT EXISTS {meta} WITH replication = {replication}",
         f"CREATE KEYSPACE IF NOT EXISTS {msgs} WITH replication = {replication}",
         f"""CREATE TABLE IF NOT EXISTS {meta}.queues (
             app text, name text, qid bigint, partitions int, type text, consistency text,
-            principles frozen<list<text>>, created double, PRIMARY KEY ((app, name)))""",
+            principles frozen<list<text>>, created double, PRIMARY KEY ((app, name)))
+            WITH {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {meta}.queue_names (
-            app text, shard int, name text, PRIMARY KEY ((app, shard), name))""",
+            app text, shard int, name text, PRIMARY KEY ((app, shard), name))
+            WITH {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {meta}.dead_queues (
-            shard int, qid bigint, PRIMARY KEY ((shard), qid))""",
+            shard int, qid bigint, PRIMARY KEY ((shard), qid)) WITH {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.buckets (
-            qid bigint, bucket bigint, PRIMARY KEY ((qid), bucket))""",
+            qid bigint, bucket bigint, PRIMARY KEY ((qid), bucket)) WITH {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.messages (
             qid bigint, bucket bigint, part int, ticks bigint, sfx bigint, expires bigint,
             ctype text, body text, mark uuid static,
             PRIMARY KEY ((qid, bucket), part, ticks, sfx))
-            WITH {twcs} AND gc_grace_seconds = 86400""",
+            WITH {twcs} AND gc_grace_seconds = 86400 AND {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.expiry (
             shard int, hour bigint, expires bigint, qid bigint, bucket bigint, wid uuid,
             keys frozen<list<frozen<tuple<int, bigint, bigint>>>>,
             PRIMARY KEY ((shard, hour), expires, qid, bucket, wid))
-            WITH {twcs} AND gc_grace_seconds = 86400""",
+            WITH {twcs} AND gc_grace_seconds = 86400 AND {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.expiry_hours (
-            shard int, hour bigint, PRIMARY KEY ((shard), hour))""",
+            shard int, hour bigint, PRIMARY KEY ((shard), hour)) WITH {fast}""",
     ]
 
 
@@ -289,7 +316,11 @@ class CassandraStorage:
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.connection import DefaultEndPoint
         from cassandra.io.libevreactor import LibevConnection
-        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+        from cassandra.policies import (
+            DCAwareRoundRobinPolicy,
+            ExponentialReconnectionPolicy,
+            TokenAwarePolicy,
+        )
         from cassandra.query import tuple_factory
 
         from cassandra import ConsistencyLevel
@@ -319,6 +350,7 @@ class CassandraStorage:
             connect_timeout=settings.connect_timeout,
             control_connection_timeout=settings.connect_timeout,
             max_schema_agreement_wait=30,
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
         )
         session = self._cluster.connect()
         session.default_fetch_size = None  # every query is bounded by LIMIT: no paging
@@ -329,6 +361,10 @@ class CassandraStorage:
         self._prepared = {
             key: session.prepare(cql) for key, cql in _statements(self._meta, self._msgs).items()
         }
+        for key, prepared in self._prepared.items():
+            # Safe to send again to another node when one dies mid-request (the driver does
+            # not retry otherwise); lightweight transactions are not.
+            prepared.is_idempotent = key not in _NOT_IDEMPOTENT
         self._levels = {name: getattr(ConsistencyLevel, name) for name in _LEVEL_NAMES}
         self.nodes = max(1, len(self._cluster.metadata.all_hosts()))
 
@@ -353,7 +389,7 @@ class CassandraStorage:
     ) -> asyncio.Future[list[_Row]]:
         """Run a prepared statement; the future's result is its rows (StorageUnavailable on
         any failure)."""
-        return self._submit(lambda: self._bind(key, params, level))
+        return self._submit(lambda: self._bind(key, params, level), key)
 
     def _batch(
         self, statements: list[tuple[str, Sequence[Any]]], level: str, logged: bool
@@ -367,13 +403,14 @@ class CassandraStorage:
 
             kind = BatchType.LOGGED if logged else BatchType.UNLOGGED
             batch = BatchStatement(batch_type=kind, consistency_level=self._levels[level])
+            batch.is_idempotent = True  # rows with fixed keys and values
             for key, params in statements:
                 batch.add(self._prepared[key], params)
             return batch
 
-        return self._submit(build)
+        return self._submit(build, "batch")
 
-    def _submit(self, build: Callable[[], Any]) -> asyncio.Future[list[_Row]]:
+    def _submit(self, build: Callable[[], Any], what: str) -> asyncio.Future[list[_Row]]:
         loop = self._loop
         if loop is None:
             raise StorageUnavailable("Back-end storage unavailable: the store is not open.")
@@ -385,14 +422,14 @@ class CassandraStorage:
         try:
             response = session.execute_async(build())
         except Exception as exc:  # a value the driver cannot encode, no connection...
-            future.set_exception(_unavailable(exc))
+            future.set_exception(_unavailable(exc, what))
             return future
 
         def done(rows: Any) -> None:
             loop.call_soon_threadsafe(_resolve, future, list(rows or ()))
 
         def failed(exc: BaseException) -> None:
-            loop.call_soon_threadsafe(_reject, future, exc)
+            loop.call_soon_threadsafe(_reject, future, exc, what)
 
         response.add_callbacks(done, failed)
         return future
@@ -413,8 +450,14 @@ class CassandraStorage:
             app, name, qid, settings.partitions, settings.type, settings.consistency,
             list(settings.principles), now,
         )  # fmt: skip
+        # The listing row goes with the transaction, not after it: a name of this app is then
+        # listed whenever its queue exists (at worst a failed creation leaves a listed name
+        # without a queue, which list_queues leaves out).
+        listed = self._execute("n_insert", (app, name_shard(name), name), self._meta_level)
         try:
-            rows = await self._execute("q_create", params, self._meta_level)
+            rows, _ = await asyncio.gather(
+                self._execute("q_create", params, self._meta_level), listed
+            )
             applied = bool(rows and rows[0][0])
         except StorageUnavailable as error:
             if not _is_cas_timeout(error):
@@ -426,7 +469,6 @@ class CassandraStorage:
             applied = found[0][0] == qid
         if not applied:
             raise QueueExists()
-        await self._execute("n_insert", (app, name_shard(name), name), self._meta_level)
         return Queue(app=app, name=name, qid=qid, created=now, settings=settings)
 
     @property
@@ -436,8 +478,10 @@ class CassandraStorage:
     async def get_queue(self, app: str, name: str) -> Queue | None:
         try:
             rows = await self._execute("q_get", (app, name), self._meta_level)
-        except StorageUnavailable:
-            # No quorum: a weak queue may still be served by one replica.
+        except StorageUnavailable as error:
+            if not _too_few_replicas(error):
+                raise  # a timeout: the request has had its time
+            # No quorum alive: a weak queue may still be served by one replica.
             rows = await self._execute("q_get", (app, name), "ONE")
             if not rows or rows[0][3] != "weak":
                 raise
@@ -543,20 +587,22 @@ class CassandraStorage:
         by_bucket = {bucket: keys for bucket, keys in by_bucket.items() if keys}
         if not by_bucket:
             return
-        await asyncio.gather(
-            *self._register(qid, by_bucket, write_level),
-            self._write_rows(qid, by_bucket, write_level),
-        )
+        statements = self._register(qid, by_bucket) + self._rows(qid, by_bucket)
+        # One bucket is one Cassandra partition: there an unlogged batch is atomic and
+        # isolated (the registry and index rows in the same request are bookkeeping that the
+        # sweep and Cassandra's TTL tolerate missing). Across buckets only the batch log makes
+        # the write all or nothing.
+        await self._batch(statements, write_level, logged=len(by_bucket) > 1)
         self._remember(qid, by_bucket)
 
     def _register(
-        self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
-    ) -> list[asyncio.Future[list[_Row]]]:
+        self, qid: int, by_bucket: dict[int, dict[_Key, Message]]
+    ) -> list[tuple[str, Sequence[Any]]]:
         """The bucket and expiry-index rows of a write (bucket and hour rows only the first
         time this process writes them)."""
         shard = qid % INDEX_SHARDS
-        writes = [
-            self._execute("b_insert", (qid, bucket), level)
+        writes: list[tuple[str, Sequence[Any]]] = [
+            ("b_insert", (qid, bucket))
             for bucket in by_bucket
             if (qid, bucket) not in self._known_buckets
         ]
@@ -571,12 +617,11 @@ class CassandraStorage:
                 hour = expires // HOUR_MS
                 hours.add(hour)
                 ttl = index_ttl(expires, latest[expires])
-                params = (shard, hour, expires, qid, bucket, uuid.uuid4(), group, ttl)
-                writes.append(self._execute("x_insert", params, level))
+                writes.append(
+                    ("x_insert", (shard, hour, expires, qid, bucket, _unique(), group, ttl))
+                )
         writes += [
-            self._execute("h_insert", (shard, hour), level)
-            for hour in hours
-            if (shard, hour) not in self._known_hours
+            ("h_insert", (shard, hour)) for hour in hours if (shard, hour) not in self._known_hours
         ]
         return writes
 
@@ -590,21 +635,20 @@ class CassandraStorage:
         for keys in by_bucket.values():
             self._known_hours.update((shard, m.expires_ms // HOUR_MS) for m in keys.values())
 
-    def _write_rows(
-        self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
-    ) -> asyncio.Future[list[_Row]]:
+    @staticmethod
+    def _rows(
+        qid: int, by_bucket: dict[int, dict[_Key, Message]]
+    ) -> list[tuple[str, Sequence[Any]]]:
         statements: list[tuple[str, Sequence[Any]]] = []
         for bucket, keys in by_bucket.items():
             parts = {part for part, _, _ in keys}
             if len(parts) > 1:  # readers of several partitions notice this write
-                statements.append(("m_mark", (uuid.uuid4(), qid, bucket)))
+                statements.append(("m_mark", (_unique(), qid, bucket)))
             for (part, ticks, sfx), m in keys.items():
                 ttl = message_ttl(m.expires_ms, ticks)
                 params = (qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body, ttl)
                 statements.append(("m_insert", params))
-        # One bucket is one Cassandra partition: an unlogged batch is atomic and isolated.
-        # Across buckets only the batch log makes the write all or nothing.
-        return self._batch(statements, level, logged=len(by_bucket) > 1)
+        return statements
 
     async def read_messages(
         self,
@@ -761,41 +805,61 @@ class CassandraStorage:
         return removed
 
     async def _sweep_expired(self, shard: int, now_ms: int, budget: int) -> int:
-        """Delete up to ``budget`` expired messages listed in the shard's index, oldest first."""
+        """Delete up to ``budget`` expired messages listed in the shard's index, oldest first;
+        drop the index rows dealt with (one range deletion) and the hours emptied."""
         level = self._meta_level
         now_hour = now_ms // HOUR_MS
         removed = 0
-        hours = await self._execute("h_read", (shard, now_hour), level)
-        for (hour,) in hours:
-            rows = await self._execute("x_read", (shard, hour, now_ms, 1000), level)
-            done: _Row | None = None
-            finished = True
-            for expires, qid, bucket, wid, keys in rows:
-                live = await self._execute("m_keys", (qid, bucket, list(keys)), level)
-                dead = [(p, t, s) for p, t, s, e in live if e <= now_ms]
-                take = dead[: budget - removed]
-                if take:
-                    deletes: list[tuple[str, Sequence[Any]]] = [
-                        ("m_delete", (qid, bucket, *key)) for key in take
-                    ]
-                    await self._batch(deletes, level, logged=False)
-                    removed += len(take)
-                if len(take) < len(dead):
-                    finished = False
+        for (hour,) in await self._execute("h_read", (shard, now_hour), level):
+            while True:
+                rows = await self._execute("x_read", (shard, hour, now_ms, INDEX_PAGE), level)
+                done: _Row | None = None
+                complete = True  # every row read was dealt with
+                for expires, qid, bucket, wid, keys in rows:
+                    count, finished = await self._reclaim(
+                        qid, bucket, keys, now_ms, budget - removed, level
+                    )
+                    removed += count
+                    if not finished:
+                        complete = False
+                        break
+                    done = (expires, qid, bucket, wid)
+                last_page = len(rows) < INDEX_PAGE
+                if complete and last_page and hour < now_hour:  # the whole hour is past
+                    await self._execute("x_drop", (shard, hour), level)
+                    await self._execute("h_delete", (shard, hour), level)
+                elif done is not None:
+                    await self._execute("x_delete_upto", (shard, hour, *done), level)
+                if not complete:
+                    return removed  # the budget ran out
+                if last_page:
                     break
-                done = (expires, qid, bucket, wid)
-                if removed >= budget:
-                    break
-            if done is not None and (hour < now_hour and finished and len(rows) < 1000):
-                await self._execute("x_drop", (shard, hour), level)
-                await self._execute("h_delete", (shard, hour), level)
-            elif done is not None:
-                await self._execute("x_delete_upto", (shard, hour, *done), level)
-            elif not rows and hour < now_hour:
-                await self._execute("h_delete", (shard, hour), level)
-            if removed >= budget or not finished:
-                break
         return removed
+
+    async def _reclaim(
+        self, qid: int, bucket: int, keys: Sequence[_Key], now_ms: int, budget: int, level: str
+    ) -> tuple[int, bool]:
+        """Delete up to ``budget`` of the listed messages that are still there and expired;
+        how many, and whether none is left."""
+        removed = 0
+        for start in range(0, len(keys), INDEX_PAGE):
+            if removed >= budget:
+                return removed, False
+            chunk = list(keys[start : start + INDEX_PAGE])
+            present = await self._execute("m_keys", (qid, bucket, chunk), level)
+            dead = [
+                (part, ticks, sfx) for part, ticks, sfx, expires in present if expires <= now_ms
+            ]
+            take = dead[: budget - removed]
+            if take:
+                deletes: list[tuple[str, Sequence[Any]]] = [
+                    ("m_delete", (qid, bucket, *key)) for key in take
+                ]
+                await self._batch(deletes, level, logged=False)
+                removed += len(take)
+            if len(take) < len(dead):
+                return removed, False
+        return removed, True
 
     async def _sweep_dead(self, shard: int, budget: int) -> int:
         """Delete up to ``budget`` messages of deleted queues, a bucket at a time."""
@@ -817,7 +881,18 @@ class CassandraStorage:
         return removed
 
 
+_NOT_IDEMPOTENT = frozenset({"q_create", "q_update", "q_delete"})
 _LEVEL_NAMES = ("ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "SERIAL", "LOCAL_SERIAL")
+
+
+# Unique values for index rows and marks: a random 64-bit prefix per process and a counter
+# (os.urandom for every write cost ~10% of a single-message post, waiting for the GIL).
+_UNIQUE_PREFIX = secrets.randbits(64) << 64
+_UNIQUE_COUNTER = itertools.count()
+
+
+def _unique() -> uuid.UUID:
+    return uuid.UUID(int=_UNIQUE_PREFIX | next(_UNIQUE_COUNTER) & 0xFFFFFFFFFFFFFFFF)
 
 
 def _resolve(future: asyncio.Future[list[_Row]], rows: list[_Row]) -> None:
@@ -825,9 +900,21 @@ def _resolve(future: asyncio.Future[list[_Row]], rows: list[_Row]) -> None:
         future.set_result(rows)
 
 
-def _reject(future: asyncio.Future[list[_Row]], exc: BaseException) -> None:
+def _reject(future: asyncio.Future[list[_Row]], exc: BaseException, what: str) -> None:
     if not future.done():
-        future.set_exception(_unavailable(exc))
+        future.set_exception(_unavailable(exc, what))
+
+
+def _too_few_replicas(error: StorageUnavailable) -> bool:
+    """Whether Cassandra refused the request at once because too few replicas are alive."""
+    from cassandra.cluster import NoHostAvailable
+
+    from cassandra import Unavailable
+
+    cause = error.__cause__
+    if isinstance(cause, NoHostAvailable) and cause.errors:
+        return all(isinstance(e, Unavailable) for e in cause.errors.values())
+    return isinstance(cause, Unavailable)
 
 
 def _is_cas_timeout(error: StorageUnavailable) -> bool:
