@@ -6,7 +6,10 @@ before: it keeps running between test runs; ``make cassandra-stop`` stops it), u
 Maven the Cassandra tests are skipped, except when the ``CI`` variable is set: then they fail.
 
 Every test gets an empty store: the tables of one pair of test keyspaces are truncated before
-the test (``auto_snapshot`` is off on the test node, so a truncation costs milliseconds).
+the test (``auto_snapshot`` is off on the test node, so a truncation costs milliseconds). The
+keyspaces are ``<prefix>_messages`` and ``<prefix>_metadata``, the prefix coming from
+``QUEUEY_TEST_CASSANDRA_KEYSPACE_PREFIX`` (default ``queuey_test``): runs that share a node
+with other runs choose their own prefix, so they never truncate each other's tables.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import pytest
 from queuey.config import CassandraSettings
 from queuey.storage.cassandra import CassandraStorage
 
-KEYSPACE = "queuey_test_messages"
-METADATA_KEYSPACE = "queuey_test_metadata"
+PREFIX = os.environ.get("QUEUEY_TEST_CASSANDRA_KEYSPACE_PREFIX") or "queuey_test"
+KEYSPACE = f"{PREFIX}_messages"
+METADATA_KEYSPACE = f"{PREFIX}_metadata"
 TABLES = (
     f"{METADATA_KEYSPACE}.queues",
     f"{METADATA_KEYSPACE}.queue_names",
@@ -30,6 +34,10 @@ TABLES = (
     f"{KEYSPACE}.messages",
     f"{KEYSPACE}.expiry",
     f"{KEYSPACE}.expiry_hours",
+    f"{KEYSPACE}.wakeups",
+    f"{KEYSPACE}.dead_letters",
+    f"{KEYSPACE}.moves",
+    f"{KEYSPACE}.dedup",
 )
 
 

@@ -69,31 +69,56 @@ import heapq
 import logging
 import math
 import secrets
+import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from queuey.config import CassandraSettings
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
-from queuey.core.ids import UUID_EPOCH_OFFSET, ticks_of, uuid1_hex
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
-from queuey.storage.keys import SFX_OFFSET, cursor_position, sfx_of
+from queuey.core.ids import UUID_EPOCH_OFFSET, ticks_from_ns, ticks_of, uuid1_hex
+from queuey.core.models import (
+    Claim,
+    ClaimRef,
+    Cursor,
+    Message,
+    Queue,
+    QueueSettings,
+    QueueStats,
+)
+from queuey.storage.keys import SFX_MIN, SFX_OFFSET, cursor_position, sfx_of
 
 log = logging.getLogger("queuey.cassandra")
 
 NAME_SHARDS = 16  # partitions of an application's queue listing
-INDEX_SHARDS = 4  # partitions of each hour of the expiry index
+INDEX_SHARDS = 4  # partitions of each hour of the expiry index (and of pending moves)
 DEAD_SHARDS = 4
 MIN_TTL = 60  # seconds: Cassandra keeps even a message dead on arrival this long
 MAX_TTL = 630_720_000  # Cassandra's largest TTL (20 years)
 HOUR_MS = 3_600_000
 BUCKET_PAGE = 32  # buckets asked for at once when a read walks a queue's buckets
+MOVING_CEXP = (1 << 63) - 1  # the lease end of a message being dead-lettered: never available
+CAS_BATCH = 100  # conditional statements of one Cassandra partition run as one batch
+CAS_TRIES = 4  # attempts of one conditional statement (lost races, unknown outcomes)
+MOVE_GRACE_MS = 60_000  # a dead-letter move still pending after this is completed by the sweep
+DEDUP_STALE_MS = 60_000  # a dedup id claimed by a post that stored nothing for this long is free
+DEDUP_POLL_S = 0.05
+DEDUP_TRIES = 40  # about two seconds of waiting for another post of the same dedup id
+FLOOR_MARGIN_MS = 2_000  # claim scans never skip messages stamped within this of now
+FLOOR_REFRESH_S = 1.0  # how often a process moves a queue partition's claim floor
+FLOOR_RESET_S = 60.0  # how often it scans a queue partition from its first bucket again
+FLOOR_SCAN = 64  # rows one floor query looks at
+FLOOR_BUCKETS = 4  # buckets one floor refresh walks at most
 _TICKS_PER_MS = 10_000
 _MARK_RETRIES = 4
+_NAMED = "named"  # the execution profile whose rows are dicts (conditional statements)
 
 _Row = tuple[Any, ...]
 _Key = tuple[int, int, int]  # (part, ticks, sfx)
+_Named = dict[str, Any]
 
 # Read CL, write CL for (consistency, multi_dc).
 _LEVELS = {
@@ -110,11 +135,22 @@ def _ticks_ms(ticks: int) -> int:
     return (ticks - UUID_EPOCH_OFFSET) // _TICKS_PER_MS
 
 
-def message_ttl(expires_ms: int, ticks: int) -> int:
-    """Cassandra TTL (s) of a message row: past its expiry (counted from the message's own
-    time, not the wall clock), with room for Cassandra's whole-second rounding."""
-    seconds = math.ceil((expires_ms - _ticks_ms(ticks)) / 1000) + 2
+def ttl_until(at_ms: int, since_ms: int) -> int:
+    """Cassandra TTL (s) of a cell that must last until ``at_ms`` (epoch ms), written at
+    ``since_ms`` by the caller's clock. Cassandra counts TTLs on its own wall clock, so the
+    time left is counted from the earlier of ``since_ms`` and the wall clock (a caller's clock
+    ahead of the wall, like a delayed message's own time, never shortens it), with room for
+    whole-second rounding. Only space depends on it: what is live is decided by the times
+    stored in the rows."""
+    start = min(since_ms, time.time_ns() // 1_000_000)
+    seconds = math.ceil((at_ms - start) / 1000) + 2
     return min(max(seconds, MIN_TTL), MAX_TTL)
+
+
+def message_ttl(expires_ms: int, ticks: int) -> int:
+    """Cassandra TTL (s) of a message row: past its expiry, counted from the message's own
+    time (or the wall clock, when that is earlier)."""
+    return ttl_until(expires_ms, _ticks_ms(ticks))
 
 
 def index_ttl(expires_ms: int, ticks: int) -> int:
@@ -128,8 +164,18 @@ def name_shard(name: str) -> int:
     return zlib.crc32(name.encode()) % NAME_SHARDS
 
 
-def _message(part: int, ticks: int, sfx: int, body: str, ctype: str, expires: int) -> Message:
-    return Message(uuid1_hex(ticks, f"{sfx + SFX_OFFSET:016x}"), ticks, part, body, ctype, expires)
+def _message(
+    part: int,
+    ticks: int,
+    sfx: int,
+    body: str,
+    ctype: str,
+    expires: int,
+    due: int | None = 0,
+    dlv: int | None = 0,
+) -> Message:
+    message_id = uuid1_hex(ticks, f"{sfx + SFX_OFFSET:016x}")
+    return Message(message_id, ticks, part, body, ctype, expires, due or 0, dlv or 0)
 
 
 def _unavailable(exc: BaseException) -> StorageUnavailable:
@@ -150,6 +196,33 @@ def _replication(settings: CassandraSettings) -> str:
     return f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
 
 
+# Columns added by the work-queue contract, per (keyspace, table): ALTER TABLE adds them to
+# tables created before (their rows are not rewritten).
+_ADDED_COLUMNS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("meta", "queues"): (
+        ("delivery", "text"),
+        ("claim_ttl", "int"),
+        ("max_deliveries", "int"),
+        ("dead_letter_queue", "text"),
+        ("delay", "int"),
+        ("dedup_window", "int"),
+        ("policy", "text"),
+        ("paused", "boolean"),
+    ),
+    ("msgs", "messages"): (
+        ("due", "bigint"),  # when a delayed message falls due (epoch ms), 0: at once
+        ("dlv", "int"),  # deliveries: claims given
+        ("ctok", "bigint"),  # token of the last claim (0: none; negative: being dead-lettered)
+        ("cexp", "bigint"),  # when that claim's lease ends (epoch ms)
+    ),
+    ("msgs", "expiry"): (("ctok", "bigint"), ("app", "text"), ("name", "text")),
+}
+
+
+def _added(keyspace: str, table: str) -> str:
+    return "".join(f", {name} {kind}" for name, kind in _ADDED_COLUMNS[keyspace, table])
+
+
 def _schema(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
     replication = _replication(settings)
     twcs = (
@@ -161,7 +234,8 @@ def _schema(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
         f"CREATE KEYSPACE IF NOT EXISTS {msgs} WITH replication = {replication}",
         f"""CREATE TABLE IF NOT EXISTS {meta}.queues (
             app text, name text, qid bigint, partitions int, type text, consistency text,
-            principles frozen<list<text>>, created double, PRIMARY KEY ((app, name)))""",
+            principles frozen<list<text>>, created double{_added("meta", "queues")},
+            PRIMARY KEY ((app, name)))""",
         f"""CREATE TABLE IF NOT EXISTS {meta}.queue_names (
             app text, shard int, name text, PRIMARY KEY ((app, shard), name))""",
         f"""CREATE TABLE IF NOT EXISTS {meta}.dead_queues (
@@ -170,29 +244,56 @@ def _schema(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
             qid bigint, bucket bigint, PRIMARY KEY ((qid), bucket))""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.messages (
             qid bigint, bucket bigint, part int, ticks bigint, sfx bigint, expires bigint,
-            ctype text, body text, mark uuid static,
+            ctype text, body text, mark uuid static{_added("msgs", "messages")},
             PRIMARY KEY ((qid, bucket), part, ticks, sfx))
             WITH {twcs} AND gc_grace_seconds = 86400""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.expiry (
             shard int, hour bigint, expires bigint, qid bigint, bucket bigint, wid uuid,
-            keys frozen<list<frozen<tuple<int, bigint, bigint>>>>,
+            keys frozen<list<frozen<tuple<int, bigint, bigint>>>>{_added("msgs", "expiry")},
             PRIMARY KEY ((shard, hour), expires, qid, bucket, wid))
             WITH {twcs} AND gc_grace_seconds = 86400""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.expiry_hours (
             shard int, hour bigint, PRIMARY KEY ((shard), hour))""",
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.wakeups (
+            qid bigint, at bigint, PRIMARY KEY ((qid), at))
+            WITH gc_grace_seconds = 3600""",
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.dead_letters (
+            qid bigint, bucket bigint, part int, ticks bigint, sfx bigint,
+            PRIMARY KEY ((qid), bucket, part, ticks, sfx))""",
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.moves (
+            shard int, qid bigint, bucket bigint, part int, ticks bigint, sfx bigint,
+            since bigint, mtok bigint, target bigint, tpart int,
+            PRIMARY KEY ((shard), qid, bucket, part, ticks, sfx))
+            WITH gc_grace_seconds = 3600""",
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.dedup (
+            qid bigint, did text, until bigint, part int, ticks bigint, sfx bigint,
+            stored boolean, since bigint, PRIMARY KEY ((qid, did)))
+            WITH gc_grace_seconds = 3600""",
     ]
 
 
+_SETTINGS_COLUMNS = (
+    "partitions, type, consistency, principles, delivery, claim_ttl, max_deliveries,"
+    " dead_letter_queue, delay, dedup_window, policy, paused"
+)
+# A message row to the claim code: its key, everything a claim returns, and the claim state.
+_CLAIM_COLUMNS = "part, ticks, sfx, body, ctype, expires, due, dlv, ctok, cexp"
+_WHERE_KEY = "qid = ? AND bucket = ? AND part = ? AND ticks = ? AND sfx = ?"
+_IN_KEYS = "qid = ? AND bucket = ? AND (part, ticks, sfx) IN ?"
+
+
 def _statements(meta: str, msgs: str) -> dict[str, str]:
-    read_columns = "ticks, sfx, body, ctype, expires"
+    read_columns = "ticks, sfx, body, ctype, expires, due, dlv"
+    settings_marks = ", ".join("?" * 12)
     statements = {
-        "q_get": f"SELECT qid, partitions, type, consistency, principles, created"
+        "q_get": f"SELECT qid, created, {_SETTINGS_COLUMNS}"
         f" FROM {meta}.queues WHERE app = ? AND name = ?",
-        "q_create": f"INSERT INTO {meta}.queues"
-        " (app, name, qid, partitions, type, consistency, principles, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        "q_create": f"INSERT INTO {meta}.queues (app, name, qid, created, {_SETTINGS_COLUMNS})"
+        f" VALUES (?, ?, ?, ?, {settings_marks}) IF NOT EXISTS",
         "q_update": f"UPDATE {meta}.queues SET partitions = ?, type = ?, consistency = ?,"
-        " principles = ? WHERE app = ? AND name = ? IF qid = ? AND partitions <= ?",
+        " principles = ?, delivery = ?, claim_ttl = ?, max_deliveries = ?,"
+        " dead_letter_queue = ?, delay = ?, dedup_window = ?, policy = ?, paused = ?"
+        " WHERE app = ? AND name = ? IF qid = ? AND partitions <= ?",
         "q_delete": f"DELETE FROM {meta}.queues WHERE app = ? AND name = ? IF qid = ?",
         "n_insert": f"INSERT INTO {meta}.queue_names (app, shard, name) VALUES (?, ?, ?)",
         "n_delete": f"DELETE FROM {meta}.queue_names WHERE app = ? AND shard = ? AND name = ?",
@@ -208,27 +309,75 @@ def _statements(meta: str, msgs: str) -> dict[str, str]:
         "b_all": f"SELECT bucket FROM {msgs}.buckets WHERE qid = ?",
         "b_delete": f"DELETE FROM {msgs}.buckets WHERE qid = ? AND bucket = ?",
         "m_insert": f"INSERT INTO {msgs}.messages"
-        " (qid, bucket, part, ticks, sfx, expires, ctype, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+        " (qid, bucket, part, ticks, sfx, expires, ctype, body, due, dlv, ctok, cexp)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
         "m_mark": f"UPDATE {msgs}.messages SET mark = ? WHERE qid = ? AND bucket = ?",
         "m_mark_read": f"SELECT mark FROM {msgs}.messages WHERE qid = ? AND bucket = ? LIMIT 1",
-        "m_get": f"SELECT part, ticks, sfx, body, ctype, expires FROM {msgs}.messages"
-        " WHERE qid = ? AND bucket = ? AND (part, ticks, sfx) IN ?",
-        "m_keys": f"SELECT part, ticks, sfx, expires FROM {msgs}.messages"
-        " WHERE qid = ? AND bucket = ? AND (part, ticks, sfx) IN ?",
+        "m_get": f"SELECT part, {read_columns} FROM {msgs}.messages WHERE {_IN_KEYS}",
+        "m_keys": f"SELECT part, ticks, sfx, expires, dlv, ctok, cexp FROM {msgs}.messages"
+        f" WHERE {_IN_KEYS}",
+        "m_rows": f"SELECT {_CLAIM_COLUMNS} FROM {msgs}.messages WHERE {_IN_KEYS}",
         "m_count": f"SELECT COUNT(*) FROM {msgs}.messages"
-        " WHERE qid = ? AND bucket = ? AND expires > ? ALLOW FILTERING",
-        "m_delete": f"DELETE FROM {msgs}.messages"
-        " WHERE qid = ? AND bucket = ? AND part = ? AND ticks = ? AND sfx = ?",
+        " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? ALLOW FILTERING",
+        "m_delete": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY}",
         "m_scan": f"SELECT part, ticks, sfx FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? LIMIT ?",
         "m_delete_upto": f"DELETE FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND (part, ticks, sfx) <= (?, ?, ?)",
         "m_drop": f"DELETE FROM {msgs}.messages WHERE qid = ? AND bucket = ?",
+        # Claims, acks, extensions and dead-letter moves: conditional on the claim columns
+        # (and on the expiry, which a missing row does not have).
+        "c_claim": f"UPDATE {msgs}.messages USING TTL ? SET ctok = ?, cexp = ?, dlv = ?"
+        f" WHERE {_WHERE_KEY} IF expires = ? AND ctok = ? AND cexp = ?",
+        "c_take": f"DELETE FROM {msgs}.messages"
+        f" WHERE {_WHERE_KEY} IF expires = ? AND ctok = ? AND cexp = ?",
+        "c_ack": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY} IF ctok = ? AND cexp > ?",
+        "c_extend": f"UPDATE {msgs}.messages USING TTL ? SET cexp = ?"
+        f" WHERE {_WHERE_KEY} IF ctok = ? AND cexp > ?",
+        "c_moved": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY} IF ctok = ?",
+        "f_scan": f"SELECT ticks, sfx, expires, ctok FROM {msgs}.messages"
+        " WHERE qid = ? AND bucket = ? AND part = ? AND (ticks, sfx) >= (?, ?) LIMIT ?",
+        "s_available": f"SELECT COUNT(*), MIN(ticks), MAX(ticks) FROM {msgs}.messages"
+        " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? AND cexp <= ?"
+        " ALLOW FILTERING",
+        "s_claimed": f"SELECT COUNT(*), MIN(ticks), MAX(ticks) FROM {msgs}.messages"
+        " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? AND cexp > ?"
+        " ALLOW FILTERING",
+        "s_delayed": f"SELECT COUNT(*) FROM {msgs}.messages"
+        " WHERE qid = ? AND bucket = ? AND expires > ? AND due > ? ALLOW FILTERING",
+        "w_insert": f"INSERT INTO {msgs}.wakeups (qid, at) VALUES (?, ?) USING TTL ?",
+        "w_next": f"SELECT at FROM {msgs}.wakeups WHERE qid = ? AND at > ? LIMIT 1",
+        "w_drop": f"DELETE FROM {msgs}.wakeups WHERE qid = ?",
+        "dl_insert": f"INSERT INTO {msgs}.dead_letters (qid, bucket, part, ticks, sfx)"
+        " VALUES (?, ?, ?, ?, ?)",
+        "dl_get": f"SELECT ticks FROM {msgs}.dead_letters WHERE {_WHERE_KEY}",
+        "dl_count": f"SELECT COUNT(*) FROM {msgs}.dead_letters WHERE qid = ?",
+        "dl_drop": f"DELETE FROM {msgs}.dead_letters WHERE qid = ?",
+        "mv_insert": f"INSERT INTO {msgs}.moves"
+        " (shard, qid, bucket, part, ticks, sfx, since, mtok, target, tpart)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+        "mv_list": f"SELECT shard, qid, bucket, part, ticks, sfx, since, mtok, target, tpart"
+        f" FROM {msgs}.moves WHERE shard = ? LIMIT 100",
+        "mv_delete": f"DELETE FROM {msgs}.moves WHERE shard = ? AND qid = ? AND bucket = ?"
+        " AND part = ? AND ticks = ? AND sfx = ?",
+        "dd_insert": f"INSERT INTO {msgs}.dedup (qid, did, until, part, ticks, sfx, stored, since)"
+        " VALUES (?, ?, ?, ?, ?, ?, false, ?) IF NOT EXISTS USING TTL ?",
+        "dd_take": f"UPDATE {msgs}.dedup USING TTL ?"
+        " SET until = ?, part = ?, ticks = ?, sfx = ?, stored = false, since = ?"
+        " WHERE qid = ? AND did = ? IF until = ? AND ticks = ? AND sfx = ? AND stored = ?",
+        "dd_confirm": f"UPDATE {msgs}.dedup USING TTL ? SET stored = true"
+        " WHERE qid = ? AND did = ? IF part = ? AND ticks = ? AND sfx = ?",
+        "dd_release": f"DELETE FROM {msgs}.dedup WHERE qid = ? AND did = ?"
+        " IF part = ? AND ticks = ? AND sfx = ?",
         "x_insert": f"INSERT INTO {msgs}.expiry (shard, hour, expires, qid, bucket, wid, keys)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-        "x_read": f"SELECT expires, qid, bucket, wid, keys FROM {msgs}.expiry"
-        " WHERE shard = ? AND hour = ? AND expires <= ? LIMIT ?",
+        "x_lease": f"INSERT INTO {msgs}.expiry"
+        " (shard, hour, expires, qid, bucket, wid, keys, ctok, app, name)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+        "x_read": f"SELECT expires, qid, bucket, wid, keys, ctok, app, name, TTL(keys)"
+        f" FROM {msgs}.expiry WHERE shard = ? AND hour = ? AND expires <= ? LIMIT ?",
+        "x_keys": f"UPDATE {msgs}.expiry USING TTL ? SET keys = ? WHERE shard = ? AND hour = ?"
+        " AND expires = ? AND qid = ? AND bucket = ? AND wid = ?",
         "x_delete_upto": f"DELETE FROM {msgs}.expiry WHERE shard = ? AND hour = ?"
         " AND (expires, qid, bucket, wid) <= (?, ?, ?, ?)",
         "x_drop": f"DELETE FROM {msgs}.expiry WHERE shard = ? AND hour = ?",
@@ -238,20 +387,91 @@ def _statements(meta: str, msgs: str) -> dict[str, str]:
         "ping": "SELECT release_version FROM system.local",
     }
     # Reads of one queue partition of a bucket: (descending, cursor kind) -> statement, where
-    # the kind is None (no cursor), True (inclusive) or False (exclusive).
+    # the kind is None (no cursor), True (inclusive) or False (exclusive). Claim candidates
+    # (available messages) of one queue partition of a bucket: by cursor kind, ascending.
     for descending in (False, True):
         order = " ORDER BY part DESC, ticks DESC, sfx DESC" if descending else ""
         for kind in (None, True, False):
-            where = ""
-            if kind is not None:
-                op = ("<" if descending else ">") + ("=" if kind else "")
-                where = f" AND (ticks, sfx) {op} (?, ?)"
             statements[f"r_{descending}_{kind}"] = (
                 f"SELECT {read_columns} FROM {msgs}.messages"
-                f" WHERE qid = ? AND bucket = ? AND part = ?{where} AND expires > ?"
-                f"{order} LIMIT ? ALLOW FILTERING"
+                f" WHERE qid = ? AND bucket = ? AND part = ?{_after(kind, descending)}"
+                f" AND expires > ? AND due <= ?{order} LIMIT ? ALLOW FILTERING"
             )
+    for kind in (None, True, False):
+        statements[f"c_scan_{kind}"] = (
+            f"SELECT {_CLAIM_COLUMNS} FROM {msgs}.messages"
+            f" WHERE qid = ? AND bucket = ? AND part = ?{_after(kind, False)}"
+            " AND expires > ? AND due <= ? AND cexp <= ? LIMIT ? ALLOW FILTERING"
+        )
     return statements
+
+
+def _after(kind: bool | None, descending: bool) -> str:
+    if kind is None:
+        return ""
+    op = ("<" if descending else ">") + ("=" if kind else "")
+    return f" AND (ticks, sfx) {op} (?, ?)"
+
+
+@dataclass(eq=False)
+class _Op:
+    """One conditional statement on one message row, run by its partition's combiner.
+
+    ``holds`` says whether the statement's condition holds for the row's current values (None:
+    no row); ``applied`` whether those values show the statement took effect (asked when an
+    earlier attempt's outcome is unknown)."""
+
+    key: _Key
+    statement: str
+    params: tuple[Any, ...]
+    holds: Callable[[_Named | None], bool]
+    applied: Callable[[_Named | None], bool]
+    future: asyncio.Future[bool]
+    tries: int = 0
+    unsure: bool = False
+
+
+@dataclass(eq=False)
+class _Move:
+    """A dead-letter move of one message: ``token`` marks the source row as this move's."""
+
+    qid: int
+    bucket: int
+    row: _Row  # the source row (_CLAIM_COLUMNS) as last seen
+    token: int
+    target: int  # the dead-letter queue's qid, 0 without one
+    tpart: int
+
+    @property
+    def key(self) -> _Key:
+        return (self.row[0], self.row[1], self.row[2])
+
+
+@dataclass(eq=False)
+class _ClaimJob:
+    """One claim call in progress."""
+
+    queue: Queue
+    token: int
+    now_ms: int
+    cexp: int
+    need: int
+    remove: bool
+    read_level: str
+    write_level: str
+    claims: list[Claim]
+    leased: dict[int, list[tuple[_Key, int]]]  # bucket -> (key, expires) claimed
+    moves: list[_Move]
+
+
+@dataclass(eq=False)
+class _Floor:
+    """Where claim scans of one queue partition start: no row below ``position`` can become
+    available (see CassandraStorage._refresh_floors)."""
+
+    position: tuple[int, int]
+    checked: float  # event-loop time it was last moved
+    based: float  # event-loop time of the scan from the first bucket it descends from
 
 
 class CassandraStorage:
@@ -264,6 +484,7 @@ class CassandraStorage:
         self.base_delay = settings.base_delay
         self._meta = f'"{metadata_keyspace}"'
         self._msgs = f'"{settings.keyspace}"'
+        self._keyspaces = {"meta": metadata_keyspace, "msgs": settings.keyspace}
         self._cluster: Any = None
         self._session: Any = None
         self._prepared: dict[str, Any] = {}
@@ -271,6 +492,14 @@ class CassandraStorage:
         self._levels: dict[str, Any] = {}
         self._known_buckets: set[tuple[int, int]] = set()
         self._known_hours: set[tuple[int, int]] = set()
+        # Conditional statements waiting for their partition's combiner: (qid, bucket) -> ops.
+        self._pending: dict[tuple[int, int], list[_Op]] = {}
+        self._runners: set[asyncio.Task[None]] = set()
+        # Rows this process's claims are trying to take right now, per qid.
+        self._inflight: dict[int, set[_Key]] = {}
+        self._floors: dict[tuple[int, int], _Floor] = {}
+        self._epochs: dict[int, int] = {}  # per qid: writes this process completed
+        self._changes = 0  # writes this process made (data_version)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -290,31 +519,37 @@ class CassandraStorage:
         from cassandra.connection import DefaultEndPoint
         from cassandra.io.libevreactor import LibevConnection
         from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-        from cassandra.query import tuple_factory
+        from cassandra.query import dict_factory, tuple_factory
 
         from cassandra import ConsistencyLevel
 
         settings = self.settings
-        profile = ExecutionProfile(
-            load_balancing_policy=TokenAwarePolicy(
-                DCAwareRoundRobinPolicy(local_dc=settings.local_dc)
-            ),
-            request_timeout=settings.request_timeout,
-            row_factory=tuple_factory,
-            consistency_level=ConsistencyLevel.LOCAL_QUORUM
-            if settings.multi_dc
-            else ConsistencyLevel.QUORUM,
-            serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL
-            if settings.multi_dc
-            else ConsistencyLevel.SERIAL,
-        )
+
+        def profile(row_factory: Callable[..., Any]) -> Any:
+            return ExecutionProfile(
+                load_balancing_policy=TokenAwarePolicy(
+                    DCAwareRoundRobinPolicy(local_dc=settings.local_dc)
+                ),
+                request_timeout=settings.request_timeout,
+                row_factory=row_factory,
+                consistency_level=ConsistencyLevel.LOCAL_QUORUM
+                if settings.multi_dc
+                else ConsistencyLevel.QUORUM,
+                serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL
+                if settings.multi_dc
+                else ConsistencyLevel.SERIAL,
+            )
+
         auth = None
         if settings.username is not None and settings.password is not None:
             auth = PlainTextAuthProvider(username=settings.username, password=settings.password)
         self._cluster = Cluster(
             contact_points=[DefaultEndPoint(host, port) for host, port in settings.hosts],
             connection_class=LibevConnection,
-            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            execution_profiles={
+                EXEC_PROFILE_DEFAULT: profile(tuple_factory),
+                _NAMED: profile(dict_factory),
+            },
             auth_provider=auth,
             connect_timeout=settings.connect_timeout,
             control_connection_timeout=settings.connect_timeout,
@@ -326,11 +561,26 @@ class CassandraStorage:
         if settings.create_schema:
             for cql in _schema(settings, self._meta, self._msgs):
                 session.execute(cql, timeout=60)
+            self._add_columns(session)
         self._prepared = {
             key: session.prepare(cql) for key, cql in _statements(self._meta, self._msgs).items()
         }
         self._levels = {name: getattr(ConsistencyLevel, name) for name in _LEVEL_NAMES}
         self.nodes = max(1, len(self._cluster.metadata.all_hosts()))
+
+    def _add_columns(self, session: Any) -> None:
+        """Add the work-queue columns to tables created without them."""
+        for (keyspace, table), columns in _ADDED_COLUMNS.items():
+            rows = session.execute(
+                "SELECT column_name FROM system_schema.columns"
+                " WHERE keyspace_name = %s AND table_name = %s",
+                (self._keyspaces[keyspace], table),
+            )
+            present = {row[0] for row in rows}
+            quoted = self._meta if keyspace == "meta" else self._msgs
+            for name, kind in columns:
+                if name not in present:
+                    session.execute(f"ALTER TABLE {quoted}.{table} ADD {name} {kind}", timeout=60)
 
     async def close(self) -> None:
         cluster, self._cluster, self._session = self._cluster, None, None
@@ -355,35 +605,46 @@ class CassandraStorage:
         any failure)."""
         return self._submit(lambda: self._bind(key, params, level))
 
+    def _named(
+        self, key: str, params: Sequence[Any], level: str | None = None
+    ) -> asyncio.Future[list[_Named]]:
+        """:meth:`_execute` with rows as dicts (conditional statements answer with columns
+        that depend on the outcome)."""
+        return self._submit(lambda: self._bind(key, params, level), named=True)
+
     def _batch(
         self, statements: list[tuple[str, Sequence[Any]]], level: str, logged: bool
     ) -> asyncio.Future[list[_Row]]:
         if len(statements) == 1:
             key, params = statements[0]
             return self._execute(key, params, level)
+        return self._submit(lambda: self._build_batch(statements, level, logged))
 
-        def build() -> Any:
-            from cassandra.query import BatchStatement, BatchType
+    def _build_batch(
+        self, statements: list[tuple[str, Sequence[Any]]], level: str, logged: bool
+    ) -> Any:
+        from cassandra.query import BatchStatement, BatchType
 
-            kind = BatchType.LOGGED if logged else BatchType.UNLOGGED
-            batch = BatchStatement(batch_type=kind, consistency_level=self._levels[level])
-            for key, params in statements:
-                batch.add(self._prepared[key], params)
-            return batch
+        kind = BatchType.LOGGED if logged else BatchType.UNLOGGED
+        batch = BatchStatement(batch_type=kind, consistency_level=self._levels[level])
+        for key, params in statements:
+            batch.add(self._prepared[key], params)
+        return batch
 
-        return self._submit(build)
-
-    def _submit(self, build: Callable[[], Any]) -> asyncio.Future[list[_Row]]:
+    def _submit(self, build: Callable[[], Any], named: bool = False) -> asyncio.Future[Any]:
         loop = self._loop
         if loop is None:
             raise StorageUnavailable("Back-end storage unavailable: the store is not open.")
-        future: asyncio.Future[list[_Row]] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         session = self._session
         if session is None:
             future.set_exception(StorageUnavailable("Back-end storage unavailable: closed."))
             return future
         try:
-            response = session.execute_async(build())
+            if named:
+                response = session.execute_async(build(), execution_profile=_NAMED)
+            else:
+                response = session.execute_async(build())
         except Exception as exc:  # a value the driver cannot encode, no connection...
             future.set_exception(_unavailable(exc))
             return future
@@ -409,10 +670,7 @@ class CassandraStorage:
 
     async def create_queue(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
         qid = secrets.randbits(63) or 1
-        params = (
-            app, name, qid, settings.partitions, settings.type, settings.consistency,
-            list(settings.principles), now,
-        )  # fmt: skip
+        params = (app, name, qid, now, *_settings_row(settings))
         try:
             rows = await self._execute("q_create", params, self._meta_level)
             applied = bool(rows and rows[0][0])
@@ -439,7 +697,7 @@ class CassandraStorage:
         except StorageUnavailable:
             # No quorum: a weak queue may still be served by one replica.
             rows = await self._execute("q_get", (app, name), "ONE")
-            if not rows or rows[0][3] != "weak":
+            if not rows or rows[0][4] != "weak":
                 raise
         return _queue_of(app, name, rows[0]) if rows else None
 
@@ -450,10 +708,7 @@ class CassandraStorage:
                 raise QueueNotFound()
             if settings.partitions < current.partitions:
                 raise InvalidUpdate()
-            params = (
-                settings.partitions, settings.type, settings.consistency,
-                list(settings.principles), app, name, current.qid, settings.partitions,
-            )  # fmt: skip
+            params = (*_settings_row(settings), app, name, current.qid, settings.partitions)
             rows = await self._execute("q_update", params, self._meta_level)
             if rows and rows[0][0]:
                 return Queue(
@@ -475,6 +730,7 @@ class CassandraStorage:
                         "d_insert", (current.qid % DEAD_SHARDS, current.qid), self._meta_level
                     ),
                 )
+                self._changes += 1
                 return True
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
 
@@ -496,8 +752,14 @@ class CassandraStorage:
 
     async def _alive(self, queue: Queue, level: str) -> bool:
         """Whether ``queue`` (this incarnation: its qid) still exists."""
+        return await self._current(queue, level) is not None
+
+    async def _current(self, queue: Queue, level: str) -> Queue | None:
+        """``queue`` with its current settings, or None if this incarnation is gone."""
         rows = await self._execute("q_get", (queue.app, queue.name), level)
-        return bool(rows) and rows[0][0] == queue.qid
+        if not rows or rows[0][0] != queue.qid:
+            return None
+        return _queue_of(queue.app, queue.name, rows[0])
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         level = self._levels_of(queue)[0]
@@ -507,7 +769,7 @@ class CassandraStorage:
         if not alive:
             return 0
         counts = await asyncio.gather(
-            *(self._execute("m_count", (queue.qid, b, now_ms), level) for (b,) in buckets)
+            *(self._execute("m_count", (queue.qid, b, now_ms, now_ms), level) for (b,) in buckets)
         )
         return sum(rows[0][0] for rows in counts if rows)
 
@@ -526,34 +788,43 @@ class CassandraStorage:
             key = (message.partition, ticks, sfx_of(message.id))
             if replace or key not in keys:
                 keys[key] = message  # within one call the last (replace) or first wins
-        checks: list[asyncio.Future[list[_Row]]] = []
-        if not replace:  # a message already stored stays as it is
-            checks = [
-                self._execute("m_keys", (qid, bucket, list(keys)), read_level)
-                for bucket, keys in by_bucket.items()
-            ]
+        checks = [
+            self._execute("m_keys", (qid, bucket, list(keys)), read_level)
+            for bucket, keys in by_bucket.items()
+        ]
         alive, existing = await asyncio.gather(
             self._alive(queue, read_level), asyncio.gather(*checks)
         )
         if not alive:
             raise QueueNotFound()
+        # A message already stored stays as it is; a replaced one keeps its claim state (a
+        # claim made between this read and the write is lost: the message is delivered again).
+        kept: dict[_Key, tuple[int, int, int]] = {}
         for bucket, rows in zip(by_bucket, existing, strict=False):
-            for part, ticks, sfx, _ in rows:
-                by_bucket[bucket].pop((part, ticks, sfx), None)
+            for part, ticks, sfx, expires, dlv, ctok, cexp in rows:
+                if expires is None:  # claim cells that outlived their message: no message
+                    continue
+                if replace:
+                    kept[part, ticks, sfx] = (dlv or 0, ctok or 0, cexp or 0)
+                else:
+                    by_bucket[bucket].pop((part, ticks, sfx), None)
         by_bucket = {bucket: keys for bucket, keys in by_bucket.items() if keys}
         if not by_bucket:
             return
+        statements = self._row_statements(qid, by_bucket, kept)
+        # One bucket is one Cassandra partition: an unlogged batch is atomic and isolated.
+        # Across buckets only the batch log makes the write all or nothing.
         await asyncio.gather(
             *self._register(qid, by_bucket, write_level),
-            self._write_rows(qid, by_bucket, write_level),
+            self._batch(statements, write_level, logged=len(by_bucket) > 1),
         )
-        self._remember(qid, by_bucket)
+        self._wrote(qid, by_bucket)
 
     def _register(
         self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
     ) -> list[asyncio.Future[list[_Row]]]:
-        """The bucket and expiry-index rows of a write (bucket and hour rows only the first
-        time this process writes them)."""
+        """The bucket, expiry-index and wake-up rows of a write (bucket and hour rows only the
+        first time this process writes them)."""
         shard = qid % INDEX_SHARDS
         writes = [
             self._execute("b_insert", (qid, bucket), level)
@@ -561,12 +832,15 @@ class CassandraStorage:
             if (qid, bucket) not in self._known_buckets
         ]
         hours: set[int] = set()
+        dues: dict[int, int] = {}
         for bucket, keys in by_bucket.items():
             groups: dict[int, list[_Key]] = {}
             latest: dict[int, int] = {}
             for key, message in keys.items():
                 groups.setdefault(message.expires_ms, []).append(key)
                 latest[message.expires_ms] = max(latest.get(message.expires_ms, 0), key[1])
+                if message.due_ms > 0:
+                    dues[message.due_ms] = min(dues.get(message.due_ms, key[1]), key[1])
             for expires, group in groups.items():
                 hour = expires // HOUR_MS
                 hours.add(hour)
@@ -578,9 +852,15 @@ class CassandraStorage:
             for hour in hours
             if (shard, hour) not in self._known_hours
         ]
+        writes += [
+            self._execute("w_insert", (qid, due, ttl_until(due, _ticks_ms(ticks))), level)
+            for due, ticks in dues.items()
+        ]
         return writes
 
-    def _remember(self, qid: int, by_bucket: dict[int, dict[_Key, Message]]) -> None:
+    def _wrote(self, qid: int, by_bucket: dict[int, dict[_Key, Message]]) -> None:
+        """Messages were written to ``qid``: remember their bucket and index rows, and lower
+        this process's claim floors below them (see _refresh_floors)."""
         if len(self._known_buckets) > 100_000:
             self._known_buckets.clear()
         if len(self._known_hours) > 100_000:
@@ -589,22 +869,35 @@ class CassandraStorage:
         shard = qid % INDEX_SHARDS
         for keys in by_bucket.values():
             self._known_hours.update((shard, m.expires_ms // HOUR_MS) for m in keys.values())
+            for part, ticks, sfx in keys:
+                floor = self._floors.get((qid, part))
+                if floor is not None and (ticks, sfx) < floor.position:
+                    floor.position = (ticks, sfx)
+        self._epochs[qid] = self._epochs.get(qid, 0) + 1
+        self._changes += 1
 
-    def _write_rows(
-        self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
-    ) -> asyncio.Future[list[_Row]]:
+    def _row_statements(
+        self,
+        qid: int,
+        by_bucket: dict[int, dict[_Key, Message]],
+        kept: dict[_Key, tuple[int, int, int]],
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """The INSERTs of messages; the claim columns are always written (0 for a new row),
+        so conditions and filters on them never meet null."""
         statements: list[tuple[str, Sequence[Any]]] = []
         for bucket, keys in by_bucket.items():
             parts = {part for part, _, _ in keys}
             if len(parts) > 1:  # readers of several partitions notice this write
                 statements.append(("m_mark", (uuid.uuid4(), qid, bucket)))
-            for (part, ticks, sfx), m in keys.items():
-                ttl = message_ttl(m.expires_ms, ticks)
-                params = (qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body, ttl)
+            for key, m in keys.items():
+                part, ticks, sfx = key
+                dlv, ctok, cexp = kept.get(key, (m.deliveries, 0, 0))
+                params = (
+                    qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body,
+                    m.due_ms, dlv, ctok, cexp, message_ttl(m.expires_ms, ticks),
+                )  # fmt: skip
                 statements.append(("m_insert", params))
-        # One bucket is one Cassandra partition: an unlogged batch is atomic and isolated.
-        # Across buckets only the batch log makes the write all or nothing.
-        return self._batch(statements, level, logged=len(by_bucket) > 1)
+        return statements
 
     async def read_messages(
         self,
@@ -689,7 +982,7 @@ class CassandraStorage:
                 params: list[Any] = [qid, bucket, part]
                 if position is not None:
                     params += position[:2]
-                params += [now_ms, limit - len(found[part])]
+                params += [now_ms, now_ms, limit - len(found[part])]
                 queries.append(self._execute(key, params, level))
             replies = await asyncio.gather(*queries)
             result = {
@@ -725,9 +1018,11 @@ class CassandraStorage:
             return []
         found: dict[_Key, Message] = {}
         for rows in replies:
-            for part, ticks, sfx, body, ctype, expires in rows:
-                if expires > now_ms:
-                    found[part, ticks, sfx] = _message(part, ticks, sfx, body, ctype, expires)
+            for part, ticks, sfx, body, ctype, expires, due, dlv in rows:
+                if expires is not None and expires > now_ms and (due or 0) <= now_ms:
+                    found[part, ticks, sfx] = _message(
+                        part, ticks, sfx, body, ctype, expires, due, dlv
+                    )
         ordered = [key for keys in wanted.values() for key in keys]
         order = {key: i for i, key in enumerate(_keys_in_order(ids))}
         ordered.sort(key=order.__getitem__)
@@ -743,6 +1038,731 @@ class CassandraStorage:
                 for bucket, keys in _keys_by_bucket(ids).items()
             )
         )
+        self._changes += 1
+
+    # --- deduplicated writes -------------------------------------------------------------------
+
+    async def write_unique(
+        self,
+        queue: Queue,
+        messages: Sequence[Message],
+        dedup_ids: Sequence[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        batch, ids = list(messages), list(dedup_ids)
+        read_level, write_level = self._levels_of(queue)
+        if not await self._alive(queue, read_level):
+            raise QueueNotFound()
+        until = now_ms + window_ms
+        firsts: dict[str, Message] = {}
+        for message, dedup_id in zip(batch, ids, strict=True):
+            if dedup_id is not None:
+                firsts.setdefault(dedup_id, message)
+        outcomes = await asyncio.gather(
+            *(
+                self._dedup_claim(queue, dedup_id, message, now_ms, until)
+                for dedup_id, message in firsts.items()
+            ),
+            return_exceptions=True,
+        )
+        owned = [d for d, outcome in zip(firsts, outcomes, strict=True) if outcome is None]
+        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failure is not None:
+            await self._dedup_release(queue, owned, firsts)
+            raise failure
+        earlier = {
+            d: outcome
+            for d, outcome in zip(firsts, outcomes, strict=True)
+            if isinstance(outcome, Message)
+        }
+        result: list[Message | None] = []
+        stored: list[Message] = []
+        for message, dedup_id in zip(batch, ids, strict=True):
+            first = None if dedup_id is None else earlier.get(dedup_id, firsts[dedup_id])
+            if first is None or first is message:
+                stored.append(message)
+                result.append(None)
+            else:
+                result.append(first)
+        try:
+            await self.write_messages(queue, stored)
+        except BaseException:
+            await self._dedup_release(queue, owned, firsts)
+            raise
+        confirms = await asyncio.gather(
+            *(
+                self._named(
+                    "dd_confirm",
+                    (ttl_until(until, now_ms), queue.qid, d, *_key_of(firsts[d])),
+                    write_level,
+                )
+                for d in owned
+            ),
+            return_exceptions=True,
+        )
+        for outcome in confirms:
+            if isinstance(outcome, StorageUnavailable):
+                # The message is stored: a later post with the id finds it and is a duplicate.
+                log.debug("a dedup id stays unconfirmed: %s", outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return result
+
+    async def _dedup_claim(
+        self, queue: Queue, dedup_id: str, message: Message, now_ms: int, until: int
+    ) -> Message | None:
+        """Make ``dedup_id`` this message's (None), or return the message that has it.
+
+        A dedup row names its message and says whether that message is stored. It is taken
+        (lightweight transaction) before the message is written and marked stored after, so
+        "duplicate" is answered only for a message that is stored: marked so, or found. A row
+        whose message is not there yet belongs to a post in progress: waited for, and taken
+        over once older than DEDUP_STALE_MS (its post failed without releasing it)."""
+        level = self._levels_of(queue)[1]
+        key = _key_of(message)
+        ttl = ttl_until(until, now_ms)
+        for _ in range(DEDUP_TRIES):
+            try:
+                rows = await self._named(
+                    "dd_insert", (queue.qid, dedup_id, until, *key, now_ms, ttl), level
+                )
+            except StorageUnavailable as error:
+                if not _unknown_outcome(error):
+                    raise
+                continue  # the next attempt shows whether this one took the id
+            row = rows[0]
+            if row["[applied]"] or (row["part"], row["ticks"], row["sfx"]) == key:
+                return None
+            first = _message(row["part"], row["ticks"], row["sfx"], "", "", 0)
+            stored = bool(row["stored"])
+            free = row["until"] <= now_ms
+            if not free and not stored:
+                stored = await self._stored(queue, _key_of(first))
+                free = not stored and (row["since"] or 0) <= now_ms - DEDUP_STALE_MS
+            if free:
+                params = (
+                    ttl, until, *key, now_ms, queue.qid, dedup_id,
+                    row["until"], row["ticks"], row["sfx"], row["stored"],
+                )  # fmt: skip
+                try:
+                    taken = await self._named("dd_take", params, level)
+                except StorageUnavailable as error:
+                    if not _unknown_outcome(error):
+                        raise
+                    continue
+                if taken[0]["[applied]"]:
+                    return None
+                continue
+            if stored:
+                return first
+            await asyncio.sleep(DEDUP_POLL_S)  # another post of this id is being written
+        raise StorageUnavailable(
+            "Back-end storage unavailable: another post with this dedup id is being stored."
+        )
+
+    async def _stored(self, queue: Queue, key: _Key) -> bool:
+        level = self._levels_of(queue)[0]
+        rows = await self._execute("m_keys", (queue.qid, key[1] >> 32, [key]), level)
+        return any(row[3] is not None for row in rows)
+
+    async def _dedup_release(
+        self, queue: Queue, owned: list[str], firsts: dict[str, Message]
+    ) -> None:
+        """Give back dedup ids taken by a post that failed (best effort: an id left taken is
+        free again after DEDUP_STALE_MS)."""
+        level = self._levels_of(queue)[1]
+        await asyncio.gather(
+            *(self._named("dd_release", (queue.qid, d, *_key_of(firsts[d])), level) for d in owned),
+            return_exceptions=True,
+        )
+
+    # --- claims --------------------------------------------------------------------------------
+
+    async def claim_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        remove: bool,
+    ) -> list[Claim]:
+        parts = sorted({p for p in partitions if 1 <= p <= queue.partitions})
+        if not parts or limit <= 0:
+            return []
+        read_level, write_level = self._levels_of(queue)
+        current = await self._current(queue, read_level)
+        if current is None:
+            return []
+        qid = queue.qid
+        loop_now = asyncio.get_running_loop().time()
+        starts: dict[int, tuple[int, int] | None] = {}
+        for part in parts:
+            floor = self._floors.get((qid, part))
+            fresh = floor is not None and loop_now - floor.based <= FLOOR_RESET_S
+            starts[part] = floor.position if floor is not None and fresh else None
+        due = [
+            p
+            for p in parts
+            if starts[p] is None or loop_now - self._floors[qid, p].checked >= FLOOR_REFRESH_S
+        ]
+        job = _ClaimJob(
+            queue=current, token=secrets.randbits(62) + 1, now_ms=now_ms,
+            cexp=now_ms + lease_ms, need=limit, remove=remove, read_level=read_level,
+            write_level=write_level, claims=[], leased={}, moves=[],
+        )  # fmt: skip
+        outcomes = await asyncio.gather(
+            self._claim_walk(job, starts),
+            self._refresh_floors(qid, due, starts, now_ms, read_level, loop_now),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        writes: list[Awaitable[Any]] = [self._finish_move(move, write_level) for move in job.moves]
+        if job.leased and not remove:
+            writes.append(self._lease_index(current, job.token, job.cexp, job.leased, now_ms))
+        await asyncio.gather(*writes)
+        if job.claims or job.moves:
+            self._changes += 1
+        job.claims.sort(key=lambda c: (c.message.ticks, sfx_of(c.message.id)))
+        return job.claims
+
+    async def _claim_walk(self, job: _ClaimJob, starts: dict[int, tuple[int, int] | None]) -> None:
+        """Claim over the queue's buckets in order, each from the parts' floors on."""
+        qid = job.queue.qid
+        known = [s[0] >> 32 for s in starts.values() if s is not None]
+        start = min(known) if len(known) == len(starts) else -(1 << 63)
+        while job.need > 0:
+            rows = await self._execute("b_asc", (qid, start, BUCKET_PAGE), job.read_level)
+            buckets = [row[0] for row in rows]
+            for bucket in buckets:
+                here: dict[int, tuple[int, int, bool] | None] = {}
+                for part, floor in starts.items():
+                    if floor is None or floor[0] >> 32 < bucket:
+                        here[part] = None
+                    elif floor[0] >> 32 == bucket:
+                        here[part] = (floor[0], floor[1], True)
+                if here:
+                    await self._claim_bucket(job, bucket, here)
+                if job.need <= 0:
+                    return
+            if len(buckets) < BUCKET_PAGE:
+                return
+            start = buckets[-1] + 1
+
+    async def _claim_bucket(
+        self, job: _ClaimJob, bucket: int, cursors: dict[int, tuple[int, int, bool] | None]
+    ) -> None:
+        """Claim from one bucket, oldest (ticks, id) first over its parts, until ``job.need``
+        messages are claimed or the bucket has no more available ones."""
+        qid = job.queue.qid
+        buffers: dict[int, deque[_Row]] = {part: deque() for part in cursors}
+        more = set(cursors)  # parts whose rows past their buffer are not read yet
+        maxd = job.queue.settings.max_deliveries
+        while job.need > 0:
+            refill = [part for part in sorted(more) if not buffers[part]]
+            if refill:
+                inflight = self._inflight.get(qid, ())
+                fetch = min(job.need + len(inflight), 1000)
+                replies = await asyncio.gather(
+                    *(self._candidates(job, bucket, p, cursors[p], fetch) for p in refill)
+                )
+                for part, rows in zip(refill, replies, strict=True):
+                    buffers[part].extend(rows)
+                    if len(rows) < fetch:
+                        more.discard(part)
+                    if rows:
+                        cursors[part] = (rows[-1][1], rows[-1][2], False)
+                continue
+            chosen: list[_Row] = []
+            exhausted: list[_Row] = []
+            inflight = self._inflight.get(qid, ())
+            while len(chosen) < job.need:
+                heads = [part for part, rows in buffers.items() if rows]
+                if not heads:
+                    break
+                part = min(heads, key=lambda p: buffers[p][0][1:3])
+                row = buffers[part].popleft()
+                if row[:3] in inflight:
+                    continue
+                if maxd > 0 and (row[7] or 0) >= maxd:
+                    exhausted.append(row)
+                else:
+                    chosen.append(row)
+                if not buffers[part] and part in more:
+                    break  # its next rows may come before the other parts' heads
+            if not chosen and not exhausted:
+                if not more:
+                    return
+                continue
+            await self._take(job, bucket, chosen, exhausted)
+
+    def _candidates(
+        self,
+        job: _ClaimJob,
+        bucket: int,
+        part: int,
+        cursor: tuple[int, int, bool] | None,
+        limit: int,
+    ) -> asyncio.Future[list[_Row]]:
+        """Available messages of one part of a bucket from ``cursor`` on (_CLAIM_COLUMNS)."""
+        params: list[Any] = [job.queue.qid, bucket, part]
+        kind = None
+        if cursor is not None:
+            params += cursor[:2]
+            kind = cursor[2]
+        now = job.now_ms
+        params += [now, now, now, limit]
+        return self._execute(f"c_scan_{kind}", params, job.read_level)
+
+    async def _take(
+        self, job: _ClaimJob, bucket: int, chosen: list[_Row], exhausted: list[_Row]
+    ) -> None:
+        """Claim ``chosen`` and start moving ``exhausted`` to the dead-letter queue, in one
+        conditional batch; a row whose claim columns changed since it was read is someone
+        else's now and is passed over."""
+        qid = job.queue.qid
+        inflight = self._inflight.setdefault(qid, set())
+        keys = [row[:3] for row in chosen + exhausted]
+        inflight.update(keys)
+        try:
+            moves = await self._prepare_moves(job.queue, bucket, exhausted, job.now_ms)
+            ops = [self._claim_op(job, bucket, row) for row in chosen]
+            ops += [self._move_op(move, job.now_ms) for move in moves]
+            results = await self._cas(qid, bucket, ops, job.write_level)
+        finally:
+            inflight.difference_update(keys)
+            if not inflight and self._inflight.get(qid) is inflight:
+                del self._inflight[qid]
+        for row, ok in zip(chosen, results, strict=False):
+            if ok:
+                part, ticks, sfx, body, ctype, expires, due, dlv = row[:8]
+                message = _message(part, ticks, sfx, body, ctype, expires, due, (dlv or 0) + 1)
+                job.claims.append(Claim(message, job.token, job.cexp))
+                job.need -= 1
+                job.leased.setdefault(bucket, []).append((row[:3], expires))
+        failed: list[_Move] = []
+        for move, ok in zip(moves, results[len(chosen) :], strict=True):
+            (job.moves if ok else failed).append(move)
+        await asyncio.gather(*(self._drop_move(move, job.write_level) for move in failed))
+
+    def _claim_op(self, job: _ClaimJob, bucket: int, row: _Row) -> _Op:
+        part, ticks, sfx, _, _, expires, _, dlv, ctok, cexp = row
+        where = (job.queue.qid, bucket, part, ticks, sfx)
+        if job.remove:  # at most once: the claim deletes the message
+            return self._op(
+                row[:3], "c_take", (*where, expires, ctok, cexp),
+                _unchanged(expires, ctok, cexp), _never,
+            )  # fmt: skip
+        params = (
+            ttl_until(expires, job.now_ms), job.token, job.cexp, (dlv or 0) + 1,
+            *where, expires, ctok, cexp,
+        )  # fmt: skip
+        return self._op(
+            row[:3], "c_claim", params, _unchanged(expires, ctok, cexp), _tokened(job.token)
+        )
+
+    async def _lease_index(
+        self,
+        queue: Queue,
+        token: int,
+        cexp: int,
+        leased: dict[int, list[tuple[_Key, int]]],
+        now_ms: int,
+    ) -> None:
+        """Index the leases of one claim: where the sweep finds them when they end (rows of
+        the expiry index with the claim's token, at ``cexp``) and the queue's wake-up time."""
+        qid = queue.qid
+        level = self._levels_of(queue)[1]
+        shard, hour = qid % INDEX_SHARDS, cexp // HOUR_MS
+        wid = uuid.UUID(int=token)
+        writes = []
+        for bucket, items in leased.items():
+            keys = [key for key, _ in items]
+            ttl = ttl_until(max(expires for _, expires in items), now_ms)
+            params = (shard, hour, cexp, qid, bucket, wid, keys, token, queue.app, queue.name, ttl)
+            writes.append(self._execute("x_lease", params, level))
+        if (shard, hour) not in self._known_hours:
+            writes.append(self._execute("h_insert", (shard, hour), level))
+        if cexp > now_ms:
+            writes.append(self._execute("w_insert", (qid, cexp, ttl_until(cexp, now_ms)), level))
+        await asyncio.gather(*writes)
+        self._known_hours.add((shard, hour))
+
+    async def _refresh_floors(
+        self,
+        qid: int,
+        parts: list[int],
+        starts: dict[int, tuple[int, int] | None],
+        now_ms: int,
+        level: str,
+        loop_now: float,
+    ) -> None:
+        """Move the claim floors of ``parts`` up to their first row that is or may become
+        available, so claims do not read again through the tombstones of acknowledged
+        messages.
+
+        A floor skips only rows that are gone or can never be available again (expired, or
+        being dead-lettered): claimed and delayed rows stop it. Rows can still appear below
+        it: messages this process writes (they lower its floors, and a refresh that raced one
+        is dropped), messages stamped less than FLOOR_MARGIN_MS ago (floors stay below that),
+        and, rarely, messages written by another server with older ids (dead letters, PUTs,
+        writes slower than the margin): every FLOOR_RESET_S a process scans each queue
+        partition from its first bucket again, so those wait that long at most."""
+        if not parts:
+            return
+        epoch = self._epochs.get(qid, 0)
+        margin = (ticks_from_ns((now_ms - FLOOR_MARGIN_MS) * 1_000_000), SFX_MIN)
+        found = await asyncio.gather(
+            *(self._first_live(qid, part, starts[part], now_ms, margin, level) for part in parts)
+        )
+        if self._epochs.get(qid, 0) != epoch:
+            return  # this process wrote to the queue meanwhile: maybe below what was read
+        if len(self._floors) > 100_000:
+            self._floors.clear()
+        for part, position in zip(parts, found, strict=True):
+            old = self._floors.get((qid, part))
+            based = old.based if old is not None and starts[part] is not None else loop_now
+            self._floors[qid, part] = _Floor(min(position, margin), loop_now, based)
+
+    async def _first_live(
+        self,
+        qid: int,
+        part: int,
+        start: tuple[int, int] | None,
+        now_ms: int,
+        margin: tuple[int, int],
+        level: str,
+    ) -> tuple[int, int]:
+        """The position of the first row of ``part`` from ``start`` on that is or may become
+        available, or as far as a few queries got."""
+        position = start
+        first = start[0] >> 32 if start is not None else -(1 << 63)
+        buckets = await self._execute("b_asc", (qid, first, FLOOR_BUCKETS), level)
+        for (bucket,) in buckets:
+            lowest = (bucket << 32, SFX_MIN)
+            if position is None or position < lowest:
+                position = lowest
+            rows = await self._execute("f_scan", (qid, bucket, part, *position, FLOOR_SCAN), level)
+            for ticks, sfx, expires, ctok in rows:
+                if expires is not None and expires > now_ms and (ctok or 0) >= 0:
+                    return (ticks, sfx)
+                position = (ticks, sfx)  # expired, or being dead-lettered
+            if len(rows) == FLOOR_SCAN:
+                return position
+            end = ((bucket + 1) << 32, SFX_MIN)
+            if end > margin:
+                return margin  # the bucket may still get messages
+            position = end
+        if len(buckets) == FLOOR_BUCKETS and position is not None:
+            return position
+        return margin
+
+    async def ack_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        level = self._levels_of(queue)[1]
+        ops: list[_Op | None] = []
+        groups: dict[int, list[_Op]] = {}
+        for ref in claims:
+            key = _ref_key(ref)
+            if key is None:
+                ops.append(None)
+                continue
+            bucket = key[1] >> 32
+            params = (queue.qid, bucket, *key, ref.token, now_ms)
+            op = self._op(key, "c_ack", params, _holding(ref.token, now_ms), _gone)
+            groups.setdefault(bucket, []).append(op)
+            ops.append(op)
+        await asyncio.gather(
+            *(self._cas(queue.qid, b, group, level) for b, group in groups.items())
+        )
+        self._changes += 1
+        return [op is not None and op.future.result() for op in ops]
+
+    async def extend_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+    ) -> list[bool]:
+        read_level, write_level = self._levels_of(queue)
+        cexp = now_ms + lease_ms
+        keys = [_ref_key(ref) for ref in claims]
+        wanted: dict[int, list[_Key]] = {}
+        for key in keys:
+            if key is not None:
+                wanted.setdefault(key[1] >> 32, []).append(key)
+        replies = await asyncio.gather(
+            *(self._execute("m_keys", (queue.qid, b, ks), read_level) for b, ks in wanted.items())
+        )
+        state = {row[:3]: row for rows in replies for row in rows}
+        ops: list[_Op | None] = []
+        groups: dict[int, list[_Op]] = {}
+        for ref, key in zip(claims, keys, strict=True):
+            row = state.get(key) if key is not None else None
+            # Only a current claim can be extended: no conditional statement for the others.
+            if key is None or row is None or row[3] is None or row[5] != ref.token:
+                ops.append(None)
+                continue
+            if (row[6] or 0) <= now_ms:
+                ops.append(None)
+                continue
+            bucket = key[1] >> 32
+            params = (ttl_until(row[3], now_ms), cexp, queue.qid, bucket, *key, ref.token, now_ms)
+            op = self._op(
+                key, "c_extend", params, _holding(ref.token, now_ms), _tokened(ref.token, cexp)
+            )
+            groups.setdefault(bucket, []).append(op)
+            ops.append(op)
+        await asyncio.gather(
+            *(self._cas(queue.qid, b, group, write_level) for b, group in groups.items())
+        )
+        done = [op is not None and op.future.result() for op in ops]
+        leases: dict[int, dict[int, list[tuple[_Key, int]]]] = {}
+        for ref, key, ok in zip(claims, keys, done, strict=True):
+            if ok and key is not None:
+                by_bucket = leases.setdefault(ref.token, {})
+                by_bucket.setdefault(key[1] >> 32, []).append((key, state[key][3]))
+        await asyncio.gather(
+            *(
+                self._lease_index(queue, token, cexp, leased, now_ms)
+                for token, leased in leases.items()
+            )
+        )
+        self._changes += 1
+        return done
+
+    async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        level = self._levels_of(queue)[0]
+        qid, now = queue.qid, now_ms
+        alive, buckets, dead = await asyncio.gather(
+            self._alive(queue, level),
+            self._execute("b_all", (qid,), level),
+            self._execute("dl_count", (qid,), level),
+        )
+        dead_lettered = dead[0][0] if dead else 0
+        if not alive:
+            return QueueStats(0, 0, 0, dead_lettered, None, None)
+        queries = []
+        for (bucket,) in buckets:
+            queries += [
+                self._execute("s_available", (qid, bucket, now, now, now), level),
+                self._execute("s_claimed", (qid, bucket, now, now, now), level),
+                self._execute("s_delayed", (qid, bucket, now, now), level),
+            ]
+        replies = await asyncio.gather(*queries)
+        counts = [0, 0, 0]
+        lows: list[int] = []
+        highs: list[int] = []
+        for index, rows in enumerate(replies):
+            row = rows[0]
+            counts[index % 3] += row[0]
+            if index % 3 < 2 and row[1] is not None:
+                lows.append(row[1])
+                highs.append(row[2])
+        available, claimed, delayed = counts
+        return QueueStats(
+            available, claimed, delayed, dead_lettered, min(lows, default=None),
+            max(highs, default=None),
+        )  # fmt: skip
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        # Lease ends of claims acknowledged since are still listed: a waiter may wake for
+        # nothing, never too late.
+        rows = await self._execute("w_next", (queue.qid, now_ms), self._levels_of(queue)[0])
+        return int(rows[0][0]) if rows else None
+
+    async def data_version(self) -> int:
+        # Cassandra has no cheap signal of another server's writes: the number changes every
+        # 50 ms, so waiters look again at that pace, and at once after this process's writes.
+        return (int(time.monotonic() * 20) << 32) + self._changes
+
+    # --- dead letters --------------------------------------------------------------------------
+
+    async def _prepare_moves(
+        self, queue: Queue, bucket: int, rows: list[_Row], now_ms: int
+    ) -> list[_Move]:
+        """Record the moves of exhausted messages before the conditional statements that start
+        them, so the sweep completes a move whose server stopped half-way."""
+        if not rows:
+            return []
+        name = queue.settings.dead_letter_queue
+        target = await self.get_queue(queue.app, name) if name else None
+        level = self._levels_of(queue)[1]
+        moves = []
+        for row in rows:
+            part = row[0]
+            tpart = part if target is not None and part <= target.partitions else 1
+            token = secrets.randbits(62) + 1
+            moves.append(_Move(queue.qid, bucket, row, token, target.qid if target else 0, tpart))
+        await asyncio.gather(
+            *(
+                self._execute(
+                    "mv_insert",
+                    (
+                        m.qid % INDEX_SHARDS,
+                        m.qid,
+                        bucket,
+                        *m.key,
+                        now_ms,
+                        m.token,
+                        m.target,
+                        m.tpart,
+                        ttl_until(m.row[5], now_ms),
+                    ),  # fmt: skip
+                    level,
+                )
+                for m in moves
+            )
+        )
+        return moves
+
+    def _move_op(self, move: _Move, now_ms: int) -> _Op:
+        """The conditional statement that wins a move: the row as seen gets the move's
+        (negative) token and a lease that never ends."""
+        part, ticks, sfx, _, _, expires, _, dlv, ctok, cexp = move.row
+        params = (
+            ttl_until(expires, now_ms), -move.token, MOVING_CEXP, dlv or 0,
+            move.qid, move.bucket, part, ticks, sfx, expires, ctok, cexp,
+        )  # fmt: skip
+        return self._op(
+            move.key, "c_claim", params, _unchanged(expires, ctok, cexp), _tokened(-move.token)
+        )
+
+    async def _finish_move(self, move: _Move, level: str, recovering: bool = False) -> None:
+        """Copy a won move's message to the dead-letter queue and count it (one logged batch:
+        both or neither), then delete the source row and the pending move. A recovery skips
+        the copy when the count shows it was made."""
+        part, ticks, sfx, body, ctype, expires, _, dlv = move.row[:8]
+        where = (move.qid, move.bucket, part, ticks, sfx)
+        copied: dict[int, dict[_Key, Message]] = {}
+        counted = recovering and bool(await self._execute("dl_get", where, level))
+        if not counted:
+            statements: list[tuple[str, Sequence[Any]]] = [("dl_insert", where)]
+            if move.target:
+                key = (move.tpart, ticks, sfx)
+                present = await self._execute("m_keys", (move.target, move.bucket, [key]), level)
+                if not any(row[3] is not None for row in present):
+                    copy = _message(move.tpart, ticks, sfx, body, ctype, expires, 0, dlv)
+                    copied = {move.bucket: {key: copy}}
+                    await asyncio.gather(*self._register(move.target, copied, level))
+                    statements = [*self._row_statements(move.target, copied, {}), *statements]
+            await self._batch(statements, level, logged=True)
+        op = self._op(move.key, "c_moved", (*where, -move.token), _tokened(-move.token), _gone)
+        await self._cas(move.qid, move.bucket, [op], level)
+        await self._drop_move(move, level)
+        if copied:
+            self._wrote(move.target, copied)
+        self._changes += 1
+
+    def _drop_move(self, move: _Move, level: str) -> asyncio.Future[list[_Row]]:
+        params = (move.qid % INDEX_SHARDS, move.qid, move.bucket, *move.key)
+        return self._execute("mv_delete", params, level)
+
+    # --- conditional statements ----------------------------------------------------------------
+
+    def _op(
+        self,
+        key: _Key,
+        statement: str,
+        params: tuple[Any, ...],
+        holds: Callable[[_Named | None], bool],
+        applied: Callable[[_Named | None], bool],
+    ) -> _Op:
+        loop = self._loop
+        if loop is None:
+            raise StorageUnavailable("Back-end storage unavailable: the store is not open.")
+        return _Op(key, statement, params, holds, applied, loop.create_future())
+
+    async def _cas(self, qid: int, bucket: int, ops: list[_Op], level: str) -> list[bool]:
+        """Run conditional statements on rows of one Cassandra partition; per statement,
+        whether it was applied.
+
+        Lightweight transactions on one partition serialize on it (Paxos), so concurrent ones
+        from this process are not sent side by side to contend: the partition's combiner runs
+        whatever is waiting as one conditional batch (one Paxos round), and when the batch is
+        not applied because some conditions failed, answers False for those and runs the
+        rest again."""
+        if not ops:
+            return []
+        group = (qid, bucket)
+        pending = self._pending.get(group)
+        if pending is None:
+            pending = self._pending[group] = []
+            task = asyncio.get_running_loop().create_task(self._cas_run(group, pending, level))
+            self._runners.add(task)
+            task.add_done_callback(self._runners.discard)
+        pending.extend(ops)
+        return list(await asyncio.gather(*(op.future for op in ops)))
+
+    async def _cas_run(self, group: tuple[int, int], pending: list[_Op], level: str) -> None:
+        try:
+            while pending:
+                batch: list[_Op] = []
+                rest: list[_Op] = []
+                seen: set[_Key] = set()
+                for op in pending:  # one statement per row and batch
+                    if op.key in seen or len(batch) >= CAS_BATCH:
+                        rest.append(op)
+                    else:
+                        seen.add(op.key)
+                        batch.append(op)
+                pending[:] = rest
+                pending[:0] = await self._cas_batch(batch, level)
+        except BaseException as exc:
+            error = exc if isinstance(exc, StorageUnavailable) else _unavailable(exc)
+            for op in pending:
+                _fail(op.future, error)
+            pending.clear()
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if self._pending.get(group) is pending:
+                del self._pending[group]
+
+    async def _cas_batch(self, batch: list[_Op], level: str) -> list[_Op]:
+        """Run one conditional batch; the statements to run again."""
+        statements: list[tuple[str, Sequence[Any]]] = [(op.statement, op.params) for op in batch]
+        try:
+            rows: list[_Named] = await self._submit(
+                lambda: self._build_batch(statements, level, logged=False), named=True
+            )
+        except StorageUnavailable as error:
+            if not _unknown_outcome(error):
+                for op in batch:
+                    _fail(op.future, error)
+                return []
+            # Maybe applied: the next attempt's Paxos round completes it if so, and its answer
+            # shows whether it was.
+            again = []
+            for op in batch:
+                op.unsure = True
+                op.tries += 1
+                if op.tries >= CAS_TRIES:
+                    _fail(op.future, error)
+                else:
+                    again.append(op)
+            return again
+        except BaseException as exc:
+            for op in batch:
+                _fail(op.future, exc)
+            raise
+        if rows and rows[0].get("[applied]"):
+            for op in batch:
+                _settle(op.future, True)
+            return []
+        found = {(r["part"], r["ticks"], r["sfx"]): r for r in rows if "part" in r}
+        again = []
+        for op in batch:
+            row = found.get(op.key)
+            if op.unsure and op.applied(row):
+                _settle(op.future, True)
+            elif not op.holds(row) or op.tries + 1 >= CAS_TRIES:
+                _settle(op.future, False)
+            else:
+                op.tries += 1
+                again.append(op)
+        return again
 
     # --- sweep -------------------------------------------------------------------------------
 
@@ -750,8 +1770,13 @@ class CassandraStorage:
         if limit <= 0:
             return 0
         removed = 0
+        queues: dict[tuple[str, str], Queue | None] = {}
         for shard in range(INDEX_SHARDS):
-            removed += await self._sweep_expired(shard, now_ms, limit - removed)
+            removed += await self._sweep_index(shard, now_ms, limit - removed, queues)
+            if removed >= limit:
+                return removed
+        for shard in range(INDEX_SHARDS):
+            removed += await self._sweep_moves(shard, now_ms, limit - removed)
             if removed >= limit:
                 return removed
         for shard in range(DEAD_SHARDS):
@@ -760,8 +1785,12 @@ class CassandraStorage:
                 return removed
         return removed
 
-    async def _sweep_expired(self, shard: int, now_ms: int, budget: int) -> int:
-        """Delete up to ``budget`` expired messages listed in the shard's index, oldest first."""
+    async def _sweep_index(
+        self, shard: int, now_ms: int, budget: int, queues: dict[tuple[str, str], Queue | None]
+    ) -> int:
+        """Handle up to ``budget`` messages listed in the shard's index rows due by now, oldest
+        first: delete expired messages, dead-letter exhausted messages whose lease ended, and
+        forget the other ended leases."""
         level = self._meta_level
         now_hour = now_ms // HOUR_MS
         removed = 0
@@ -770,21 +1799,27 @@ class CassandraStorage:
             rows = await self._execute("x_read", (shard, hour, now_ms, 1000), level)
             done: _Row | None = None
             finished = True
-            for expires, qid, bucket, wid, keys in rows:
-                live = await self._execute("m_keys", (qid, bucket, list(keys)), level)
-                dead = [(p, t, s) for p, t, s, e in live if e <= now_ms]
-                take = dead[: budget - removed]
-                if take:
-                    deletes: list[tuple[str, Sequence[Any]]] = [
-                        ("m_delete", (qid, bucket, *key)) for key in take
-                    ]
-                    await self._batch(deletes, level, logged=False)
-                    removed += len(take)
-                if len(take) < len(dead):
+            for index, (expires, qid, bucket, wid, keys, ctok, app, name, ttl) in enumerate(rows):
+                room = budget - removed
+                listed = [tuple(key) for key in keys]
+                if ctok is None:
+                    acted, rest = await self._sweep_expired(qid, bucket, listed, now_ms, room)
+                else:
+                    queue = queues.get((app, name))
+                    if (app, name) not in queues:
+                        queue = queues[app, name] = await self.get_queue(app, name)
+                    acted, rest = await self._sweep_lease(
+                        queue, qid, bucket, listed, ctok, now_ms, room
+                    )
+                removed += acted
+                if rest:  # the budget ran out within this row: it keeps what is left
+                    params = (ttl or MIN_TTL, rest, shard, hour, expires, qid, bucket, wid)
+                    await self._execute("x_keys", params, level)
                     finished = False
                     break
                 done = (expires, qid, bucket, wid)
                 if removed >= budget:
+                    finished = index == len(rows) - 1
                     break
             if done is not None and (hour < now_hour and finished and len(rows) < 1000):
                 await self._execute("x_drop", (shard, hour), level)
@@ -796,6 +1831,86 @@ class CassandraStorage:
             if removed >= budget or not finished:
                 break
         return removed
+
+    async def _sweep_expired(
+        self, qid: int, bucket: int, keys: list[_Key], now_ms: int, room: int
+    ) -> tuple[int, list[_Key]]:
+        """Delete up to ``room`` of the listed messages that are still there and expired; the
+        expired ones left."""
+        level = self._meta_level
+        live = await self._execute("m_keys", (qid, bucket, keys), level)
+        dead = [row[:3] for row in live if row[3] is None or row[3] <= now_ms]
+        take = dead[:room]
+        if take:
+            deletes: list[tuple[str, Sequence[Any]]] = [
+                ("m_delete", (qid, bucket, *key)) for key in take
+            ]
+            await self._batch(deletes, level, logged=False)
+        return len(take), dead[room:]
+
+    async def _sweep_lease(
+        self,
+        queue: Queue | None,
+        qid: int,
+        bucket: int,
+        keys: list[_Key],
+        token: int,
+        now_ms: int,
+        room: int,
+    ) -> tuple[int, list[_Key]]:
+        """Handle up to ``room`` of the listed messages whose lease (of the claim ``token``)
+        ended: dead-letter the exhausted ones, forget the others; the ones not looked at."""
+        if queue is None or queue.qid != qid:
+            return 0, []  # a deleted queue: its messages are reclaimed with it
+        level = self._levels_of(queue)[1]
+        rows = await self._execute("m_rows", (qid, bucket, keys), self._meta_level)
+        by_key = {row[:3]: row for row in rows}
+        maxd = queue.settings.max_deliveries
+        acted = 0
+        rest: list[_Key] = []
+        exhausted: list[_Row] = []
+        for index, key in enumerate(keys):
+            if acted >= room:
+                rest = keys[index:]
+                break
+            row = by_key.get(key)
+            if row is None or row[8] != token or row[5] is None or row[5] <= now_ms:
+                continue  # gone, claimed again, or expired (the expiry's business)
+            if not 0 < (row[9] or 0) <= now_ms:
+                continue  # extended
+            acted += 1
+            if maxd > 0 and (row[7] or 0) >= maxd:
+                exhausted.append(row)
+        moves = await self._prepare_moves(queue, bucket, exhausted, now_ms)
+        results = await self._cas(qid, bucket, [self._move_op(m, now_ms) for m in moves], level)
+        await asyncio.gather(
+            *(
+                self._finish_move(move, level) if ok else self._drop_move(move, level)
+                for move, ok in zip(moves, results, strict=True)
+            )
+        )
+        return acted, rest
+
+    async def _sweep_moves(self, shard: int, now_ms: int, budget: int) -> int:
+        """Complete (or forget) up to ``budget`` dead-letter moves pending for more than
+        MOVE_GRACE_MS: their server stopped between winning the move and finishing it."""
+        level = self._meta_level
+        done = 0
+        for row in await self._execute("mv_list", (shard,), level):
+            _, qid, bucket, part, ticks, sfx, since, token, target, tpart = row
+            if done >= budget:
+                break
+            if (since or 0) > now_ms - MOVE_GRACE_MS:
+                continue
+            found = await self._execute("m_rows", (qid, bucket, [(part, ticks, sfx)]), level)
+            source = found[0] if found else (part, ticks, sfx, "", "", 0, 0, 0, 0, 0)
+            move = _Move(qid, bucket, source, token, target or 0, tpart or 1)
+            if found and source[8] == -token:
+                await self._finish_move(move, level, recovering=True)
+            else:  # never won, or finished but for this row
+                await self._drop_move(move, level)
+            done += 1
+        return done
 
     async def _sweep_dead(self, shard: int, budget: int) -> int:
         """Delete up to ``budget`` messages of deleted queues, a bucket at a time."""
@@ -813,6 +1928,9 @@ class CassandraStorage:
                 await self._execute("b_delete", (qid, bucket), level)
                 if removed >= budget:
                     return removed
+            await asyncio.gather(
+                self._execute("w_drop", (qid,), level), self._execute("dl_drop", (qid,), level)
+            )
             await self._execute("d_delete", (shard, qid), level)
         return removed
 
@@ -820,14 +1938,24 @@ class CassandraStorage:
 _LEVEL_NAMES = ("ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "SERIAL", "LOCAL_SERIAL")
 
 
-def _resolve(future: asyncio.Future[list[_Row]], rows: list[_Row]) -> None:
+def _resolve(future: asyncio.Future[list[Any]], rows: list[Any]) -> None:
     if not future.done():
         future.set_result(rows)
 
 
-def _reject(future: asyncio.Future[list[_Row]], exc: BaseException) -> None:
+def _reject(future: asyncio.Future[list[Any]], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(_unavailable(exc))
+
+
+def _settle(future: asyncio.Future[bool], applied: bool) -> None:
+    if not future.done():
+        future.set_result(applied)
+
+
+def _fail(future: asyncio.Future[bool], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _is_cas_timeout(error: StorageUnavailable) -> bool:
@@ -835,15 +1963,83 @@ def _is_cas_timeout(error: StorageUnavailable) -> bool:
     return type(cause).__name__ == "WriteTimeout" and "CAS" in str(cause)
 
 
+def _unknown_outcome(error: StorageUnavailable) -> bool:
+    """Whether a failed conditional statement may have been applied all the same."""
+    return _is_cas_timeout(error) or type(error.__cause__).__name__ == "OperationTimedOut"
+
+
+# Conditions of the conditional statements, checked on the values a batch that was not applied
+# answers with (None: no such row), and what shows that a statement was applied.
+
+
+def _unchanged(expires: int, ctok: int, cexp: int) -> Callable[[_Named | None], bool]:
+    def holds(row: _Named | None) -> bool:
+        return row is not None and (row["expires"], row["ctok"], row["cexp"]) == (
+            expires, ctok, cexp,
+        )  # fmt: skip
+
+    return holds
+
+
+def _holding(token: int, now_ms: int) -> Callable[[_Named | None], bool]:
+    def holds(row: _Named | None) -> bool:
+        return row is not None and row["ctok"] == token and (row["cexp"] or 0) > now_ms
+
+    return holds
+
+
+def _tokened(token: int, cexp: int | None = None) -> Callable[[_Named | None], bool]:
+    def applied(row: _Named | None) -> bool:
+        return row is not None and row["ctok"] == token and cexp in (None, row["cexp"])
+
+    return applied
+
+
+def _gone(row: _Named | None) -> bool:
+    return row is None
+
+
+def _never(row: _Named | None) -> bool:
+    return False  # an at-most-once claim that may have been applied counts as not: lost
+
+
+def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
+    return (
+        settings.partitions, settings.type, settings.consistency, list(settings.principles),
+        settings.delivery, settings.claim_ttl, settings.max_deliveries,
+        settings.dead_letter_queue, settings.delay, settings.dedup_window, settings.policy,
+        settings.paused,
+    )  # fmt: skip
+
+
 def _queue_of(app: str, name: str, row: _Row) -> Queue:
-    qid, partitions, type_, consistency, principles, created = row
+    qid, created, partitions, type_, consistency, principles, *rest = row
+    delivery, claim_ttl, max_deliveries, dlq, delay, dedup_window, policy, paused = rest
+    default = QueueSettings()
     settings = QueueSettings(
         partitions=partitions,
         type=type_,
         consistency=consistency,
         principles=tuple(principles or ()),
+        delivery=delivery or default.delivery,
+        claim_ttl=default.claim_ttl if claim_ttl is None else claim_ttl,
+        max_deliveries=max_deliveries or 0,
+        dead_letter_queue=dlq,
+        delay=delay or 0,
+        dedup_window=default.dedup_window if dedup_window is None else dedup_window,
+        policy=policy or default.policy,
+        paused=bool(paused),
     )
     return Queue(app=app, name=name, qid=qid, created=created, settings=settings)
+
+
+def _key_of(message: Message) -> _Key:
+    return (message.partition, message.ticks, sfx_of(message.id))
+
+
+def _ref_key(ref: ClaimRef) -> _Key | None:
+    ticks = ticks_of(ref.id)
+    return None if ticks is None else (ref.partition, ticks, sfx_of(ref.id))
 
 
 def _keys_in_order(ids: Iterable[tuple[int, str]]) -> list[_Key]:
