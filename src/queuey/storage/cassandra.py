@@ -262,8 +262,8 @@ def _schema(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
             PRIMARY KEY ((qid), bucket, part, ticks, sfx))""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.moves (
             shard int, qid bigint, bucket bigint, part int, ticks bigint, sfx bigint,
-            since bigint, mtok bigint, target bigint, tpart int,
-            PRIMARY KEY ((shard), qid, bucket, part, ticks, sfx))
+            mtok bigint, since bigint, target bigint, tpart int,
+            PRIMARY KEY ((shard), qid, bucket, part, ticks, sfx, mtok))
             WITH gc_grace_seconds = 3600""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.dedup (
             qid bigint, did text, until bigint, part int, ticks bigint, sfx bigint,
@@ -359,7 +359,7 @@ def _statements(meta: str, msgs: str) -> dict[str, str]:
         "mv_list": f"SELECT shard, qid, bucket, part, ticks, sfx, since, mtok, target, tpart"
         f" FROM {msgs}.moves WHERE shard = ? LIMIT 100",
         "mv_delete": f"DELETE FROM {msgs}.moves WHERE shard = ? AND qid = ? AND bucket = ?"
-        " AND part = ? AND ticks = ? AND sfx = ?",
+        " AND part = ? AND ticks = ? AND sfx = ? AND mtok = ?",
         "dd_insert": f"INSERT INTO {msgs}.dedup (qid, did, until, part, ticks, sfx, stored, since)"
         " VALUES (?, ?, ?, ?, ?, ?, false, ?) IF NOT EXISTS USING TTL ?",
         "dd_take": f"UPDATE {msgs}.dedup USING TTL ?"
@@ -873,6 +873,9 @@ class CassandraStorage:
                 floor = self._floors.get((qid, part))
                 if floor is not None and (ticks, sfx) < floor.position:
                     floor.position = (ticks, sfx)
+        if len(self._epochs) > 100_000:
+            self._epochs.clear()
+            self._floors.clear()
         self._epochs[qid] = self._epochs.get(qid, 0) + 1
         self._changes += 1
 
@@ -1286,8 +1289,8 @@ class CassandraStorage:
                 part = min(heads, key=lambda p: buffers[p][0][1:3])
                 row = buffers[part].popleft()
                 if row[:3] in inflight:
-                    continue
-                if maxd > 0 and (row[7] or 0) >= maxd:
+                    pass  # another claim of this process is taking it
+                elif maxd > 0 and (row[7] or 0) >= maxd:
                     exhausted.append(row)
                 else:
                     chosen.append(row)
@@ -1656,7 +1659,7 @@ class CassandraStorage:
         self._changes += 1
 
     def _drop_move(self, move: _Move, level: str) -> asyncio.Future[list[_Row]]:
-        params = (move.qid % INDEX_SHARDS, move.qid, move.bucket, *move.key)
+        params = (move.qid % INDEX_SHARDS, move.qid, move.bucket, *move.key, move.token)
         return self._execute("mv_delete", params, level)
 
     # --- conditional statements ----------------------------------------------------------------
