@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,16 @@ class FreshCassandraStorage(CassandraStorage):
         super()._connect()
         for table in TABLES:
             self._session.execute(f"TRUNCATE {table}", timeout=60)
+
+
+async def fresh_store() -> AsyncIterator[CassandraStorage]:
+    """An open store on the emptied test keyspaces, closed after the test (a fixture's body)."""
+    store = FreshCassandraStorage()
+    await store.open()
+    yield store
+    await store.close()
+
+
+def cql(store: CassandraStorage, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run a statement on the store's session (%s placeholders), for looking at the tables."""
+    return list(store._session.execute(statement, params))
