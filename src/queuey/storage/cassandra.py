@@ -112,6 +112,7 @@ FLOOR_REFRESH_S = 1.0  # how often a process moves a queue partition's claim flo
 FLOOR_RESET_S = 60.0  # how often it scans a queue partition from its first bucket again
 FLOOR_SCAN = 64  # rows one floor query looks at
 FLOOR_BUCKETS = 4  # buckets one floor refresh walks at most
+TAKEN_S = 1.0  # how long a process passes over rows it just claimed when they show up again
 _TICKS_PER_MS = 10_000
 _MARK_RETRIES = 4
 _NAMED = "named"  # the execution profile whose rows are dicts (conditional statements)
@@ -495,8 +496,11 @@ class CassandraStorage:
         # Conditional statements waiting for their partition's combiner: (qid, bucket) -> ops.
         self._pending: dict[tuple[int, int], list[_Op]] = {}
         self._runners: set[asyncio.Task[None]] = set()
-        # Rows this process's claims are trying to take right now, per qid.
+        # Rows this process's claims are trying to take right now, per qid; and the ones they
+        # took lately (lease end, event-loop time), which a claim's candidates read before may
+        # still show as available: passed over rather than failing a conditional batch.
         self._inflight: dict[int, set[_Key]] = {}
+        self._taken: dict[int, dict[_Key, tuple[int, float]]] = {}
         self._floors: dict[tuple[int, int], _Floor] = {}
         self._epochs: dict[int, int] = {}  # per qid: writes this process completed
         self._changes = 0  # writes this process made (data_version)
@@ -1282,14 +1286,19 @@ class CassandraStorage:
             chosen: list[_Row] = []
             exhausted: list[_Row] = []
             inflight = self._inflight.get(qid, ())
+            taken = self._taken.get(qid, {})
+            loop_now = asyncio.get_running_loop().time()
             while len(chosen) < job.need:
                 heads = [part for part, rows in buffers.items() if rows]
                 if not heads:
                     break
                 part = min(heads, key=lambda p: buffers[p][0][1:3])
                 row = buffers[part].popleft()
+                took = taken.get(row[:3])
                 if row[:3] in inflight:
                     pass  # another claim of this process is taking it
+                elif took is not None and took[0] > job.now_ms and loop_now - took[1] < TAKEN_S:
+                    pass  # another claim of this process took it since it was read
                 elif maxd > 0 and (row[7] or 0) >= maxd:
                     exhausted.append(row)
                 else:
@@ -1339,8 +1348,14 @@ class CassandraStorage:
             inflight.difference_update(keys)
             if not inflight and self._inflight.get(qid) is inflight:
                 del self._inflight[qid]
+        taken = self._taken.setdefault(qid, {})
+        loop_now = asyncio.get_running_loop().time()
+        if len(taken) > 4096:
+            for key in [k for k, (_, at) in taken.items() if loop_now - at >= TAKEN_S]:
+                del taken[key]
         for row, ok in zip(chosen, results, strict=False):
             if ok:
+                taken[row[:3]] = (job.cexp, loop_now)
                 part, ticks, sfx, body, ctype, expires, due, dlv = row[:8]
                 message = _message(part, ticks, sfx, body, ctype, expires, due, (dlv or 0) + 1)
                 job.claims.append(Claim(message, job.token, job.cexp))
@@ -1483,7 +1498,13 @@ class CassandraStorage:
             *(self._cas(queue.qid, b, group, level) for b, group in groups.items())
         )
         self._changes += 1
-        return [op is not None and op.future.result() for op in ops]
+        done = [op is not None and op.future.result() for op in ops]
+        taken = self._taken.get(queue.qid)
+        if taken:
+            for acked, ok in zip(ops, done, strict=True):
+                if ok and acked is not None:
+                    taken.pop(acked.key, None)
+        return done
 
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
@@ -1521,9 +1542,12 @@ class CassandraStorage:
             *(self._cas(queue.qid, b, group, write_level) for b, group in groups.items())
         )
         done = [op is not None and op.future.result() for op in ops]
+        taken = self._taken.get(queue.qid, {})
         leases: dict[int, dict[int, list[tuple[_Key, int]]]] = {}
         for ref, key, ok in zip(claims, keys, done, strict=True):
             if ok and key is not None:
+                if key in taken:  # a release makes it available to this process at once too
+                    taken[key] = (cexp, taken[key][1])
                 by_bucket = leases.setdefault(ref.token, {})
                 by_bucket.setdefault(key[1] >> 32, []).append((key, state[key][3]))
         await asyncio.gather(
@@ -1754,17 +1778,27 @@ class CassandraStorage:
             for op in batch:
                 _settle(op.future, True)
             return []
+        # Not applied: the statements whose conditions failed answer False, the others run
+        # again without them (a statement is not charged for the others' failures).
         found = {(r["part"], r["ticks"], r["sfx"]): r for r in rows if "part" in r}
         again = []
+        failed = False
         for op in batch:
             row = found.get(op.key)
             if op.unsure and op.applied(row):
                 _settle(op.future, True)
-            elif not op.holds(row) or op.tries + 1 >= CAS_TRIES:
+            elif not op.holds(row):
                 _settle(op.future, False)
+                failed = True
             else:
-                op.tries += 1
                 again.append(op)
+        if not failed:  # every condition held as answered, yet nothing was applied
+            changing = StorageUnavailable("Back-end storage unavailable: the rows keep changing.")
+            for op in again:
+                op.tries += 1
+                if op.tries >= CAS_TRIES:
+                    _fail(op.future, changing)
+            again = [op for op in again if not op.future.done()]
         return again
 
     # --- sweep -------------------------------------------------------------------------------
