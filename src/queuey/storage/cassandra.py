@@ -108,8 +108,9 @@ DEDUP_STALE_MS = 60_000  # a dedup id claimed by a post that stored nothing for 
 DEDUP_POLL_S = 0.05
 DEDUP_TRIES = 40  # about two seconds of waiting for another post of the same dedup id
 FLOOR_MARGIN_MS = 2_000  # claim scans never skip messages stamped within this of now
-FLOOR_REFRESH_S = 1.0  # how often a process moves a queue partition's claim floor
-FLOOR_RESET_S = 60.0  # how often it scans a queue partition from its first bucket again
+FLOOR_REFRESH_S = 1.0  # how often a process reads (and tries to raise) a claim floor
+FLOOR_SLOW_S = 0.5  # a write that took longer lowers the claim floors below its messages
+FLOOR_TRIES = 8
 FLOOR_SCAN = 64  # rows one floor query looks at
 FLOOR_BUCKETS = 4  # buckets one floor refresh walks at most
 TAKEN_S = 1.0  # how long a process passes over rows it just claimed when they show up again
@@ -119,6 +120,7 @@ _NAMED = "named"  # the execution profile whose rows are dicts (conditional stat
 
 _Row = tuple[Any, ...]
 _Key = tuple[int, int, int]  # (part, ticks, sfx)
+_BOTTOM = (-(1 << 63), SFX_MIN)  # a claim floor below every message
 _Named = dict[str, Any]
 
 # Read CL, write CL for (consistency, multi_dc).
@@ -266,6 +268,9 @@ def _schema(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
             mtok bigint, since bigint, target bigint, tpart int,
             PRIMARY KEY ((shard), qid, bucket, part, ticks, sfx, mtok))
             WITH gc_grace_seconds = 3600""",
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.floors (
+            qid bigint, part int, ticks bigint, sfx bigint, touched uuid,
+            PRIMARY KEY ((qid), part))""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.dedup (
             qid bigint, did text, until bigint, part int, ticks bigint, sfx bigint,
             stored boolean, since bigint, PRIMARY KEY ((qid, did)))
@@ -361,6 +366,12 @@ def _statements(meta: str, msgs: str) -> dict[str, str]:
         f" FROM {msgs}.moves WHERE shard = ? LIMIT 100",
         "mv_delete": f"DELETE FROM {msgs}.moves WHERE shard = ? AND qid = ? AND bucket = ?"
         " AND part = ? AND ticks = ? AND sfx = ? AND mtok = ?",
+        "fl_read": f"SELECT part, ticks, sfx, touched FROM {msgs}.floors WHERE qid = ?",
+        "fl_create": f"INSERT INTO {msgs}.floors (qid, part, ticks, sfx, touched)"
+        " VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
+        "fl_move": f"UPDATE {msgs}.floors SET ticks = ?, sfx = ?, touched = ?"
+        " WHERE qid = ? AND part = ? IF touched = ?",
+        "fl_drop": f"DELETE FROM {msgs}.floors WHERE qid = ?",
         "dd_insert": f"INSERT INTO {msgs}.dedup (qid, did, until, part, ticks, sfx, stored, since)"
         " VALUES (?, ?, ?, ?, ?, ?, false, ?) IF NOT EXISTS USING TTL ?",
         "dd_take": f"UPDATE {msgs}.dedup USING TTL ?"
@@ -467,12 +478,12 @@ class _ClaimJob:
 
 @dataclass(eq=False)
 class _Floor:
-    """Where claim scans of one queue partition start: no row below ``position`` can become
-    available (see CassandraStorage._refresh_floors)."""
+    """This process's copy of a queue partition's claim floor (its ``floors`` row): where
+    claim scans start, as no row below ``position`` can become available."""
 
-    position: tuple[int, int]
-    checked: float  # event-loop time it was last moved
-    based: float  # event-loop time of the scan from the first bucket it descends from
+    position: tuple[int, int] | None  # None: no floor yet, scans start at the first bucket
+    touched: uuid.UUID | None  # the row's version (None: no row)
+    checked: float  # event-loop time it was read or set
 
 
 class CassandraStorage:
@@ -502,7 +513,6 @@ class CassandraStorage:
         self._inflight: dict[int, set[_Key]] = {}
         self._taken: dict[int, dict[_Key, tuple[int, float]]] = {}
         self._floors: dict[tuple[int, int], _Floor] = {}
-        self._epochs: dict[int, int] = {}  # per qid: writes this process completed
         self._changes = 0  # writes this process made (data_version)
 
     # --- life cycle --------------------------------------------------------------------------
@@ -785,6 +795,7 @@ class CassandraStorage:
         batch = list(messages)  # all or nothing: take every message before writing any
         read_level, write_level = self._levels_of(queue)
         qid = queue.qid
+        started = asyncio.get_running_loop().time()
         by_bucket: dict[int, dict[_Key, Message]] = {}
         for message in batch:
             ticks = message.ticks
@@ -823,6 +834,11 @@ class CassandraStorage:
             self._batch(statements, write_level, logged=len(by_bucket) > 1),
         )
         self._wrote(qid, by_bucket)
+        # Messages that may land below a claim floor: replaced ones (a PUT can create one with
+        # an old id, or revive an expired one), those of a slow write, and any below this
+        # process's floors.
+        slow = asyncio.get_running_loop().time() - started > FLOOR_SLOW_S
+        await self._lower_floors(qid, by_bucket, write_level, every=replace or slow)
 
     def _register(
         self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str
@@ -863,8 +879,7 @@ class CassandraStorage:
         return writes
 
     def _wrote(self, qid: int, by_bucket: dict[int, dict[_Key, Message]]) -> None:
-        """Messages were written to ``qid``: remember their bucket and index rows, and lower
-        this process's claim floors below them (see _refresh_floors)."""
+        """Messages were written to ``qid``: remember their bucket and index rows."""
         if len(self._known_buckets) > 100_000:
             self._known_buckets.clear()
         if len(self._known_hours) > 100_000:
@@ -873,14 +888,6 @@ class CassandraStorage:
         shard = qid % INDEX_SHARDS
         for keys in by_bucket.values():
             self._known_hours.update((shard, m.expires_ms // HOUR_MS) for m in keys.values())
-            for part, ticks, sfx in keys:
-                floor = self._floors.get((qid, part))
-                if floor is not None and (ticks, sfx) < floor.position:
-                    floor.position = (ticks, sfx)
-        if len(self._epochs) > 100_000:
-            self._epochs.clear()
-            self._floors.clear()
-        self._epochs[qid] = self._epochs.get(qid, 0) + 1
         self._changes += 1
 
     def _row_statements(
@@ -1204,16 +1211,15 @@ class CassandraStorage:
             return []
         qid = queue.qid
         loop_now = asyncio.get_running_loop().time()
-        starts: dict[int, tuple[int, int] | None] = {}
+        due = []
         for part in parts:
             floor = self._floors.get((qid, part))
-            fresh = floor is not None and loop_now - floor.based <= FLOOR_RESET_S
-            starts[part] = floor.position if floor is not None and fresh else None
-        due = [
-            p
-            for p in parts
-            if starts[p] is None or loop_now - self._floors[qid, p].checked >= FLOOR_REFRESH_S
-        ]
+            if floor is None or loop_now - floor.checked >= FLOOR_REFRESH_S:
+                due.append(part)
+        if due:
+            await self._load_floors(qid, parts, read_level, loop_now)
+        starts = {part: self._floors[qid, part].position for part in parts}
+        raising = [self._floors[qid, part] for part in due]
         job = _ClaimJob(
             queue=current, token=secrets.randbits(62) + 1, now_ms=now_ms,
             cexp=now_ms + lease_ms, need=limit, remove=remove, read_level=read_level,
@@ -1221,7 +1227,7 @@ class CassandraStorage:
         )  # fmt: skip
         outcomes = await asyncio.gather(
             self._claim_walk(job, starts),
-            self._refresh_floors(qid, due, starts, now_ms, read_level, loop_now),
+            self._raise_floors(qid, due, raising, now_ms, read_level, write_level),
             return_exceptions=True,
         )
         for outcome in outcomes:
@@ -1409,41 +1415,121 @@ class CassandraStorage:
         await asyncio.gather(*writes)
         self._known_hours.add((shard, hour))
 
-    async def _refresh_floors(
+    async def _load_floors(self, qid: int, parts: list[int], level: str, loop_now: float) -> None:
+        """Read the queue's claim floors into this process's copies."""
+        rows = await self._execute("fl_read", (qid,), level)
+        if len(self._floors) > 100_000:
+            self._floors.clear()
+        found = {
+            part: _Floor((ticks, sfx), touched, loop_now) for part, ticks, sfx, touched in rows
+        }
+        for part in parts:
+            self._floors[qid, part] = found.get(part) or _Floor(None, None, loop_now)
+        for part, floor in found.items():
+            self._floors[qid, part] = floor
+
+    async def _raise_floors(
         self,
         qid: int,
         parts: list[int],
-        starts: dict[int, tuple[int, int] | None],
+        floors: list[_Floor],
         now_ms: int,
-        level: str,
-        loop_now: float,
+        read_level: str,
+        write_level: str,
     ) -> None:
         """Move the claim floors of ``parts`` up to their first row that is or may become
         available, so claims do not read again through the tombstones of acknowledged
-        messages.
+        messages (and a process that starts, or has not claimed from the queue for a while,
+        starts where the others are).
 
         A floor skips only rows that are gone or can never be available again (expired, or
-        being dead-lettered): claimed and delayed rows stop it. Rows can still appear below
-        it: messages this process writes (they lower its floors, and a refresh that raced one
-        is dropped), messages stamped less than FLOOR_MARGIN_MS ago (floors stay below that),
-        and, rarely, messages written by another server with older ids (dead letters, PUTs,
-        writes slower than the margin): every FLOOR_RESET_S a process scans each queue
-        partition from its first bucket again, so those wait that long at most."""
+        being dead-lettered): claimed and delayed rows stop it, and so does the time
+        FLOOR_MARGIN_MS before now, as messages stamped since may still be on their way.
+        Every message that may land below a floor lowers it once written (_lower_floors):
+        replaced ones (PUT), dead-letter copies, those of a slow write. The row's ``touched``
+        version makes a raise conditional on nothing having lowered the floor since it was
+        read, so a raise never passes a message written meanwhile. This is an optimisation:
+        when it fails, claims go on from the floors they have."""
         if not parts:
             return
-        epoch = self._epochs.get(qid, 0)
         margin = (ticks_from_ns((now_ms - FLOOR_MARGIN_MS) * 1_000_000), SFX_MIN)
-        found = await asyncio.gather(
-            *(self._first_live(qid, part, starts[part], now_ms, margin, level) for part in parts)
-        )
-        if self._epochs.get(qid, 0) != epoch:
-            return  # this process wrote to the queue meanwhile: maybe below what was read
-        if len(self._floors) > 100_000:
-            self._floors.clear()
-        for part, position in zip(parts, found, strict=True):
-            old = self._floors.get((qid, part))
-            based = old.based if old is not None and starts[part] is not None else loop_now
-            self._floors[qid, part] = _Floor(min(position, margin), loop_now, based)
+        try:
+            found = await asyncio.gather(
+                *(
+                    self._first_live(qid, part, floor.position, now_ms, margin, read_level)
+                    for part, floor in zip(parts, floors, strict=True)
+                )
+            )
+            moves = []
+            for part, floor, first in zip(parts, floors, found, strict=True):
+                position = min(first, margin)
+                if floor.position is None or position > floor.position:
+                    moves.append(self._move_floor(qid, part, floor, position, write_level))
+            await asyncio.gather(*moves)
+        except StorageUnavailable as error:
+            log.debug("claim floors of queue %d not raised: %s", qid, error)
+            for part in parts:
+                self._floors.pop((qid, part), None)
+
+    async def _move_floor(
+        self, qid: int, part: int, floor: _Floor, position: tuple[int, int], level: str
+    ) -> bool:
+        """Set a claim floor if its row is still as ``floor`` saw it; whether it was set (this
+        process's copy follows the row: it is set, or dropped to be read again)."""
+        touched = uuid.uuid4()
+        if floor.touched is None:
+            params: tuple[Any, ...] = (qid, part, *position, touched)
+            rows = await self._named("fl_create", params, level)
+        else:
+            params = (*position, touched, qid, part, floor.touched)
+            rows = await self._named("fl_move", params, level)
+        applied = bool(rows and rows[0]["[applied]"])
+        if applied and self._floors.get((qid, part)) is floor:
+            floor.position, floor.touched = position, touched
+        else:
+            self._floors.pop((qid, part), None)
+        return applied
+
+    async def _lower_floors(
+        self, qid: int, by_bucket: dict[int, dict[_Key, Message]], level: str, every: bool
+    ) -> None:
+        """Lower the claim floors of ``qid`` to the messages just written (of every part
+        written when ``every``, else of the parts written below this process's floors)."""
+        lowest: dict[int, tuple[int, int]] = {}
+        for keys in by_bucket.values():
+            for part, ticks, sfx in keys:
+                if part not in lowest or (ticks, sfx) < lowest[part]:
+                    lowest[part] = (ticks, sfx)
+        if not every:
+            for part, key in list(lowest.items()):
+                floor = self._floors.get((qid, part))
+                if floor is None or floor.position is None or key >= floor.position:
+                    del lowest[part]
+        for _ in range(FLOOR_TRIES):
+            if not lowest:
+                return
+            rows = await self._execute("fl_read", (qid,), level)
+            loop_now = asyncio.get_running_loop().time()
+            current = {part: _Floor((t, s), v, loop_now) for part, t, s, v in rows}
+            parts = list(lowest)
+            moves = []
+            for part in parts:
+                floor = current.get(part) or _Floor(None, None, loop_now)
+                # Without a floor there is nothing to lower, but a claim may be making the
+                # first one from a scan that missed these messages: a floor at the bottom
+                # makes that creation fail.
+                position = _BOTTOM if floor.position is None else min(lowest[part], floor.position)
+                moves.append(self._move_floor(qid, part, floor, position, level))
+            moved = await asyncio.gather(*moves, return_exceptions=True)
+            for part, outcome in zip(parts, moved, strict=True):
+                if outcome is True:
+                    del lowest[part]
+                elif isinstance(outcome, BaseException) and not isinstance(
+                    outcome, StorageUnavailable
+                ):
+                    raise outcome
+                self._floors.pop((qid, part), None)
+        raise StorageUnavailable("Back-end storage unavailable: the claim floors keep changing.")
 
     async def _first_live(
         self,
@@ -1675,6 +1761,10 @@ class CassandraStorage:
                     await asyncio.gather(*self._register(move.target, copied, level))
                     statements = [*self._row_statements(move.target, copied, {}), *statements]
             await self._batch(statements, level, logged=True)
+        if move.target:  # the copy has the message's old id: below the claim floors
+            key = (move.tpart, ticks, sfx)
+            copy = _message(move.tpart, ticks, sfx, body, ctype, expires, 0, dlv)
+            await self._lower_floors(move.target, {move.bucket: {key: copy}}, level, every=True)
         op = self._op(move.key, "c_moved", (*where, -move.token), _tokened(-move.token), _gone)
         await self._cas(move.qid, move.bucket, [op], level)
         await self._drop_move(move, level)
@@ -1966,7 +2056,9 @@ class CassandraStorage:
                 if removed >= budget:
                     return removed
             await asyncio.gather(
-                self._execute("w_drop", (qid,), level), self._execute("dl_drop", (qid,), level)
+                self._execute("w_drop", (qid,), level),
+                self._execute("dl_drop", (qid,), level),
+                self._execute("fl_drop", (qid,), level),
             )
             await self._execute("d_delete", (shard, qid), level)
         return removed
