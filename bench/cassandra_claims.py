@@ -9,9 +9,10 @@ Uses its own keyspaces (``<prefix>_messages``, ``<prefix>_metadata``; ``--prefix
   (p50/p99 over sequential cycles on one queue);
 * claim+ack throughput of concurrent workers (one process) on one queue;
 * for each N of ``--acked``: N messages posted, claimed and acknowledged, then one more posted:
-  the time of a claim in this process (its claim floor is past the acknowledged messages) and
-  in a new process (no floor yet: the claim reads through their tombstones), plus the
-  tombstones Cassandra's trace reports for that read.
+  the time of a claim in this process and in a new process (both start at the queue's claim
+  floor, past the acknowledged messages), and with no floor at all (its row deleted: the claim
+  reads through their tombstones), each with the tombstones Cassandra's trace reports for the
+  claim's first read.
 """
 
 from __future__ import annotations
@@ -130,7 +131,17 @@ async def throughput(bench: Bench, store: CassandraStorage, workers: int, second
 
 async def traced_claim(store: CassandraStorage, queue: Queue, now: int) -> tuple[float, int]:
     """A claim's duration, and the tombstones Cassandra reports for the claim's reads."""
-    floor = store._floors.get((queue.qid, 1))  # where the claim starts (None: from the first)
+    # Where the claim starts: this process's floor, else the queue's (None: the first bucket).
+    floor = store._floors.get((queue.qid, 1))
+    start = None if floor is None else floor.position
+    if floor is None:
+        rows = list(
+            store._session.execute(
+                f"SELECT ticks, sfx FROM {store._msgs}.floors WHERE qid = %s AND part = 1",
+                (queue.qid,),
+            )
+        )
+        start = (rows[0][0], rows[0][1]) if rows else None
     started = time.perf_counter()
     claims = await store.claim_messages(queue, [1], 1, now, LEASE_MS, False)
     took = time.perf_counter() - started
@@ -139,9 +150,9 @@ async def traced_claim(store: CassandraStorage, queue: Queue, now: int) -> tuple
     bucket = claims[0].message.ticks >> 32
     where = "qid = %s AND bucket = %s AND part = 1"
     params: list[Any] = [queue.qid, bucket]
-    if floor is not None and floor.position[0] >> 32 == bucket:
+    if start is not None and start[0] >> 32 == bucket:
         where += " AND (ticks, sfx) >= (%s, %s)"
-        params += list(floor.position)
+        params += list(start)
     result = store._session.execute(
         f"SELECT ticks FROM {store._msgs}.messages WHERE {where} LIMIT 1", params, trace=True
     )
@@ -176,13 +187,20 @@ async def acked_before(bench: Bench, store: CassandraStorage, count: int) -> str
     await store.write_messages(queue, bench.messages(1))
     fresh_store = await bench.store()
     try:
-        cold, cold_tombstones = await traced_claim(fresh_store, queue, bench.now())
+        fresh, fresh_tombstones = await traced_claim(fresh_store, queue, bench.now())
     finally:
         await fresh_store.close()
+    await store.write_messages(queue, bench.messages(1))
+    store._session.execute(f"DELETE FROM {store._msgs}.floors WHERE qid = %s", (queue.qid,))
+    bare_store = await bench.store()
+    try:
+        bare, bare_tombstones = await traced_claim(bare_store, queue, bench.now())
+    finally:
+        await bare_store.close()
     return (
-        f"{count:,} acked before (drained in {drained:.1f} s): claim with a floor {ms(warm)}"
-        f" ({warm_tombstones} tombstones read), in a new process {ms(cold)}"
-        f" ({cold_tombstones} tombstones read)"
+        f"{count:,} acked before (drained in {drained:.1f} s): claim {ms(warm)}"
+        f" ({warm_tombstones} tombstones read); in a new process {ms(fresh)}"
+        f" ({fresh_tombstones}); with no floor at all {ms(bare)} ({bare_tombstones})"
     )
 
 

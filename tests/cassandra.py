@@ -40,6 +40,7 @@ TABLES = (
     f"{KEYSPACE}.dead_letters",
     f"{KEYSPACE}.moves",
     f"{KEYSPACE}.dedup",
+    f"{KEYSPACE}.floors",
 )
 
 

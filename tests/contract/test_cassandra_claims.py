@@ -17,7 +17,7 @@ import pytest
 
 from queuey.core.clock import FakeClock
 from queuey.core.errors import StorageUnavailable
-from queuey.core.ids import IdGenerator
+from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Caller, Claim, ClaimRef, Message, Queue, QueueSettings
 from queuey.service import QueueService
 from queuey.storage import cassandra as module
@@ -401,10 +401,14 @@ async def test_a_claim_whose_transaction_timed_out_learns_from_the_next_attempt(
 # --- claim floors ---------------------------------------------------------------------------
 
 
-async def test_claims_start_past_acknowledged_messages(
-    store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
+async def test_claims_start_past_acknowledged_messages_in_every_process(
+    store: CassandraStorage,
+    second: CassandraStorage,
+    clock: FakeClock,
+    gen: IdGenerator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(module, "FLOOR_REFRESH_S", 0.0)  # every claim moves the floor
+    monkeypatch.setattr(module, "FLOOR_REFRESH_S", 0.0)  # every claim reads and moves the floor
     queue = await work_queue(store)
     done = messages(gen, clock, 300)
     await store.write_messages(queue, done)
@@ -416,8 +420,24 @@ async def test_claims_start_past_acknowledged_messages(
 
     await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)  # moves the floor
 
-    last = done[-1]
-    assert store._floors[queue.qid, 1].position > (last.ticks, sfx_of(last.id))
+    last = (done[-1].ticks, sfx_of(done[-1].id))
+    [(ticks, sfx)] = cql(
+        store, f"SELECT ticks, sfx FROM {node.KEYSPACE}.floors WHERE qid = %s", queue.qid
+    )
+    assert (ticks, sfx) > last
+    # Another process starts there, not at the first bucket.
+    [another] = messages(gen, clock, 1)
+    await store.write_messages(queue, [another])
+    started: list[Any] = []
+    real = second._claim_walk
+
+    async def walk(job: Any, starts: dict[int, Any]) -> None:
+        started.append(starts[1])
+        await real(job, starts)
+
+    monkeypatch.setattr(second, "_claim_walk", walk)
+    [claim] = await second.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
+    assert claim.message.id == another.id and started == [(ticks, sfx)]
 
 
 async def test_a_floor_stops_at_claimed_messages_and_drops_below_messages_written_under_it(
@@ -443,7 +463,7 @@ async def test_a_floor_stops_at_claimed_messages_and_drops_below_messages_writte
     assert again.message.id == old.id
 
 
-async def test_another_servers_write_below_a_floor_is_claimed_after_the_floor_reset(
+async def test_a_put_below_the_floor_through_another_server_is_claimed(
     store: CassandraStorage,
     second: CassandraStorage,
     clock: FakeClock,
@@ -458,13 +478,29 @@ async def test_another_servers_write_below_a_floor_is_claimed_after_the_floor_re
     await store.ack_messages(queue, refs([c]), now_ms(clock))
     clock.advance(5)
     await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
-    floor = store._floors[queue.qid, 1].position
-    assert floor == (later.ticks, sfx_of(later.id))
+    assert store._floors[queue.qid, 1].position == (later.ticks, sfx_of(later.id))
 
-    below = replace(first, id=first.id[:16] + "8000000000000000", body="dead letter")
-    await second.write_messages(queue, [below])  # e.g. a dead letter moved by that server
-    assert await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False) == []
+    below = replace(first, id=first.id[:16] + "8000000000000000", body="put")
+    await second.write_messages(queue, [below], replace=True)
 
-    monkeypatch.setattr(module, "FLOOR_RESET_S", 0.0)
     [found] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
-    assert found.message.body == "dead letter"
+    assert found.message.body == "put"
+
+
+async def test_a_write_racing_the_first_floor_of_a_queue_is_not_passed_over(
+    store: CassandraStorage, clock: FakeClock, gen: IdGenerator
+) -> None:
+    queue = await work_queue(store)
+    clock.advance(5)
+    [message] = messages(gen, clock, 1)
+    ticks = message.ticks - 10**8  # ten seconds older than now
+    old = replace(message, id=uuid1_hex(ticks, "8000000000000000"), ticks=ticks)
+    # A claim made its floor from a scan that found nothing, then the PUT landed: the PUT
+    # leaves a floor at the bottom, so the claim's creation of the first floor fails.
+    floor = module._Floor(None, None, 0.0)
+    store._floors[queue.qid, 1] = floor
+    await store.write_messages(queue, [old], replace=True)
+    position = (message.ticks, 0)
+    assert await store._move_floor(queue.qid, 1, floor, position, "QUORUM") is False
+    [claim] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
+    assert claim.message.id == old.id
