@@ -10,7 +10,9 @@ Metadata keyspace
   creating one name exactly one wins; the new queue's ``qid`` is a random 63-bit number, never
   seen before in practice. Updates are conditional on the qid and on the stored partitions
   (``IF qid = ? AND partitions <= ?``), so partitions never shrink even under concurrent
-  updates; deletes are conditional on the qid.
+  updates; deletes are conditional on the qid. The row holds every setting, the work-queue
+  ones included (``delivery``, ``claim_ttl``, ``max_deliveries``, ``dead_letter_queue``,
+  ``delay``, ``dedup_window``, ``policy``, ``paused``).
 * ``queue_names``, PRIMARY KEY ``((app, shard), name)``: the listing. ``shard`` is the CRC-32 of
   the name modulo ``NAME_SHARDS`` (16), so millions of queues of one application are spread
   over 16 partitions instead of one huge one. A page (names ``>= offset``, sorted) is 16
@@ -36,8 +38,15 @@ Message keyspace
   it changed, so it sees all of such a write or none of it. Each row carries ``expires``
   (epoch ms) and is written ``USING TTL``: Cassandra drops it by itself shortly after it
   expires. Time-window compaction (1-hour windows) then drops whole SSTables of expired
-  messages without compacting them. Reads filter on ``expires > now`` (the time the caller
-  passes), so the service's clock, not Cassandra's, decides what is live.
+  messages without compacting them. Reads filter on ``expires > now`` and ``due <= now`` (the
+  time the caller passes), so the service's clock, not Cassandra's, decides what is live; TTLs
+  only reclaim space (they are sized with the wall clock too, see :func:`ttl_until`).
+  Work-queue columns, always written (0 for a new message), so that conditions and filters
+  never meet null: ``due`` (when a delayed message falls due), ``dlv`` (deliveries), ``ctok``
+  (token of the last claim; negative while the message is being dead-lettered) and ``cexp``
+  (when that claim's lease ends; the largest bigint while dead-lettered). A claim's cells are
+  written with a TTL that lasts as long as the message, so they never outlive it by more than
+  seconds; a row left with only those cells has no ``expires`` and is never live.
 * ``buckets``, PRIMARY KEY ``((qid), bucket)``: the buckets a queue has written, so reads walk
   only buckets that hold messages (never empty partitions, never tombstones of earlier ones).
   Each server process writes a bucket's row once (it remembers the ones it wrote).
@@ -49,14 +58,92 @@ Message keyspace
   ``MIN_TTL``): in production Cassandra removes the messages and their index rows by itself
   and the sweep finds nothing to do but messages whose TTL was under a minute, messages made
   dead by a PUT, and deleted queues. ``expiry_hours``, PRIMARY KEY ``((shard), hour)``, lists
-  the hours that have index rows.
+  the hours that have index rows. A claim adds rows of its own (``ctok`` the claim's token,
+  ``app`` and ``name`` its queue, ``expires`` the lease end): the sweep finds ended leases
+  there without any claim call on the queue, dead-letters the messages that are exhausted and
+  forgets the others (one unit each); a row whose message was acknowledged, claimed again or
+  extended since is dropped for nothing. When the sweep's budget ends within a row, the row
+  keeps the keys it has left.
+* ``wakeups``, PRIMARY KEY ``((qid), at)``: when a delayed message falls due or a lease ends,
+  per queue (:meth:`next_change_ms` is its first row after now). Rows are never deleted one by
+  one (their TTL ends soon after ``at``); leases of acknowledged claims stay listed, so a
+  long-polling waiter may wake for nothing, never too late.
+* ``dead_letters``, PRIMARY KEY ``((qid), bucket, part, ticks, sfx)``: one row per message the
+  queue dead-lettered, so the count (``COUNT(*)`` of the queue's partition) is exact even when
+  a move is done again: a counter column would count a retried move twice.
+* ``moves``, PRIMARY KEY ``((shard), qid, bucket, part, ticks, sfx, mtok)``: dead-letter moves
+  in progress, each under its mover's token (see Dead letters).
+* ``dedup``, PRIMARY KEY ``((qid, did))``: a dedup id's message (``part``, ``ticks``,
+  ``sfx``), until when it counts (``until``, by the caller's clock), whether that message is
+  stored (``stored``) and since when the id is taken (``since``); TTL only reclaims space.
+* ``floors``, PRIMARY KEY ``((qid), part)``: each queue partition's claim floor (see Claims)
+  and its version ``touched``.
+
+Claims. A claim walks the queue's buckets in order from the partitions' claim floors, reads
+the available messages of each partition (``expires > now AND due <= now AND cexp <= now``,
+filtered by Cassandra) and merges them oldest (ticks, id) first. It takes them with
+lightweight transactions conditional on the claim columns it read: ``UPDATE ... USING TTL
+<the message's> SET ctok = <token>, cexp = <lease end>, dlv = <read> + 1 IF expires = <read> AND
+ctok = <read> AND cexp = <read>`` (with at-most-once delivery, the same condition on a
+``DELETE``). A condition that fails means another claim took the message: the claim moves on
+to the next one. Acks are ``DELETE ... IF ctok = <token> AND cexp > now``, extensions
+``UPDATE ... SET cexp = ? IF ctok = <token> AND cexp > now`` (after a read, for the TTL), so a
+claim that is no longer current changes nothing. Transactions on one Cassandra partition
+serialize on it (Paxos), so a process never sends several at once for one partition: whatever
+its claims, acks, extensions and moves have waiting is sent as one conditional batch (one
+Paxos round); a batch that fails answers False for the statements whose conditions failed and
+is sent again without them. When a transaction's outcome is unknown (a timeout), the next
+attempt settles it: its Paxos round completes the earlier one, and the values it answers with
+show whether that one was applied (an at-most-once claim is then counted as not made: the
+message is lost, as at-most-once allows). Claim reads use the queue's read level; the
+transactions SERIAL (LOCAL_SERIAL) and the queue's write level for their commit.
+
+Claim floors. Acknowledged messages leave tombstones, and a claim reading from a bucket's first
+row would read through all of them (measured on one node: 10,000 before the first available
+message add 20 ms to a claim, 50,000 add 200 ms, 100,000 1.5 s; with its default
+``tombstone_failure_threshold`` Cassandra refuses a read that meets more than 100,000). Each
+queue partition has a floor: no row below it is, or can become, available. Claims start there;
+each process reads the floors at most every FLOOR_REFRESH_S and then moves them up past what is
+gone, expired or being dead-lettered (never past a claimed or delayed message, nor past
+FLOOR_MARGIN_MS before now, as messages stamped since may still be on their way), with a
+transaction conditional on the floor's ``touched`` version. Writes of messages that may land
+below a floor lower it after they are stored (and change ``touched``, so a raise from a scan
+that missed them fails): PUTs, dead-letter copies (they keep their old ids), writes slower than
+FLOOR_SLOW_S, and writes below this process's floor. A new process starts at the shared floors.
+With floors, a claim costs the same (5 ms on one node) with 100,000 acknowledged messages
+before it. A message held by a long claim stops the floor until it is acknowledged or its lease
+ends: claims read past the tombstones after it meanwhile.
+
+Dead letters, exactly once across servers and crashes. A mover records the move in ``moves``
+(its token, the target queue and partition), then wins it with a transaction on the source
+row (``ctok`` = minus its token, ``cexp`` = forever: no claim takes it), writes the copy to the
+dead-letter queue and its ``dead_letters`` row in one logged batch (both or neither; no copy
+when the dead-letter queue holds that id already), lowers the target's claim floor, deletes
+the source (conditional on its token) and then its ``moves`` row. A mover that lost the race
+deletes its own ``moves`` row. The sweep finishes moves recorded more than MOVE_GRACE_MS ago
+whose source row still carries their token: copy and count unless the count row shows they
+were made (so a copy consumed meanwhile is not made again), then the deletes.
+
+Deduplicated posts. The dedup row is taken (``INSERT ... IF NOT EXISTS``, or a transaction
+over a row whose window ended, conditional on what was read) before the messages are written,
+and marked ``stored`` after; a post that fails gives its ids back. A post that finds an id
+taken answers "duplicate" only when the message is marked stored or found stored: never with
+a message that was not stored. An id taken by a post still writing is waited for (about two
+seconds, then 503); one taken more than DEDUP_STALE_MS ago by a post that stored nothing is
+taken over. The window is measured on the caller's clock (``until``), never on Cassandra TTLs;
+rows past their window are left to their TTL (the sweep has nothing to forget).
+
+Change notification: Cassandra has no cheap signal of another server's writes, so
+:meth:`data_version` changes every 50 ms (long-polling waiters look again at that pace:
+measured 6-51 ms, median 25 ms, from a post through another server to the answer) and at once
+after this process's writes.
 
 Consistency (per queue, as the original): ``weak`` reads and writes at ONE; ``strong`` at
-QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM for writes
-with ``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
+QUORUM (LOCAL_QUORUM with ``multi_dc``); ``very_strong`` at QUORUM (EACH_QUORUM for writes with
+``multi_dc``). Queue metadata is read and written at QUORUM (LOCAL_QUORUM), lightweight
 transactions with SERIAL (LOCAL_SERIAL); when no quorum answers, a ``weak`` queue is still
-served from one replica. Every driver failure (unavailable replicas, timeouts, no host, a
-value that cannot be encoded) becomes :class:`StorageUnavailable` in ``_execute``.
+served from one replica. Every driver failure (unavailable replicas, timeouts, no host, a value
+that cannot be encoded) becomes :class:`StorageUnavailable` in ``_execute``.
 
 Async: the driver's event loop (libev) runs in its own thread; ``execute_async`` callbacks
 resolve asyncio futures with ``call_soon_threadsafe``. Statements are prepared once at open.
