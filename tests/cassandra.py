@@ -16,7 +16,9 @@ import functools
 import hashlib
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +27,9 @@ from queuey.storage.cassandra import CassandraStorage
 
 # Named after this checkout, so test runs of two checkouts can share one node.
 _CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
-KEYSPACE = f"queuey_test_{_CHECKOUT}_messages"
-METADATA_KEYSPACE = f"queuey_test_{_CHECKOUT}_metadata"
+PREFIX = f"queuey_test_{_CHECKOUT}"
+KEYSPACE = f"{PREFIX}_messages"
+METADATA_KEYSPACE = f"{PREFIX}_metadata"
 TABLES = (
     f"{METADATA_KEYSPACE}.queues",
     f"{METADATA_KEYSPACE}.queue_names",
@@ -35,6 +38,11 @@ TABLES = (
     f"{KEYSPACE}.messages",
     f"{KEYSPACE}.expiry",
     f"{KEYSPACE}.expiry_hours",
+    f"{KEYSPACE}.wakeups",
+    f"{KEYSPACE}.dead_letters",
+    f"{KEYSPACE}.moves",
+    f"{KEYSPACE}.dedup",
+    f"{KEYSPACE}.floors",
 )
 
 
@@ -110,3 +118,16 @@ class FreshCassandraStorage(CassandraStorage):
         super()._connect()
         for table in TABLES:
             self._session.execute(f"TRUNCATE {table}", timeout=60)
+
+
+async def fresh_store() -> AsyncIterator[CassandraStorage]:
+    """An open store on the emptied test keyspaces, closed after the test (a fixture's body)."""
+    store = FreshCassandraStorage()
+    await store.open()
+    yield store
+    await store.close()
+
+
+def cql(store: CassandraStorage, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run a statement on the store's session (%s placeholders), for looking at the tables."""
+    return list(store._session.execute(statement, params))

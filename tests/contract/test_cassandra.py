@@ -5,9 +5,7 @@ servers on one cluster, and driver failures turned into StorageUnavailable."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,12 +29,7 @@ APP = "app"
 HOUR_MS = 3_600_000
 
 
-@pytest.fixture
-async def store() -> AsyncIterator[CassandraStorage]:
-    fresh = node.FreshCassandraStorage()
-    await fresh.open()
-    yield fresh
-    await fresh.close()
+store = pytest.fixture(node.fresh_store, name="store")
 
 
 async def other_store() -> CassandraStorage:
@@ -50,8 +43,7 @@ def now_ms(clock: FakeClock) -> int:
     return clock.time_ns() // 1_000_000
 
 
-def cql(store: CassandraStorage, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    return list(store._session.execute(statement, params))
+cql = node.cql
 
 
 def spread(clock: FakeClock, count: int, partitions: int = 1) -> list[Message]:
