@@ -204,7 +204,7 @@ async def test_durability_sets_pragma_synchronous(
     tmp_path: Path, durability: str, level: int
 ) -> None:
     async with opened(tmp_path, durability=durability) as store:
-        for conn in (store._writer, store._reader):
+        for conn in (store.writer.connection, store.reader.connection):
             assert conn is not None
             assert conn.execute("PRAGMA synchronous").fetchall() == [(level,)]
 
@@ -512,7 +512,7 @@ async def test_batches_of_any_size_are_written_whole_in_few_statements(
         # A run of ticks that crosses the point where the id's second group changes.
         run = run_at(clock, (1 << 32) - count // 2, count)
         mixed = mixed_batch(gen, clock, count)
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         statements: list[str] = []
         writer.set_trace_callback(statements.append)
@@ -540,7 +540,7 @@ async def test_rows_are_split_so_that_a_statement_holds_a_bounded_size_of_bodies
         big = run_at(clock, 10**15, 7)
         for i, m in enumerate(big):
             m.body = str(i) * 50_000
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         statements: list[str] = []
         writer.set_trace_callback(statements.append)
@@ -653,7 +653,7 @@ async def test_a_commit_that_fsyncs_runs_off_the_event_loop(
 ) -> None:
     async with opened(tmp_path, durability=durability) as store:
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         threads: list[int] = []
         writer.set_trace_callback(
@@ -679,7 +679,7 @@ async def test_the_wal_is_checkpointed_in_the_background_and_stays_small(
             for _ in range(300):
                 await store.write_messages(queue, [message(gen, clock)])
             for _ in range(500):  # let the checkpoint thread catch up
-                if not store._checkpointing:
+                if not store.writer.checkpointing:
                     break
                 await asyncio.sleep(0.01)
         assert store.commits > 3000
@@ -778,7 +778,7 @@ async def test_a_full_database_fails_the_group_and_the_store_recovers(
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
         first = message(gen, clock)
         await store.write_messages(queue, [first])
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         pages = writer.execute("PRAGMA page_count").fetchall()[0][0]
         writer.execute(f"PRAGMA max_page_count = {pages}")  # the database may not grow
@@ -794,7 +794,7 @@ async def test_a_full_database_fails_the_group_and_the_store_recovers(
         assert [type(r) for r in results] == [StorageUnavailable, StorageUnavailable]
         assert "full" in str(results[0])
 
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         writer.execute("PRAGMA max_page_count = 1073741823")
         await store.write_messages(queue, big)
@@ -843,7 +843,7 @@ async def test_reads_and_listings_are_index_range_scans(
         queue = await store.create_queue(APP, "q", QueueSettings(partitions=2), 1.0)
         written = messages(gen, clock, 3)
         await store.write_messages(queue, written)
-        reader = store._reader
+        reader = store.reader.connection
         assert reader is not None
         statements: list[str] = []
         reader.set_trace_callback(statements.append)
@@ -871,7 +871,7 @@ async def test_a_read_of_several_partitions_sees_one_snapshot(
 ) -> None:
     async with opened(tmp_path) as store, opened(tmp_path) as other:
         queue = await store.create_queue(APP, "q", QueueSettings(partitions=2), 1.0)
-        reader = store._reader
+        reader = store.reader.connection
         assert reader is not None
         batch = messages(gen, clock, 2)
         batch[1].partition = 2
@@ -1010,7 +1010,7 @@ async def claim_ids(store: SqliteStorage, queue: Queue, clock: FakeClock, limit:
 @contextmanager
 def traced(store: SqliteStorage) -> Iterator[tuple[sqlite3.Connection, list[str]]]:
     """The writer connection and the statements it runs meanwhile."""
-    writer = store._writer
+    writer = store.writer.connection
     assert writer is not None
     statements: list[str] = []
     writer.set_trace_callback(statements.append)
@@ -1028,7 +1028,7 @@ async def hinted_queue(
     written = messages(gen, clock, 3)
     await store.write_messages(queue, written)
     assert await claim_ids(store, queue, clock, 2) == [m.id for m in written[:2]]
-    assert store._hints[queue.qid]
+    assert store.hints.positions(queue.qid)
     return queue, written
 
 
