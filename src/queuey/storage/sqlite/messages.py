@@ -108,22 +108,24 @@ def messages_of(rows: list[Row]) -> list[Message]:
         if ticks >> 32 != high or sfx != last:  # usually the same for a whole read
             high = ticks >> 32
             last = sfx
-            end = _id_end(high, sfx)
+            key = (high, sfx)
+            end = _ID_ENDS.get(key, "")
+            if not end:
+                end = _id_end(key)
         # The first 8 digits: hex() and a slice cost half of an f-string with a format spec.
         message_id = hex(ticks & 0xFFFFFFFF | 0x100000000)[3:] + end
         found.append(Message(message_id, ticks, part, body, ctype, expires, 0, dlv))
     return found
 
 
-def _id_end(high: int, sfx: int) -> str:
-    key = (high, sfx)
-    end = _ID_ENDS.get(key, "")
-    if not end:
-        if len(_ID_ENDS) >= 4096:
-            _ID_ENDS.clear()
-        end = _ID_ENDS[key] = (
-            f"{high & 0xFFFF:04x}{((high >> 16) & 0x0FFF) | 0x1000:04x}{sfx + SFX_OFFSET:016x}"
-        )
+def _id_end(key: tuple[int, int]) -> str:
+    """The last 24 hex digits of the ids of ``key`` (ticks >> 32, sfx), remembered."""
+    if len(_ID_ENDS) >= 4096:
+        _ID_ENDS.clear()
+    high, sfx = key
+    end = _ID_ENDS[key] = (
+        f"{high & 0xFFFF:04x}{((high >> 16) & 0x0FFF) | 0x1000:04x}{sfx + SFX_OFFSET:016x}"
+    )
     return end
 
 
@@ -276,15 +278,6 @@ def _run_bodies(messages: Sequence[Message]) -> list[str] | None:
 # --- the writer's operations: run inside the group's transaction -------------------------------
 
 
-def _writable(
-    conn: sqlite3.Connection, alive: Alive, hints: ClaimHints, qid: int, low_ticks: int
-) -> None:
-    """Refuse a write to a deleted queue; tell the claim hints where the rows land."""
-    if not is_alive(conn, alive, qid):
-        raise QueueNotFound()
-    hints.written(qid, low_ticks)
-
-
 def write(
     conn: sqlite3.Connection,
     alive: Alive,
@@ -295,7 +288,9 @@ def write(
 ) -> None:
     """Multi-row INSERTs: one statement for many rows costs far less per row than one a
     row (executemany), which opens the table's and indexes' cursors and seeks for each."""
-    _writable(conn, alive, hints, qid, low_ticks)
+    if not is_alive(conn, alive, qid):
+        raise QueueNotFound()
+    hints.written(qid, low_ticks)  # the rows may land before a claim's scan hint
     if len(statements) == 1:  # a single statement is atomic by itself
         conn.execute(*statements[0])
     elif statements:
@@ -313,7 +308,10 @@ def write_rows(
     rows: list[tuple[Any, ...]],
     low_ticks: int,
 ) -> None:
-    _writable(conn, alive, hints, qid, low_ticks)
+    """Rows of SQL_INSERT_FULL, all or none."""
+    if not is_alive(conn, alive, qid):
+        raise QueueNotFound()
+    hints.written(qid, low_ticks)
     with savepoint(conn):
         conn.executemany(sql, rows)
 
