@@ -12,6 +12,7 @@ import contextlib
 import secrets
 import sqlite3
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from queuey.core.errors import StorageUnavailable
 from queuey.core.ids import ticks_of
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
 from queuey.storage.keys import cursor_position, sfx_of
-from queuey.storage.sqlite import claims, messages, queues, schema, sweep
+from queuey.storage.sqlite import claims as claim_sql
+from queuey.storage.sqlite import messages as message_sql
+from queuey.storage.sqlite import queues, schema, sweep
 from queuey.storage.sqlite.claims import ClaimHints
 from queuey.storage.sqlite.connection import SYNCHRONOUS, Connector, unavailable
 from queuey.storage.sqlite.messages import InsertPlanner, messages_of
@@ -54,7 +57,6 @@ class SqliteStorage:
         self.hints = ClaimHints()
         self._queues = QueueCache()
         self._planner = InsertPlanner()
-        self._connection: sqlite3.Connection | None = None  # the reader's, once open
         self._watcher: sqlite3.Connection | None = None  # for data_version only
 
     @property
@@ -66,16 +68,13 @@ class SqliteStorage:
     # --- life cycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            await self.writer.open(self._prepare)
+            await self.writer.open(partial(self._prepare, asyncio.get_running_loop()))
         except (sqlite3.Error, OSError) as exc:
             self._close_sync()
             raise unavailable(exc) from exc
-        assert self._connection is not None
-        self.reader.open(self._connection, loop)
 
-    def _prepare(self) -> None:
+    def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: the schema, then the connections for reads."""
         self.directory.mkdir(parents=True, exist_ok=True)
         setup = self._connect(self.busy_timeout_ms)
@@ -83,7 +82,7 @@ class SqliteStorage:
             schema.prepare(setup, self.path)
         finally:
             setup.close()
-        self._connection = self._connect(self.busy_timeout_ms, read_only=True)
+        self.reader.open(self._connect(self.busy_timeout_ms, read_only=True), loop)
         self._watcher = self._connect(self.busy_timeout_ms, read_only=True, cache_kib=64)
 
     async def close(self) -> None:
@@ -129,33 +128,39 @@ class SqliteStorage:
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
-        self, queue: Queue, messages_: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False
     ) -> None:
         qid = queue.qid
-        if any(m.due_ms or m.deliveries for m in messages_):
-            rows = self._planner.full_rows(qid, messages_)
+        if any(m.due_ms or m.deliveries for m in messages):
+            rows = self._planner.full_rows(qid, messages)
             low = min(row[2] for row in rows)
-            sql = messages.SQL_INSERT_FULL[replace]
-            await self.writer.submit(messages.write_rows, self.hints, qid, sql, rows, low)
+            sql = message_sql.SQL_INSERT_FULL[replace]
+            await self.writer.submit(message_sql.write_rows, self.hints, qid, sql, rows, low)
             return
-        statements, low = self._planner.statements(qid, messages_, replace)
-        await self.writer.submit(messages.write, self.hints, qid, statements, low)
+        statements, low = self._planner.statements(qid, messages, replace)
+        await self.writer.submit(message_sql.write, self.hints, qid, statements, low)
 
     async def write_unique(
         self,
         queue: Queue,
-        messages_: Sequence[Message],
+        messages: Sequence[Message],
         dedup_ids: Sequence[str | None],
         now_ms: int,
         window_ms: int,
     ) -> list[Message | None]:
-        rows = self._planner.full_rows(queue.qid, messages_)
+        rows = self._planner.full_rows(queue.qid, messages)
         return await self.writer.submit(
-            messages.write_unique, self.hints, queue.qid, rows, list(dedup_ids), now_ms, window_ms
+            message_sql.write_unique,
+            self.hints,
+            queue.qid,
+            rows,
+            list(dedup_ids),
+            now_ms,
+            window_ms,
         )
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
-        return int(self.reader.rows(messages.SQL_COUNT, (queue.qid, now_ms))[0][0])
+        return int(self.reader.rows(message_sql.SQL_COUNT, (queue.qid, now_ms))[0][0])
 
     async def read_messages(
         self,
@@ -169,11 +174,11 @@ class SqliteStorage:
         qid, top = queue.qid, queue.partitions
         many: list[tuple[Any, ...]]
         if cursor is None:
-            sql = messages.SQL_READ[descending, None]
+            sql = message_sql.SQL_READ[descending, None]
             many = [(qid, p, now_ms, limit) for p in partitions if 1 <= p <= top]
         else:
             sfx, inclusive = cursor_position(cursor, descending)
-            sql = messages.SQL_READ[descending, inclusive]
+            sql = message_sql.SQL_READ[descending, inclusive]
             at = cursor.ticks
             many = [(qid, p, at, sfx, now_ms, limit) for p in partitions if 1 <= p <= top]
         return messages_of(self.reader.rows_of_each(sql, many)) if many else []
@@ -181,22 +186,23 @@ class SqliteStorage:
     async def get_messages(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
     ) -> list[Message]:
-        many = [(*key, now_ms) for key in self._keys(queue, ids)]
-        return messages_of(self.reader.rows_of_each(messages.SQL_GET, many)) if many else []
+        many = self._keys(queue, ids, now_ms)
+        return messages_of(self.reader.rows_of_each(message_sql.SQL_GET, many)) if many else []
 
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         rows = self._keys(queue, ids)
         if rows:
-            await self.writer.submit(messages.delete, rows)
+            await self.writer.submit(message_sql.delete, rows)
 
     @staticmethod
-    def _keys(queue: Queue, ids: Sequence[tuple[int, str]]) -> list[tuple[int, int, int, int]]:
-        """(qid, partition, ticks, sfx) of each id that can be one (the others match nothing)."""
+    def _keys(queue: Queue, ids: Sequence[tuple[int, str]], *after: int) -> list[tuple[int, ...]]:
+        """(qid, partition, ticks, sfx, *after) of each id that can be one (the others match
+        nothing)."""
         keys = []
         for partition, message_id in ids:
             ticks = ticks_of(message_id)
             if ticks is not None:
-                keys.append((queue.qid, partition, ticks, sfx_of(message_id)))
+                keys.append((queue.qid, partition, ticks, sfx_of(message_id), *after))
         return keys
 
     # --- claims -----------------------------------------------------------------------------
@@ -216,41 +222,43 @@ class SqliteStorage:
         token = secrets.randbits(62) + 1
         expires_ms = now_ms + lease_ms
         rows = await self.writer.submit(
-            claims.claim, self.hints, queue.qid, wanted, limit, now_ms, token, expires_ms, remove
+            claim_sql.claim, self.hints, queue.qid, wanted, limit, now_ms, token, expires_ms, remove
         )
-        return claims.claims_of(rows, token, expires_ms)
+        return claim_sql.claims_of(rows, token, expires_ms)
 
     async def ack_messages(
-        self, queue: Queue, claims_: Sequence[ClaimRef], now_ms: int
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
     ) -> list[bool]:
-        if not claims_:
+        if not claims:
             return []
-        rows = claims.claim_refs(queue, claims_)
-        return await self.writer.submit(claims.settle, self.hints, claims.SQL_ACK, [], rows, now_ms)
+        rows = claim_sql.claim_refs(queue, claims)
+        return await self.writer.submit(
+            claim_sql.settle, self.hints, claim_sql.SQL_ACK, [], rows, now_ms
+        )
 
     async def extend_claims(
-        self, queue: Queue, claims_: Sequence[ClaimRef], now_ms: int, lease_ms: int
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
-        if not claims_:
+        if not claims:
             return []
-        rows = claims.claim_refs(queue, claims_)
+        rows = claim_sql.claim_refs(queue, claims)
         # A release (lease 0) ends the lease now: the message is available at once.
         head = [now_ms + lease_ms]
         return await self.writer.submit(
-            claims.settle, self.hints, claims.SQL_EXTEND, head, rows, now_ms
+            claim_sql.settle, self.hints, claim_sql.SQL_EXTEND, head, rows, now_ms
         )
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
-        [counts] = self.reader.rows(claims.SQL_STATS, (queue.qid, now_ms))
+        [counts] = self.reader.rows(claim_sql.SQL_STATS, (queue.qid, now_ms))
         available, claimed, delayed, oldest, newest = counts
-        rows = self.reader.rows(claims.SQL_DEAD_LETTERED, (queue.qid,))
+        rows = self.reader.rows(claim_sql.SQL_DEAD_LETTERED, (queue.qid,))
         dead = int(rows[0][0]) if rows else 0
         return QueueStats(available, claimed, delayed, dead, oldest, newest)
 
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         times = [
             self.reader.rows(sql, (queue.qid, now_ms))[0][0]
-            for sql in (claims.SQL_NEXT_DUE, claims.SQL_NEXT_LEASE)
+            for sql in (claim_sql.SQL_NEXT_DUE, claim_sql.SQL_NEXT_LEASE)
         ]
         return min((t for t in times if t is not None), default=None)
 
