@@ -10,6 +10,7 @@ itself fail; nothing is stubbed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import resource
 import signal
 import sqlite3
@@ -204,7 +205,7 @@ async def test_durability_sets_pragma_synchronous(
     tmp_path: Path, durability: str, level: int
 ) -> None:
     async with opened(tmp_path, durability=durability) as store:
-        for conn in (store._writer, store._reader):
+        for conn in (store.writer.connection, store.reader.connection):
             assert conn is not None
             assert conn.execute("PRAGMA synchronous").fetchall() == [(level,)]
 
@@ -491,8 +492,8 @@ def mixed_batch(gen: IdGenerator, clock: FakeClock, count: int) -> list[Message]
     batch = []
     for i in range(count):
         m = message(gen, clock, f"mixed {i}", ttl_ms=HOUR_MS + i)
-        m.partition = 1 + i % 3
-        m.content_type = "text/plain" if i % 4 else "application/json"
+        content_type = "text/plain" if i % 4 else "application/json"
+        m = dataclasses.replace(m, partition=1 + i % 3, content_type=content_type)
         clock.advance(0.001 * (i % 5))
         batch.append(m)
     return batch
@@ -512,7 +513,7 @@ async def test_batches_of_any_size_are_written_whole_in_few_statements(
         # A run of ticks that crosses the point where the id's second group changes.
         run = run_at(clock, (1 << 32) - count // 2, count)
         mixed = mixed_batch(gen, clock, count)
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         statements: list[str] = []
         writer.set_trace_callback(statements.append)
@@ -537,10 +538,11 @@ async def test_rows_are_split_so_that_a_statement_holds_a_bounded_size_of_bodies
 ) -> None:
     async with opened(tmp_path) as store:
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
-        big = run_at(clock, 10**15, 7)
-        for i, m in enumerate(big):
-            m.body = str(i) * 50_000
-        writer = store._writer
+        big = [
+            dataclasses.replace(m, body=str(i) * 50_000)
+            for i, m in enumerate(run_at(clock, 10**15, 7))
+        ]
+        writer = store.writer.connection
         assert writer is not None
         statements: list[str] = []
         writer.set_trace_callback(statements.append)
@@ -574,8 +576,9 @@ async def test_a_batch_of_several_statements_is_all_or_nothing(
         queue = await store.create_queue(APP, "q", QueueSettings(partitions=3), 1.0)
         other = await store.create_queue(APP, "other", QueueSettings(), 1.0)
         batch = run_at(clock, 10**15, 300) if shape == "run" else mixed_batch(gen, clock, 300)
-        unbindable = batch[250].body
-        batch[250].body = "\ud800"  # a lone surrogate: SQLite cannot take it (a late statement)
+        unbindable = batch[250]
+        # A lone surrogate: SQLite cannot take it (in a late statement).
+        batch[250] = dataclasses.replace(unbindable, body="\ud800")
         fine = [message(gen, clock)]
 
         outcomes = await asyncio.gather(
@@ -589,7 +592,7 @@ async def test_a_batch_of_several_statements_is_all_or_nothing(
         assert await store.read_messages(queue, [1, 2, 3], None, False, 1000, now) == []
         assert await store.read_messages(other, [1], None, False, 10, now) == fine
 
-        batch[250].body = unbindable
+        batch[250] = unbindable
         await store.write_messages(queue, batch, replace=replace)
         found = await store.read_messages(queue, [1, 2, 3], None, False, 1000, now)
         assert found == by_partition(batch)
@@ -604,7 +607,7 @@ async def test_an_id_that_is_not_32_hex_digits_is_refused_and_nothing_is_written
     async with opened(tmp_path) as store:
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
         batch = run_at(clock, 10**15, 3)
-        batch[1].id = bad_id
+        batch[1] = dataclasses.replace(batch[1], id=bad_id)
         for messages_ in (batch, batch[1:2]):
             with pytest.raises(ValueError, match="message id"):
                 await store.write_messages(queue, messages_)
@@ -653,7 +656,7 @@ async def test_a_commit_that_fsyncs_runs_off_the_event_loop(
 ) -> None:
     async with opened(tmp_path, durability=durability) as store:
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         threads: list[int] = []
         writer.set_trace_callback(
@@ -679,7 +682,7 @@ async def test_the_wal_is_checkpointed_in_the_background_and_stays_small(
             for _ in range(300):
                 await store.write_messages(queue, [message(gen, clock)])
             for _ in range(500):  # let the checkpoint thread catch up
-                if not store._checkpointing:
+                if not store.writer.checkpointing:
                     break
                 await asyncio.sleep(0.01)
         assert store.commits > 3000
@@ -696,7 +699,8 @@ async def test_one_failing_operation_does_not_fail_the_others_of_its_group(
         await store.delete_queue(APP, "dead")
         ok1, ok2, ok3 = messages(gen, clock, 3)
         lost = messages(gen, clock, 3)
-        lost[1].body = "\ud800"  # a lone surrogate: the driver cannot encode it
+        # A lone surrogate: the driver cannot encode it.
+        lost[1] = dataclasses.replace(lost[1], body="\ud800")
         before = store.commits
 
         results = await asyncio.gather(
@@ -778,7 +782,7 @@ async def test_a_full_database_fails_the_group_and_the_store_recovers(
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
         first = message(gen, clock)
         await store.write_messages(queue, [first])
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         pages = writer.execute("PRAGMA page_count").fetchall()[0][0]
         writer.execute(f"PRAGMA max_page_count = {pages}")  # the database may not grow
@@ -794,7 +798,7 @@ async def test_a_full_database_fails_the_group_and_the_store_recovers(
         assert [type(r) for r in results] == [StorageUnavailable, StorageUnavailable]
         assert "full" in str(results[0])
 
-        writer = store._writer
+        writer = store.writer.connection
         assert writer is not None
         writer.execute("PRAGMA max_page_count = 1073741823")
         await store.write_messages(queue, big)
@@ -843,7 +847,7 @@ async def test_reads_and_listings_are_index_range_scans(
         queue = await store.create_queue(APP, "q", QueueSettings(partitions=2), 1.0)
         written = messages(gen, clock, 3)
         await store.write_messages(queue, written)
-        reader = store._reader
+        reader = store.reader.connection
         assert reader is not None
         statements: list[str] = []
         reader.set_trace_callback(statements.append)
@@ -871,10 +875,10 @@ async def test_a_read_of_several_partitions_sees_one_snapshot(
 ) -> None:
     async with opened(tmp_path) as store, opened(tmp_path) as other:
         queue = await store.create_queue(APP, "q", QueueSettings(partitions=2), 1.0)
-        reader = store._reader
+        reader = store.reader.connection
         assert reader is not None
         batch = messages(gen, clock, 2)
-        batch[1].partition = 2
+        batch[1] = dataclasses.replace(batch[1], partition=2)
         written = False
 
         def write_between_partitions(statement: str) -> None:
@@ -953,9 +957,10 @@ async def test_delete_queue_leaves_its_rows_to_the_sweep_which_reclaims_them(
     async with opened(tmp_path) as store:
         doomed = await store.create_queue(APP, "doomed", QueueSettings(partitions=2), 1.0)
         kept = await store.create_queue(APP, "kept", QueueSettings(), 1.0)
-        doomed_messages = messages(gen, clock, 30)
-        for i, m in enumerate(doomed_messages):
-            m.partition = 1 + i % 2
+        doomed_messages = [
+            dataclasses.replace(m, partition=1 + i % 2)
+            for i, m in enumerate(messages(gen, clock, 30))
+        ]
         kept_messages = messages(gen, clock, 4)
         await store.write_messages(doomed, doomed_messages)
         await store.write_messages(kept, kept_messages)
@@ -1010,7 +1015,7 @@ async def claim_ids(store: SqliteStorage, queue: Queue, clock: FakeClock, limit:
 @contextmanager
 def traced(store: SqliteStorage) -> Iterator[tuple[sqlite3.Connection, list[str]]]:
     """The writer connection and the statements it runs meanwhile."""
-    writer = store._writer
+    writer = store.writer.connection
     assert writer is not None
     statements: list[str] = []
     writer.set_trace_callback(statements.append)
@@ -1028,7 +1033,7 @@ async def hinted_queue(
     written = messages(gen, clock, 3)
     await store.write_messages(queue, written)
     assert await claim_ids(store, queue, clock, 2) == [m.id for m in written[:2]]
-    assert store._hints[queue.qid]
+    assert store.hints.positions(queue.qid)
     return queue, written
 
 

@@ -1,0 +1,280 @@
+"""SqliteStorage: one SQLite file (WAL mode) that several server processes may share.
+
+Reads run on the event loop (:mod:`.reader`); every write is an operation of the group-commit
+writer (:mod:`.writer`), planned here and run by :mod:`.queues`, :mod:`.messages`,
+:mod:`.claims` or :mod:`.sweep`. docs/storage-sqlite.md explains the design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from queuey.core.errors import StorageUnavailable
+from queuey.core.ids import ticks_of
+from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
+from queuey.storage.keys import cursor_position, sfx_of
+from queuey.storage.sqlite import claims as claim_sql
+from queuey.storage.sqlite import messages as message_sql
+from queuey.storage.sqlite import queues, schema, sweep
+from queuey.storage.sqlite.claims import ClaimHints
+from queuey.storage.sqlite.connection import SYNCHRONOUS, Connector, unavailable
+from queuey.storage.sqlite.messages import InsertPlanner, messages_of
+from queuey.storage.sqlite.queues import QueueCache
+from queuey.storage.sqlite.reader import SnapshotReader
+from queuey.storage.sqlite.writer import GroupWriter
+
+
+class SqliteStorage:
+    name = "sqlite"
+    nodes = 1
+    shared = True
+
+    def __init__(
+        self,
+        directory: str | Path,
+        durability: str = "normal",
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        if durability not in SYNCHRONOUS:
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.directory = Path(directory)
+        self.path = self.directory / "queuey.db"
+        self.durability = durability
+        self.busy_timeout_ms = busy_timeout_ms
+        self._connect = Connector(self.path, durability)
+        self.reader = SnapshotReader()
+        # Commits fsync with durability "full": then they run in the writer thread.
+        self.writer = GroupWriter(
+            self._connect, busy_timeout_ms, durability == "full", self.reader.end_snapshot
+        )
+        self.hints = ClaimHints()
+        self._queues = QueueCache()
+        self._planner = InsertPlanner()
+        self._watcher: sqlite3.Connection | None = None  # for data_version only
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed by this instance's writer (group commit makes it far lower
+        than the number of write calls under concurrency)."""
+        return self.writer.commits
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            await self.writer.open(partial(self._prepare, asyncio.get_running_loop()))
+        except (sqlite3.Error, OSError) as exc:
+            self._close_sync()
+            raise unavailable(exc) from exc
+
+    def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the writer thread: the schema, then the connections for reads."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        setup = self._connect(self.busy_timeout_ms)
+        try:
+            schema.prepare(setup, self.path)
+        finally:
+            setup.close()
+        self.reader.open(self._connect(self.busy_timeout_ms, read_only=True), loop)
+        self._watcher = self._connect(self.busy_timeout_ms, read_only=True, cache_kib=64)
+
+    async def close(self) -> None:
+        if self.writer.closed:
+            return
+        await self.writer.drain()  # every earlier write has finished
+        await asyncio.get_running_loop().run_in_executor(None, self._close_sync)
+
+    def _close_sync(self) -> None:
+        self.reader.close()
+        if self._watcher is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._watcher.close()
+        self._watcher = None
+        self.writer.close()
+
+    async def ping(self) -> None:
+        self.reader.rows(schema.SQL_VERSION, ())
+
+    # --- queues -----------------------------------------------------------------------------
+
+    async def create_queue(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
+        return await self.writer.submit(queues.create_queue, app, name, settings, now)
+
+    async def get_queue(self, app: str, name: str) -> Queue | None:
+        rows = self.reader.rows(queues.SQL_GET_QUEUE, (app, name))
+        return self._queues.of(rows[0]) if rows else None
+
+    async def update_queue(self, app: str, name: str, settings: QueueSettings) -> Queue:
+        return await self.writer.submit(queues.update_queue, app, name, settings)
+
+    async def delete_queue(self, app: str, name: str) -> bool:
+        return await self.writer.submit(queues.delete_queue, app, name)
+
+    async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
+        rows = self.reader.rows(queues.SQL_LIST_QUEUES, (app, offset or "", limit))
+        return [self._queues.of(row) for row in rows]
+
+    async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
+        rows = self.reader.rows(queues.SQL_LIST_NAMES, (app, offset or "", limit))
+        return [row[0] for row in rows]
+
+    # --- messages ---------------------------------------------------------------------------
+
+    async def write_messages(
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+    ) -> None:
+        qid = queue.qid
+        if any(m.due_ms or m.deliveries for m in messages):
+            rows = self._planner.full_rows(qid, messages)
+            low = min(row[2] for row in rows)
+            sql = message_sql.SQL_INSERT_FULL[replace]
+            await self.writer.submit(message_sql.write_rows, self.hints, qid, sql, rows, low)
+            return
+        statements, low = self._planner.statements(qid, messages, replace)
+        await self.writer.submit(message_sql.write, self.hints, qid, statements, low)
+
+    async def write_unique(
+        self,
+        queue: Queue,
+        messages: Sequence[Message],
+        dedup_ids: Sequence[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        rows = self._planner.full_rows(queue.qid, messages)
+        return await self.writer.submit(
+            message_sql.write_unique,
+            self.hints,
+            queue.qid,
+            rows,
+            list(dedup_ids),
+            now_ms,
+            window_ms,
+        )
+
+    async def count_messages(self, queue: Queue, now_ms: int) -> int:
+        return int(self.reader.rows(message_sql.SQL_COUNT, (queue.qid, now_ms))[0][0])
+
+    async def read_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        cursor: Cursor | None,
+        descending: bool,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        qid, top = queue.qid, queue.partitions
+        many: list[tuple[Any, ...]]
+        if cursor is None:
+            sql = message_sql.SQL_READ[descending, None]
+            many = [(qid, p, now_ms, limit) for p in partitions if 1 <= p <= top]
+        else:
+            sfx, inclusive = cursor_position(cursor, descending)
+            sql = message_sql.SQL_READ[descending, inclusive]
+            at = cursor.ticks
+            many = [(qid, p, at, sfx, now_ms, limit) for p in partitions if 1 <= p <= top]
+        return messages_of(self.reader.rows_of_each(sql, many)) if many else []
+
+    async def get_messages(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[Message]:
+        many = self._keys(queue, ids, now_ms)
+        return messages_of(self.reader.rows_of_each(message_sql.SQL_GET, many)) if many else []
+
+    async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
+        rows = self._keys(queue, ids)
+        if rows:
+            await self.writer.submit(message_sql.delete, rows)
+
+    @staticmethod
+    def _keys(queue: Queue, ids: Sequence[tuple[int, str]], *after: int) -> list[tuple[int, ...]]:
+        """(qid, partition, ticks, sfx, *after) of each id that can be one (the others match
+        nothing)."""
+        keys = []
+        for partition, message_id in ids:
+            ticks = ticks_of(message_id)
+            if ticks is not None:
+                keys.append((queue.qid, partition, ticks, sfx_of(message_id), *after))
+        return keys
+
+    # --- claims -----------------------------------------------------------------------------
+
+    async def claim_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        remove: bool,
+    ) -> list[Claim]:
+        wanted = [p for p in partitions if 1 <= p <= queue.partitions]
+        if not wanted or limit <= 0:
+            return []
+        token = secrets.randbits(62) + 1
+        expires_ms = now_ms + lease_ms
+        rows = await self.writer.submit(
+            claim_sql.claim, self.hints, queue.qid, wanted, limit, now_ms, token, expires_ms, remove
+        )
+        return claim_sql.claims_of(rows, token, expires_ms)
+
+    async def ack_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        if not claims:
+            return []
+        rows = claim_sql.claim_refs(queue, claims)
+        return await self.writer.submit(
+            claim_sql.settle, self.hints, claim_sql.SQL_ACK, [], rows, now_ms
+        )
+
+    async def extend_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+    ) -> list[bool]:
+        if not claims:
+            return []
+        rows = claim_sql.claim_refs(queue, claims)
+        # A release (lease 0) ends the lease now: the message is available at once.
+        head = [now_ms + lease_ms]
+        return await self.writer.submit(
+            claim_sql.settle, self.hints, claim_sql.SQL_EXTEND, head, rows, now_ms
+        )
+
+    async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        [counts] = self.reader.rows(claim_sql.SQL_STATS, (queue.qid, now_ms))
+        available, claimed, delayed, oldest, newest = counts
+        rows = self.reader.rows(claim_sql.SQL_DEAD_LETTERED, (queue.qid,))
+        dead = int(rows[0][0]) if rows else 0
+        return QueueStats(available, claimed, delayed, dead, oldest, newest)
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        times = [
+            self.reader.rows(sql, (queue.qid, now_ms))[0][0]
+            for sql in (claim_sql.SQL_NEXT_DUE, claim_sql.SQL_NEXT_LEASE)
+        ]
+        return min((t for t in times if t is not None), default=None)
+
+    # --- the store as a whole ---------------------------------------------------------------
+
+    async def sweep(self, now_ms: int, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return await self.writer.submit(sweep.sweep, self.hints, now_ms, limit)
+
+    async def data_version(self) -> int:
+        watcher = self._watcher
+        if watcher is None:
+            raise StorageUnavailable("Back-end storage unavailable: the store is closed.")
+        try:
+            version: int = watcher.execute("PRAGMA data_version").fetchall()[0][0]
+        except sqlite3.Error as exc:
+            raise unavailable(exc) from exc
+        return version
