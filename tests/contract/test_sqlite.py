@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
@@ -491,8 +492,8 @@ def mixed_batch(gen: IdGenerator, clock: FakeClock, count: int) -> list[Message]
     batch = []
     for i in range(count):
         m = message(gen, clock, f"mixed {i}", ttl_ms=HOUR_MS + i)
-        m.partition = 1 + i % 3
-        m.content_type = "text/plain" if i % 4 else "application/json"
+        content_type = "text/plain" if i % 4 else "application/json"
+        m = dc_replace(m, partition=1 + i % 3, content_type=content_type)
         clock.advance(0.001 * (i % 5))
         batch.append(m)
     return batch
@@ -539,7 +540,7 @@ async def test_rows_are_split_so_that_a_statement_holds_a_bounded_size_of_bodies
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
         big = run_at(clock, 10**15, 7)
         for i, m in enumerate(big):
-            m.body = str(i) * 50_000
+            big[i] = dc_replace(m, body=str(i) * 50_000)
         writer = store._writer
         assert writer is not None
         statements: list[str] = []
@@ -575,7 +576,8 @@ async def test_a_batch_of_several_statements_is_all_or_nothing(
         other = await store.create_queue(APP, "other", QueueSettings(), 1.0)
         batch = run_at(clock, 10**15, 300) if shape == "run" else mixed_batch(gen, clock, 300)
         unbindable = batch[250].body
-        batch[250].body = "\ud800"  # a lone surrogate: SQLite cannot take it (a late statement)
+        # a lone surrogate: SQLite cannot take it (a late statement)
+        batch[250] = dc_replace(batch[250], body="\ud800")
         fine = [message(gen, clock)]
 
         outcomes = await asyncio.gather(
@@ -589,7 +591,7 @@ async def test_a_batch_of_several_statements_is_all_or_nothing(
         assert await store.read_messages(queue, [1, 2, 3], None, False, 1000, now) == []
         assert await store.read_messages(other, [1], None, False, 10, now) == fine
 
-        batch[250].body = unbindable
+        batch[250] = dc_replace(batch[250], body=unbindable)
         await store.write_messages(queue, batch, replace=replace)
         found = await store.read_messages(queue, [1, 2, 3], None, False, 1000, now)
         assert found == by_partition(batch)
@@ -604,7 +606,7 @@ async def test_an_id_that_is_not_32_hex_digits_is_refused_and_nothing_is_written
     async with opened(tmp_path) as store:
         queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
         batch = run_at(clock, 10**15, 3)
-        batch[1].id = bad_id
+        batch[1] = dc_replace(batch[1], id=bad_id)
         for messages_ in (batch, batch[1:2]):
             with pytest.raises(ValueError, match="message id"):
                 await store.write_messages(queue, messages_)
@@ -696,7 +698,8 @@ async def test_one_failing_operation_does_not_fail_the_others_of_its_group(
         await store.delete_queue(APP, "dead")
         ok1, ok2, ok3 = messages(gen, clock, 3)
         lost = messages(gen, clock, 3)
-        lost[1].body = "\ud800"  # a lone surrogate: the driver cannot encode it
+        # a lone surrogate: the driver cannot encode it
+        lost[1] = dc_replace(lost[1], body="\ud800")
         before = store.commits
 
         results = await asyncio.gather(
@@ -874,7 +877,7 @@ async def test_a_read_of_several_partitions_sees_one_snapshot(
         reader = store._reader
         assert reader is not None
         batch = messages(gen, clock, 2)
-        batch[1].partition = 2
+        batch[1] = dc_replace(batch[1], partition=2)
         written = False
 
         def write_between_partitions(statement: str) -> None:
@@ -955,7 +958,7 @@ async def test_delete_queue_leaves_its_rows_to_the_sweep_which_reclaims_them(
         kept = await store.create_queue(APP, "kept", QueueSettings(), 1.0)
         doomed_messages = messages(gen, clock, 30)
         for i, m in enumerate(doomed_messages):
-            m.partition = 1 + i % 2
+            doomed_messages[i] = dc_replace(m, partition=1 + i % 2)
         kept_messages = messages(gen, clock, 4)
         await store.write_messages(doomed, doomed_messages)
         await store.write_messages(kept, kept_messages)

@@ -48,7 +48,7 @@ class Queue:
         return self.settings.partitions
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """A message as stored: ``ticks`` is the time in its id; ``expires_ms`` epoch milliseconds.
 

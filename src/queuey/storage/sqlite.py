@@ -91,6 +91,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace as dc_replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -112,6 +113,7 @@ from queuey.core.models import (
     QueueSettings,
     QueueStats,
 )
+from queuey.storage.base import Storage
 from queuey.storage.keys import HEX16 as _HEX16
 from queuey.storage.keys import SFX_OFFSET as _SFX_OFFSET
 from queuey.storage.keys import cursor_position as _cursor_position
@@ -485,7 +487,7 @@ def _noop(conn: sqlite3.Connection, alive: _Alive) -> None:
     return None
 
 
-class SqliteStorage:
+class SqliteStorage(Storage):
     name = "sqlite"
     nodes = 1
     shared = True
@@ -831,8 +833,7 @@ class SqliteStorage:
         for message, row in zip(
             _messages_of([r[1:7] + (r[8] + 1,) for r in rows]), rows, strict=True
         ):
-            message.due_ms = row[7]
-            claims.append(Claim(message, token, expires_ms))
+            claims.append(Claim(dc_replace(message, due_ms=row[7]), token, expires_ms))
         return claims
 
     def _claim_rows(self, queue: Queue, claims: Sequence[ClaimRef]) -> list[list[Any]]:
