@@ -24,6 +24,10 @@ log = logging.getLogger("queuey")
 
 Key = tuple[str, str]  # (application, queue name)
 
+# Seconds between two looks at a shared store's data version while someone waits: how soon a
+# waiting request hears of a write made by another process.
+POLL_INTERVAL = 0.05
+
 
 class Subscription:
     """Interest in one queue's changes, from :meth:`Notifier.subscribe` until :meth:`close`.

@@ -10,7 +10,7 @@ from queuey.core.clock import Clock
 from queuey.core.errors import InvalidRequest, QueueNotFound
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
-from queuey.notify import Notifier
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import params as parse
 from queuey.service.claim_ids import all_current, parse_claim_ids
 from queuey.service.posts import MessageFactory, NewMessages
@@ -21,9 +21,6 @@ from queuey.service.waiting import LongPoll
 from queuey.storage.base import Storage
 
 T = TypeVar("T")
-
-# Seconds between two looks at a shared store's data version while a request waits.
-POLL_INTERVAL = 0.05
 
 # What a post returns: the messages (a duplicate's is the first one posted with its dedup id),
 # and which of them are duplicates (None when no message carried a dedup id).
