@@ -44,10 +44,11 @@ class Subscription:
         self._future: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
-        self._changed = True
         future = self._future
         if future is not None and not future.done():
-            future.set_result(None)
+            future.set_result(None)  # the wait in progress returns
+        else:
+            self._changed = True  # the next wait returns at once
 
     async def wait(self, timeout: float) -> None:
         """Return when the queue (or the store) changed since the last wait, or after
@@ -63,7 +64,6 @@ class Subscription:
                 await asyncio.wait_for(self._future, timeout)
         finally:
             self._future = None
-            self._changed = False
 
     def close(self) -> None:
         self._notifier._unsubscribe(self)
