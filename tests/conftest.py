@@ -7,26 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from queuey import storage as storage_backends
+from queuey.config import StorageSettings
 from queuey.core.clock import FakeClock
 from queuey.storage.base import Storage
 
-BACKENDS = ["memory", "sqlite", "cassandra"]
+BACKENDS = list(storage_backends.BACKENDS)
 
 
 def make_storage(backend: str, directory: Path) -> Storage:
-    if backend == "memory":
-        from queuey.storage.memory import MemoryStorage
-
-        return MemoryStorage()
-    if backend == "sqlite":
-        from queuey.storage.sqlite import SqliteStorage
-
-        return SqliteStorage(directory, durability="normal")
+    """A back-end of the registry keeping its data in ``directory``; Cassandra's gets a fresh
+    keyspace of the test node."""
     if backend == "cassandra":
         from tests.cassandra import FreshCassandraStorage
 
         return FreshCassandraStorage()
-    raise ValueError(backend)
+    return storage_backends.make_storage(StorageSettings(backend=backend, path=directory))
 
 
 @pytest.fixture

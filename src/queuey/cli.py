@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -43,15 +44,6 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     for warning in settings.warnings:
         logging.getLogger("queuey").warning("%s", warning)
-    from queuey.main import BACKENDS
-
-    if settings.storage.backend not in BACKENDS:
-        print(
-            f"queuey: [storage] backend = {settings.storage.backend} is not available in this "
-            f"release; use one of {', '.join(BACKENDS)}",
-            file=sys.stderr,
-        )
-        return 2
     if workers > 1 and settings.storage.backend == "memory":
         print(
             "queuey: the memory back-end lives inside one process; use --workers 1 "
@@ -88,12 +80,13 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     from queuey.main import build_app, tune_gc
     from queuey.server import QueueyHttpProtocol
 
-    QueueyHttpProtocol.request_timeout = settings.limits.request_timeout
-
     options: dict[str, object] = {
         "host": host,
         "port": port,
-        "http": "queuey.server:QueueyHttpProtocol",  # httptools with a request deadline
+        # httptools with a request deadline (a partial pickles, so workers get it too)
+        "http": functools.partial(
+            QueueyHttpProtocol, request_timeout=settings.limits.request_timeout
+        ),
         "loop": _loop(),
         "lifespan": "on",
         "access_log": False,

@@ -38,16 +38,16 @@ import configparser
 import math
 import os
 import re
-import secrets
-import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
+from queuey.application_key import KeyFileError, bad_character, new_key, stored_key
 from queuey.core.limits import Limits
+from queuey.original_config import is_original_section, original_sections_warning
+from queuey.storage import ALIASES, BACKENDS, backend_named
 
 __all__ = [
     "CassandraSettings",
@@ -61,26 +61,13 @@ __all__ = [
 
 T = TypeVar("T")
 
-BACKENDS = ("sqlite", "memory", "cassandra")
 DEFAULT_APPLICATION = "queuey"
 KEY_FILE_NAME = "application_key"
 DEFAULT_PATH = "./queuey-data"
 CASSANDRA_PORT = 9042
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-_ALIASES = {
-    "queuey.storage.cassandra.CassandraQueueBackend": "cassandra",
-    "queuey.storage.cassandra.CassandraMetadata": "cassandra",
-    "queuey.storage.memory.MemoryQueueBackend": "memory",
-    "queuey.storage.memory.MemoryMetadata": "memory",
-}
 _SECTIONS = ("application_keys", "storage", "metadata", "queuey")
-_ORIGINAL_SECTIONS = (
-    "global", "metlog", "ipauth", "smtp", "cef", "loggers", "handlers", "formatters",
-)  # fmt: skip
-_ORIGINAL_PREFIXES = (
-    "app:", "server:", "pipeline:", "filter:", "host:", "logger_", "handler_", "formatter_",
-)  # fmt: skip
 _CASSANDRA_KEYS = (
     "host", "username", "password", "database", "multi_dc", "create_schema", "base_delay",
     "replication_factor", "replication", "local_dc", "connect_timeout", "request_timeout",
@@ -192,9 +179,12 @@ def with_default_application(settings: Settings) -> tuple[Settings, str | None]:
         return settings, None
     warnings = list(settings.warnings)
     if settings.storage.backend == "memory":
-        key = secrets.token_hex(16)
+        key = new_key()
     else:
-        key = _stored_key(settings.storage.path / KEY_FILE_NAME, warnings)
+        try:
+            key = stored_key(settings.storage.path / KEY_FILE_NAME, warnings)
+        except KeyFileError as error:
+            raise ConfigError(str(error)) from None
     keys = MappingProxyType({DEFAULT_APPLICATION: (key,)})
     return replace(settings, application_keys=keys, warnings=tuple(warnings)), key
 
@@ -280,17 +270,9 @@ def _file_application(values: Mapping[str, _Value], name: str, var: str) -> str:
 
 def _warn_unknown_sections(raw: _Raw, warnings: list[str]) -> None:
     unknown = [name for name in raw if name not in _SECTIONS]
-    original = [
-        name
-        for name in unknown
-        if name in _ORIGINAL_SECTIONS or name.startswith(_ORIGINAL_PREFIXES)
-    ]
+    original = [name for name in unknown if is_original_section(name)]
     if original:
-        sections = ", ".join(f"[{name}]" for name in original)
-        warnings.append(
-            f"config: sections {sections} are the original Queuey's (Paste, Pyramid, metlog, "
-            "logging) and are not used by Queuey; ignored"
-        )
+        warnings.append(original_sections_warning(original))
     for name in unknown:
         if name not in original:
             warnings.append(f"config: section [{name}] is not used by Queuey; ignored")
@@ -406,7 +388,7 @@ def _application_keys(section: _Section, max_name_length: int) -> Mapping[str, t
         if not keys:
             raise section.fail(name, "needs at least one key")
         for key in keys:
-            bad = _bad_character(key)
+            bad = bad_character(key)
             if bad is not None:
                 raise ConfigError(
                     f"[application_keys] {name}{_origin(value)}: key {_mask(key)} contains "
@@ -422,10 +404,6 @@ def _application_keys(section: _Section, max_name_length: int) -> Mapping[str, t
             section.warnings.append(f"{section.where(name)} lists a key twice")
         applications[name] = tuple(dict.fromkeys(keys))
     return MappingProxyType(applications)
-
-
-def _bad_character(key: str) -> str | None:
-    return next((c for c in key if not 33 <= ord(c) <= 126 or c in ';,"'), None)
 
 
 def _origin(value: _Value) -> str:
@@ -483,11 +461,8 @@ def _metadata_keys() -> dict[str, tuple[str, ...]]:
 
 
 def _backend(section: _Section, default: str) -> str:
-    def convert(text: str) -> str | None:
-        return _ALIASES.get(text) or _pick(text.lower(), BACKENDS)
-
-    allowed = f"must be one of {', '.join(BACKENDS)} (or the original's {', '.join(_ALIASES)})"
-    return section.parse("backend", default, convert, allowed)
+    allowed = f"must be one of {', '.join(BACKENDS)} (or the original's {', '.join(ALIASES)})"
+    return section.parse("backend", default, backend_named, allowed)
 
 
 def _path(section: _Section, default: Path) -> Path:
@@ -585,80 +560,3 @@ def _hosts(text: str) -> tuple[tuple[str, int], ...] | None:
             return None
         hosts.append((host, int(port)))
     return tuple(hosts) or None
-
-
-# --- the generated application key --------------------------------------------------------------
-
-
-def _stored_key(path: Path, warnings: list[str]) -> str:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = _read_key(path)
-        while key is None:
-            key = _create_key(path) or _read_key(path)
-        if os.name == "posix" and path.stat().st_mode & 0o077:
-            warnings.append(f"{path} can be read by other users; run: chmod 600 {path}")
-    except OSError as error:
-        raise ConfigError(f"cannot keep the application key in {path}: {error}") from None
-    return key
-
-
-def _read_key(path: Path) -> str | None:
-    # An empty file is one a concurrent start has just created without hard links (below).
-    for _ in range(100):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError:
-            text = "\0"
-        key = text.strip()
-        if key:
-            if _bad_character(key) is not None:
-                raise ConfigError(f"{path} does not hold a key; delete it to generate a new one")
-            return key
-        time.sleep(0.01)
-    raise ConfigError(f"{path} is empty; delete it to generate a new application key")
-
-
-def _create_key(path: Path) -> str | None:
-    """Write a new key where concurrent starts see all of it or nothing; None if another won."""
-    key = secrets.token_hex(16)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(key + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return None
-        except OSError:  # no hard links on this file system
-            return _create_exclusive(path, key)
-    finally:
-        os.unlink(temporary)
-    _sync_directory(path.parent)
-    return key
-
-
-def _create_exclusive(path: Path, key: str) -> str | None:
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return None
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(key + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    return key
-
-
-def _sync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

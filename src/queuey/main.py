@@ -6,40 +6,24 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sys
 
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
-from queuey.config import Settings, StorageSettings, load_settings, with_default_application
+from queuey.config import Settings, load_settings, with_default_application
 from queuey.core.clock import Clock, SystemClock
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
-from queuey.storage.base import Storage
-
-BACKENDS = ("sqlite", "memory", "cassandra")
-
-
-def make_storage(settings: StorageSettings) -> Storage:
-    if settings.backend == "memory":
-        from queuey.storage.memory import MemoryStorage
-
-        return MemoryStorage()
-    if settings.backend == "sqlite":
-        from queuey.storage.sqlite import SqliteStorage
-
-        return SqliteStorage(settings.path, durability=settings.durability)
-    if settings.backend == "cassandra" and settings.cassandra is not None:
-        from queuey.storage.cassandra import CassandraStorage
-
-        return CassandraStorage(settings.cassandra, settings.metadata_keyspace)
-    raise ValueError(f"storage back-end {settings.backend!r} is not available in this build")
+from queuey.storage import make_storage
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
+    storage = make_storage(settings.storage)
     service = QueueService(
-        make_storage(settings.storage),
+        storage,
         settings.application_keys.keys(),
         clock or SystemClock(),
         settings.limits,
+        Notifier(storage, poll_interval=POLL_INTERVAL),
     )
     return create_app(
         service,
@@ -66,9 +50,5 @@ def create_app_from_env() -> AsgiApp:
     settings, _ = with_default_application(load_settings(None, os.environ))
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     app = build_app(settings)
-    if "uvicorn" in sys.modules:  # a worker of `queuey serve --workers N`
-        from queuey.server import QueueyHttpProtocol
-
-        QueueyHttpProtocol.request_timeout = settings.limits.request_timeout
     tune_gc()
     return app

@@ -1,13 +1,13 @@
-"""Long polling: requests that wait for a queue to get a message.
+"""Change notification: "this queue changed", between requests and between processes.
 
-A waiter sleeps on a future of its queue. Writes made through this process wake the queue's
-waiters at once (:meth:`Notifier.wake`). Writes made by other processes sharing the store are
-noticed by one poller task per process, which runs only while someone waits: every
-``poll_interval`` seconds it asks the store for its data version, one cheap query whatever the
-number of waiters, and wakes every waiter when it changed. Waiters also wake by themselves at a
-time the caller gives (when a delayed message falls due or a lease ends). A woken waiter looks
-again; nothing is handed over, so a wake-up that finds nothing just waits on. While the store
-cannot answer, the poller wakes everyone at every tick, so their own queries report it.
+Every write made through this process reports the queue it changed (:meth:`Notifier.changed`).
+Whoever waits for a queue holds a :class:`Subscription` of it, which such a report wakes at
+once. Writes made by other processes sharing the store are noticed by one poller task per
+process, which runs only while someone is subscribed: every ``poll_interval`` seconds it asks the
+store for its data version, one cheap query whatever the number of subscribers, and wakes every
+subscription when it changed. A wake-up carries no data: the woken look again, and one that
+finds nothing just waits on. While the store cannot answer, the poller wakes everyone at every
+tick, so their own queries report it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from types import TracebackType
 
 from queuey.core.errors import StorageUnavailable
 from queuey.storage.base import Storage
@@ -23,57 +24,116 @@ log = logging.getLogger("queuey")
 
 Key = tuple[str, str]  # (application, queue name)
 
+# Seconds between two looks at a shared store's data version while someone waits: how soon a
+# waiting request hears of a write made by another process.
+POLL_INTERVAL = 0.05
+
+
+class Subscription:
+    """Interest in one queue's changes, from :meth:`Notifier.subscribe` until :meth:`close`.
+
+    A change reported while nobody waits is remembered, so :meth:`wait` returns at once for a
+    change that came between two waits (a stream reading, then waiting again, misses none)."""
+
+    __slots__ = ("_changed", "_future", "_notifier", "key")
+
+    def __init__(self, notifier: Notifier, key: Key) -> None:
+        self.key = key
+        self._notifier = notifier
+        self._changed = False
+        self._future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)  # the wait in progress returns
+        else:
+            self._changed = True  # the next wait returns at once
+
+    async def wait(self, timeout: float) -> None:
+        """Return when the queue (or the store) changed since the last wait, or after
+        ``timeout`` seconds."""
+        if self._changed:
+            self._changed = False
+            return
+        if timeout <= 0:
+            return
+        self._future = asyncio.get_running_loop().create_future()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._future, timeout)
+        finally:
+            self._future = None
+
+    def close(self) -> None:
+        self._notifier._unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
 
 class Notifier:
-    def __init__(self, storage: Storage, poll_interval: float = 0.05) -> None:
+    def __init__(self, storage: Storage, poll_interval: float) -> None:
+        """``poll_interval``: seconds between two looks at the store's data version while
+        someone is subscribed (only when the store is shared between processes)."""
         self._storage = storage
         self._poll_interval = poll_interval
-        self._waiters: dict[Key, set[asyncio.Future[None]]] = {}
+        self._subscriptions: dict[Key, set[Subscription]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._version: int | None = None
 
     @property
     def waiting(self) -> int:
-        """How many requests wait now."""
-        return sum(len(futures) for futures in self._waiters.values())
+        """How many subscriptions are open now."""
+        return sum(len(subscriptions) for subscriptions in self._subscriptions.values())
 
-    def wake(self, key: Key) -> None:
-        """Wake the requests waiting on one queue (after a write to it)."""
-        futures = self._waiters.pop(key, None)
-        if futures:
-            for future in futures:
-                if not future.done():
-                    future.set_result(None)
+    def changed(self, key: Key) -> None:
+        """Report a write to one queue: wakes its subscriptions."""
+        for subscription in self._subscriptions.get(key, ()):
+            subscription.wake()
 
-    def _wake_all(self) -> None:
-        for key in list(self._waiters):
-            self.wake(key)
-
-    async def wait(self, key: Key, timeout: float) -> None:
-        """Return when ``key`` is woken, the store changed, or after ``timeout`` seconds."""
-        if timeout <= 0:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, set()).add(future)
+    def subscribe(self, key: Key) -> Subscription:
+        subscription = Subscription(self, key)
+        self._subscriptions.setdefault(key, set()).add(subscription)
         if self._storage.shared and self._poller is None:
             self._poller = asyncio.create_task(self._poll())
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout)
-        finally:
-            futures = self._waiters.get(key)
-            if futures is not None:
-                futures.discard(future)
-                if not futures:
-                    del self._waiters[key]
+        return subscription
+
+    async def wait(self, key: Key, timeout: float) -> None:
+        """Return when ``key`` changed, the store changed, or after ``timeout`` seconds."""
+        if timeout <= 0:
+            return
+        with self.subscribe(key) as subscription:
+            await subscription.wait(timeout)
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        subscriptions = self._subscriptions.get(subscription.key)
+        if subscriptions is not None:
+            subscriptions.discard(subscription)
+            if not subscriptions:
+                del self._subscriptions[subscription.key]
+
+    def _wake_all(self) -> None:
+        for subscriptions in list(self._subscriptions.values()):
+            for subscription in subscriptions:
+                subscription.wake()
 
     async def _poll(self) -> None:
-        """Wake every waiter when another process changed the store; ends when none waits.
+        """Wake every subscription when another process changed the store; ends when there is
+        none.
 
         The first check has nothing to compare with, and a write may have committed between
         a waiter's last look and that check: so it wakes everyone, who look again once."""
         try:
-            while self._waiters:
+            while self._subscriptions:
                 try:
                     version = await self._storage.data_version()
                 except StorageUnavailable as error:

@@ -38,11 +38,10 @@ class QueueyHttpProtocol(HttpToolsProtocol):
     connection whose current request has been read for longer, instead of a timer armed and
     cancelled for every request."""
 
-    #: Seconds to receive a whole request; set from the settings before the server starts.
-    request_timeout: float = 60.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, request_timeout: float = 60.0, **kwargs: Any) -> None:
+        """``request_timeout``: seconds to receive a whole request."""
         super().__init__(*args, **kwargs)
+        self.request_timeout = request_timeout
         self._watch: asyncio.TimerHandle | None = None
         # When the request being read began (or the connection opened); None while no
         # request is being read (between requests, or while the application answers).

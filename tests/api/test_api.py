@@ -130,8 +130,8 @@ async def test_sweep_reclaims_expired_and_deleted_messages(api: Api) -> None:
     await api.post(doomed, "deleted with its queue")
     await api.http.simulate_delete(f"/v1/queuey/{doomed}", headers=AUTH)
     api.clock.advance(2)
-    assert await api.service.sweep_once(batch=2) >= 5  # memory frees deleted queues at once
-    assert await api.service.sweep_once(batch=2) == 0
+    assert await api.service.sweeper.sweep_once(batch=2) >= 5  # memory frees deleted queues at once
+    assert await api.service.sweeper.sweep_once(batch=2) == 0
 
 
 async def test_content_type_is_stored_and_returned(api: Api) -> None:

@@ -71,7 +71,7 @@ async def test_the_sweep_yields_to_requests_between_batches(api: Api) -> None:
     )
     await api.post(queue, "live")
     api.clock.advance(2)
-    sweep = asyncio.create_task(api.service.sweep_once(batch=5))
+    sweep = asyncio.create_task(api.service.sweeper.sweep_once(batch=5))
     await asyncio.sleep(0)
     assert [m["body"] for m in await api.read(queue)] == ["live"]
     assert not sweep.done()  # the read was answered while the sweep was still going

@@ -139,6 +139,21 @@ def send_until_answered(sock: socket.socket, chunk: bytes, most: int) -> tuple[i
     return sent, read_until_closed(sock, timeout=5)
 
 
+def test_worker_processes_apply_the_request_timeout_too(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path))
+    env = {"QUEUEY_QUEUEY_REQUEST_TIMEOUT": "1"}
+    server = start_server(tmp_path, ["--config", config, "--workers", "2"], env=env)
+    try:
+        started = time.monotonic()
+        with socket.create_connection((HOST, port_of(server))) as sock:
+            sock.sendall(b"GET /__lbheartbeat__ HTTP/1.1\r\nHost: x\r\n")  # never finished
+            answer = read_until_closed(sock, timeout=10)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert time.monotonic() - started < 5  # the setting's 1 s, not the default 60 s
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_a_body_over_the_limit_is_413_early_and_never_buffered(
     tmp_path: Path, declared: bool

@@ -5,43 +5,43 @@ from __future__ import annotations
 
 import falcon.asgi
 
-from queuey.api import render
+from queuey.api import requests, responses
+from queuey.api.resource import Resource
+from queuey.core.models import Caller
 
 Request = falcon.asgi.Request
 Response = falcon.asgi.Response
 
 
-class Claims(render.Resource):
-    async def on_post(self, req: Request, resp: Response, app: str, queue: str) -> None:
-        caller = self.caller(req)
-        params = await render.params(req, self.service.limits.max_message_bytes)
-        found = await self.service.claim(caller, app, queue, params)
-        render.ok(resp, render.claims(found))
-
-
-class Claim(render.Resource):
-    async def on_delete(
-        self, req: Request, resp: Response, app: str, queue: str, claim_ids: str
+class ClaimsResource(Resource):
+    async def on_post(
+        self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
-        caller = self.caller(req)
+        params = await requests.params(req, self.service.limits.max_message_bytes)
+        found = await self.service.claim(caller, app, queue, params)
+        responses.ok(resp, responses.claims(found))
+
+
+class ClaimResource(Resource):
+    async def on_delete(
+        self, req: Request, resp: Response, caller: Caller, app: str, queue: str, claim_ids: str
+    ) -> None:
         acked = await self.service.ack(caller, app, queue, claim_ids)
-        render.ok(resp, {"status": "ok", "acked": acked})
+        responses.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(
-        self, req: Request, resp: Response, app: str, queue: str, claim_ids: str
+        self, req: Request, resp: Response, caller: Caller, app: str, queue: str, claim_ids: str
     ) -> None:
-        caller = self.caller(req)
-        params = await render.params(req, self.service.limits.max_message_bytes)
+        params = await requests.params(req, self.service.limits.max_message_bytes)
         extended, until = await self.service.extend(caller, app, queue, claim_ids, params)
-        render.ok(
-            resp, {"status": "ok", "extended": extended, "claim_expires": render.epoch(until)}
-        )
+        responses.ok(resp, responses.extended(extended, until))
 
 
-class Stats(render.Resource):
-    async def on_get(self, req: Request, resp: Response, app: str, queue: str) -> None:
-        caller = self.caller(req)
-        queue_, counts = await self.service.stats(caller, app, queue)
-        render.ok(resp, render.stats(queue_, counts))
+class StatsResource(Resource):
+    async def on_get(
+        self, req: Request, resp: Response, caller: Caller, app: str, queue: str
+    ) -> None:
+        found, counts = await self.service.stats(caller, app, queue)
+        responses.ok(resp, responses.stats(found, counts))
 
     on_head = on_get

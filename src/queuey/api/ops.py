@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from queuey import __version__
-from queuey.api import render
+from queuey.api.responses import ok
 from queuey.service import QueueService
 
 Request = falcon.asgi.Request
@@ -20,7 +20,7 @@ class Heartbeat:
 
     async def on_get(self, req: Request, resp: Response) -> None:
         await self.service.heartbeat()
-        render.ok(resp, {"status": "ok"})
+        ok(resp, {"status": "ok"})
 
     on_head = on_get
 
@@ -29,7 +29,7 @@ class LbHeartbeat:
     """200 whenever the process answers HTTP at all."""
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        render.ok(resp, {"status": "ok"})
+        ok(resp, {"status": "ok"})
 
     on_head = on_get
 
@@ -39,7 +39,7 @@ class Version:
         self.service = service
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        render.ok(
+        ok(
             resp,
             {
                 "status": "ok",

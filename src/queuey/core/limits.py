@@ -21,3 +21,12 @@ class Limits:
     # Seconds a client has to send a whole request (head and body), from its first byte or,
     # on a new connection, from the connection's opening.
     request_timeout: int = 60
+
+
+# Fixed bounds of the work-queue parameters (api.md Part 2); not settings.
+MAX_CLAIM_TTL = 43_200
+MAX_CLAIM_LIMIT = 100
+MAX_WAIT = 20
+MAX_DEDUP_WINDOW = 86_400
+MAX_DELIVERIES = 1000
+MAX_DEDUP_ID = 256

@@ -2,6 +2,9 @@
 
 Every ``check_*`` function records a message under the field's key in an :class:`Errors`
 collector and returns None instead of raising, so one response can name every bad field.
+:class:`Errors`' typed getters wrap them for parsers: they return a value of the field's type
+whatever happens (a stand-in when the field is bad), and :meth:`Errors.raise_if_any` reports
+every bad field at once before any stand-in is used.
 """
 
 from __future__ import annotations
@@ -26,6 +29,28 @@ class Errors(dict[str, str]):
     def raise_if_any(self) -> None:
         if self:
             raise InvalidRequest(self)
+
+    def integer(
+        self, field: str, value: object, default: int, minimum: int, maximum: int | None = None
+    ) -> int:
+        """:func:`check_int` with a default; ``default`` stands in for a bad value."""
+        number = check_int(self, field, value, default, minimum, maximum)
+        return default if number is None else number
+
+    def required_integer(
+        self, field: str, value: object, minimum: int, maximum: int | None = None
+    ) -> int:
+        """:func:`check_int` of a field without a default; ``minimum`` stands in for a missing
+        or bad value."""
+        number = check_int(self, field, value, None, minimum, maximum)
+        return minimum if number is None else number
+
+    def choice(self, field: str, value: object, choices: Sequence[str], default: str) -> str:
+        """:func:`check_choice`; ``default`` stands in for a bad value."""
+        return check_choice(self, field, value, choices, default) or default
+
+    def boolean(self, field: str, value: object, default: bool) -> bool:
+        return check_bool(self, field, value, default)
 
 
 def check_int(

@@ -22,11 +22,15 @@ class Storage(Protocol):
         nodes: how many nodes serve the data; 1 means reads see every acknowledged write at
             once, so the API holds nothing back for a settle window.
         shared: True when several server processes can use the same store at once.
+        base_delay: seconds a store of several nodes adds to every settle window (the
+            original's Cassandra ``base_delay``), for replicas slower than the window; back-ends
+            that subclass this class get 0.
     """
 
     name: str
     nodes: int
     shared: bool
+    base_delay: int = 0
 
     async def open(self) -> None:
         """Connect and create the schema if needed. Called once before any other method."""

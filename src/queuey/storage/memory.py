@@ -20,6 +20,7 @@ from queuey.core.models import (
     QueueSettings,
     QueueStats,
 )
+from queuey.storage.base import Storage
 
 
 class _Partition:
@@ -73,7 +74,7 @@ class _Partition:
         return None if ticks is None else self.find((ticks, ref.id))
 
 
-class MemoryStorage:
+class MemoryStorage(Storage):
     name = "memory"
     nodes = 1
     shared = False

@@ -35,6 +35,7 @@ class SqliteStorage:
     name = "sqlite"
     nodes = 1
     shared = True
+    base_delay = 0
 
     def __init__(
         self,

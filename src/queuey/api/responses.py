@@ -1,30 +1,16 @@
-"""Response shapes and request-body helpers shared by the resources."""
+"""Response shapes: what each operation answers, as JSON."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl
 
 import falcon.asgi
 import orjson
 
-from queuey.api.auth import KeyRing
-from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
 from queuey.core.ids import timestamp_of
-from queuey.core.models import Caller, Claim, Message, Queue, QueueStats
-from queuey.service import Posted, QueueService, claim_id
-
-
-class Resource:
-    """A REST resource: the service to call and the keys that say who is calling."""
-
-    def __init__(self, service: QueueService, keys: KeyRing) -> None:
-        self.service = service
-        self.keys = keys
-
-    def caller(self, req: falcon.asgi.Request) -> Caller:
-        return self.keys.caller(req.auth)
+from queuey.core.models import Claim, Message, Queue, QueueStats
+from queuey.service import Posted, claim_id
 
 
 def ok(resp: falcon.asgi.Response, body: dict[str, Any], status: int = 200) -> None:
@@ -58,6 +44,23 @@ def posted(result: Posted) -> dict[str, Any]:
             if duplicate:
                 entry["duplicate"] = True
     return {"status": "ok", "messages": entries}
+
+
+def queue_list(
+    queues: Sequence[str] | Sequence[Queue], counts: Sequence[int] | None
+) -> dict[str, Any]:
+    """A listing: names, or queues' details, with their counts when asked."""
+    entries: list[dict[str, object]] = [
+        {"queue_name": q} if isinstance(q, str) else queue_details(q) for q in queues
+    ]
+    if counts is not None:
+        for entry, count in zip(entries, counts, strict=True):
+            entry["count"] = count
+    return {"status": "ok", "queues": entries}
+
+
+def extended(claim_ids: list[str], until_ms: int) -> dict[str, Any]:
+    return {"status": "ok", "extended": claim_ids, "claim_expires": epoch(until_ms)}
 
 
 def epoch(ms: int) -> str:
@@ -124,59 +127,3 @@ def queue_settings(queue: Queue) -> dict[str, Any]:
 
 def queue_details(queue: Queue) -> dict[str, Any]:
     return {**queue_settings(queue), "created": queue.created, "application": queue.app}
-
-
-def query(req: falcon.asgi.Request) -> dict[str, str]:
-    """Query parameters; a repeated parameter counts with its last value."""
-    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items()}
-
-
-async def read_body(req: falcon.asgi.Request, limit: int, field: str = "body") -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes without buffering it."""
-    length = req.content_length
-    if length is not None and length > limit:
-        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
-    body: bytes = await req.stream.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
-    return body
-
-
-def is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    return content_type.partition(";")[0].strip().lower() == "application/json"
-
-
-async def params(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
-    """The query string's parameters, then the body's (form-encoded or a JSON object)."""
-    merged: dict[str, object] = dict(query(req))
-    if req.content_length or req.get_header("Transfer-Encoding"):
-        merged.update(await form(req, limit))
-    return merged
-
-
-async def form(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
-    """Parameters of a POST/PUT on queues: form-encoded or a JSON object."""
-    content_type = (req.content_type or "").partition(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        params: dict[str, object] = {}
-        media = await req.get_media()
-        async for part in media:
-            params[part.name] = await part.get_text()
-        return params
-    body = await read_body(req, limit)
-    if content_type == "application/json":
-        if not body.strip():
-            return {}
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidParameter() from None
-        if not isinstance(parsed, dict):
-            raise InvalidParameter("The JSON body must be an object of parameters.")
-        return parsed
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise InvalidRequest({"body": "Form body is not valid UTF-8"}) from None

@@ -1,0 +1,67 @@
+"""Request parsing: query strings and bodies (raw, form-encoded, multipart or JSON), read with
+limits before anything reaches the service."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import falcon.asgi
+import orjson
+
+from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
+
+
+def query(req: falcon.asgi.Request) -> dict[str, str]:
+    """Query parameters; a repeated parameter counts with its last value."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items()}
+
+
+async def read_body(req: falcon.asgi.Request, limit: int, field: str = "body") -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes without buffering it."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
+    body: bytes = await req.stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
+    return body
+
+
+def is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+async def params(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
+    """The query string's parameters, then the body's (form-encoded or a JSON object)."""
+    merged: dict[str, object] = dict(query(req))
+    if req.content_length or req.get_header("Transfer-Encoding"):
+        merged.update(await form(req, limit))
+    return merged
+
+
+async def form(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
+    """Parameters of a POST/PUT on queues: form-encoded or a JSON object."""
+    content_type = (req.content_type or "").partition(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        params: dict[str, object] = {}
+        media = await req.get_media()
+        async for part in media:
+            params[part.name] = await part.get_text()
+        return params
+    body = await read_body(req, limit)
+    if content_type == "application/json":
+        if not body.strip():
+            return {}
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidParameter() from None
+        if not isinstance(parsed, dict):
+            raise InvalidParameter("The JSON body must be an object of parameters.")
+        return parsed
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise InvalidRequest({"body": "Form body is not valid UTF-8"}) from None

@@ -1,0 +1,266 @@
+"""QueueService: Queuey's use cases. Rights, validation, ids and TTLs are decided here; storage
+only stores. The HTTP layer hands in raw parameters and renders what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Collection, Mapping
+from typing import TypeVar
+
+from queuey.core.clock import Clock
+from queuey.core.errors import InvalidRequest, QueueNotFound
+from queuey.core.limits import Limits
+from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
+from queuey.notify import POLL_INTERVAL, Notifier
+from queuey.service import params as parse
+from queuey.service.claim_ids import all_current, parse_claim_ids
+from queuey.service.posts import MessageFactory, NewMessages
+from queuey.service.rights import Right, Rights
+from queuey.service.settle import settle_window_ms, settled
+from queuey.service.sweeper import Sweeper
+from queuey.service.waiting import LongPoll
+from queuey.storage.base import Storage
+
+T = TypeVar("T")
+
+# What a post returns: the messages (a duplicate's is the first one posted with its dedup id),
+# and which of them are duplicates (None when no message carried a dedup id).
+Posted = tuple[list[Message], list[bool] | None]
+
+
+class QueueService:
+    def __init__(
+        self,
+        storage: Storage,
+        applications: Collection[str],
+        clock: Clock,
+        limits: Limits | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        """``notifier`` carries "this queue changed" to waiting requests; the composition
+        root passes the process's one (by default: one polling every POLL_INTERVAL s)."""
+        self.storage = storage
+        self.limits = limits = limits or Limits()
+        self.notifier = notifier or Notifier(storage, POLL_INTERVAL)
+        self.sweeper = Sweeper(storage, clock)
+        self._clock = clock
+        self._rights = Rights(storage, applications, limits.max_name_length)
+        self._new = MessageFactory(limits, clock)
+        self._long_poll = LongPoll(storage, self.notifier, clock)
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def start(self, sweep_interval: float, sweep_batch: int) -> None:
+        await self.storage.open()
+        self.sweeper.start(sweep_interval, sweep_batch)
+
+    async def stop(self) -> None:
+        await self.notifier.stop()
+        await self.sweeper.stop()
+        await self.storage.close()
+
+    async def heartbeat(self) -> None:
+        await self.storage.ping()
+
+    async def _changing(self, queue: Queue, write: Awaitable[T]) -> T:
+        """Every write that may let a waiting request find something goes through here: once
+        it is done, the queue's subscribers hear of it."""
+        result = await write
+        self.notifier.changed((queue.app, queue.name))
+        return result
+
+    # --- queues ----------------------------------------------------------------------------
+
+    async def list_queues(
+        self, caller: Caller, app: str, params: Mapping[str, str]
+    ) -> tuple[list[str] | list[Queue], list[int] | None]:
+        """``app``'s queue names (``offset`` inclusive), or with ``details`` or
+        ``include_count`` its queues, and with ``include_count`` their live counts."""
+        self._rights.require_owner(caller, app)
+        asked = parse.list_params(params, self.limits)
+        if not (asked.details or asked.include_count):
+            return await self.storage.list_queue_names(app, asked.offset, asked.limit), None
+        queues = await self.storage.list_queues(app, asked.offset, asked.limit)
+        counts = None
+        if asked.include_count:
+            now_ms = self._now_ms()
+            counts = [await self.storage.count_messages(q, now_ms) for q in queues]
+        return queues, counts
+
+    async def create_queue(self, caller: Caller, app: str, params: Mapping[str, object]) -> Queue:
+        self._rights.require_owner(caller, app)
+        name, settings = parse.new_queue(params, self.limits)
+        await self._check_dead_letter_queue(app, name, settings)
+        return await self.storage.create_queue(app, name, settings, self._clock.time_ns() / 1e9)
+
+    async def update_queue(
+        self, caller: Caller, app: str, name: str, params: Mapping[str, object]
+    ) -> Queue:
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        settings = parse.queue_update(params, queue.settings, self.limits)
+        await self._check_dead_letter_queue(app, name, settings)
+        # e.g. resumed: waiting claims look again
+        return await self._changing(queue, self.storage.update_queue(app, name, settings))
+
+    async def _check_dead_letter_queue(self, app: str, name: str, settings: QueueSettings) -> None:
+        target = settings.dead_letter_queue
+        if target is None:
+            return
+        if target == name:
+            message = "A queue cannot be its own dead-letter queue"
+        elif await self.storage.get_queue(app, target) is None:
+            message = f"{target!r} is not a queue of application {app!r}"
+        else:
+            return
+        raise InvalidRequest({"dead_letter_queue": message})
+
+    async def delete_queue(self, caller: Caller, app: str, name: str) -> None:
+        await self._rights.queue(caller, app, name, Right.OWNER)
+        if not await self.storage.delete_queue(app, name):
+            raise QueueNotFound()
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def post_raw(
+        self,
+        caller: Caller,
+        app: str,
+        name: str,
+        body: bytes,
+        content_type: str | None,
+        ttl: str | None,
+        partition: str | None,
+        delay: str | None = None,
+        dedup_id: str | None = None,
+    ) -> Posted:
+        """Post one message whose body is the whole request body."""
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        new = self._new.raw(queue, body, content_type, ttl, partition, delay, dedup_id)
+        return await self._post(queue, new)
+
+    async def post_batch(self, caller: Caller, app: str, name: str, payload: object) -> Posted:
+        """Post a JSON batch (see :meth:`MessageFactory.batch`): the whole batch is validated
+        before anything is written."""
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        new = self._new.batch(queue, payload)
+        if not new.messages:
+            return [], None
+        return await self._post(queue, new)
+
+    async def _post(self, queue: Queue, new: NewMessages) -> Posted:
+        messages, dedup_ids = new.messages, new.dedup_ids
+        if dedup_ids is None or not queue.settings.dedup_window:
+            await self._changing(queue, self.storage.write_messages(queue, messages))
+            return messages, None
+        window_ms = queue.settings.dedup_window * 1000
+        firsts = await self._changing(
+            queue, self.storage.write_unique(queue, messages, dedup_ids, self._now_ms(), window_ms)
+        )
+        return (
+            [first or message for message, first in zip(messages, firsts, strict=True)],
+            [first is not None for first in firsts],
+        )
+
+    async def read_messages(
+        self, caller: Caller, app: str, name: str, params: Mapping[str, str]
+    ) -> list[Message]:
+        queue = await self._rights.queue(caller, app, name, Right.READ)
+        asked = parse.read_params(params, self.limits)
+        found, held = await self._read_settled(queue, asked)
+        if found or not asked.wait:
+            return found
+        deadline = self._long_poll.deadline(asked.wait)
+        # A message held back by the settle window is looked at again after a short pause.
+        while not found and await self._long_poll.wait(queue, deadline, 0.1 if held else None):
+            found, held = await self._read_settled(queue, asked)
+        return found
+
+    async def _read_settled(
+        self, queue: Queue, asked: parse.ReadParams
+    ) -> tuple[list[Message], bool]:
+        """A read without the messages still in the settle window; whether any was held."""
+        now_ms = self._now_ms()
+        found = await self.storage.read_messages(
+            queue, asked.partitions, asked.cursor, asked.descending, asked.limit, now_ms
+        )
+        shown = settled(found, settle_window_ms(self.storage, queue.settings.consistency), now_ms)
+        return shown, len(shown) < len(found)
+
+    async def get_messages(self, caller: Caller, app: str, name: str, ids: str) -> list[Message]:
+        queue = await self._rights.queue(caller, app, name, Right.READ)
+        pairs = parse.message_ids(ids, self.limits.max_partitions)
+        return await self.storage.get_messages(queue, pairs, self._now_ms())
+
+    async def delete_messages(self, caller: Caller, app: str, name: str, ids: str) -> None:
+        queue = await self._rights.queue(caller, app, name, Right.DELETE)
+        pairs = parse.message_ids(ids, self.limits.max_partitions)
+        await self.storage.delete_messages(queue, pairs)
+
+    async def put_messages(
+        self,
+        caller: Caller,
+        app: str,
+        name: str,
+        ids: str,
+        body: bytes,
+        content_type: str | None,
+        ttl: str | None,
+    ) -> None:
+        """Overwrite every listed message's body and restart its TTL, creating the ones that
+        do not exist with exactly that id (and so that timestamp)."""
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        pairs = parse.message_ids(ids, self.limits.max_partitions)
+        messages = self._new.overwrites(queue, pairs, body, content_type, ttl)
+        await self._changing(queue, self.storage.write_messages(queue, messages, replace=True))
+
+    # --- claims ----------------------------------------------------------------------------
+
+    async def claim(
+        self, caller: Caller, app: str, name: str, params: Mapping[str, object]
+    ) -> list[Claim]:
+        """Lease up to ``limit`` available messages, waiting up to ``wait`` s for one."""
+        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        asked = parse.claim_params(params, queue.settings.claim_ttl)
+        deadline = self._long_poll.deadline(asked.wait)
+        while True:
+            if not queue.settings.paused:
+                partitions = asked.partitions or range(1, queue.partitions + 1)
+                claims = await self.storage.claim_messages(
+                    queue, list(partitions), asked.limit, self._now_ms(), asked.ttl * 1000,
+                    remove=queue.settings.delivery == "at_most_once",
+                )  # fmt: skip
+                if claims:
+                    return claims
+            if not await self._long_poll.wait(queue, deadline):
+                return []
+            queue = await self.storage.get_queue(app, name) or queue  # paused or resumed?
+
+    async def ack(self, caller: Caller, app: str, name: str, claim_ids: str) -> list[str]:
+        """Acknowledge claims: their messages are deleted. Raises ClaimExpired (naming what
+        was acked and what failed) when any claim was not current."""
+        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        items, refs = parse_claim_ids(claim_ids)
+        if queue.settings.delivery == "at_most_once":
+            return items  # the messages left the queue when they were claimed
+        done = await self.storage.ack_messages(queue, refs, self._now_ms())
+        return all_current(items, done, "acked")
+
+    async def extend(
+        self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]
+    ) -> tuple[list[str], int]:
+        """Lease the claimed messages ``ttl`` more seconds from now (0 releases them); the
+        claims and when their leases end (epoch ms)."""
+        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        items, refs = parse_claim_ids(claim_ids)
+        ttl = parse.lease_ttl(params)
+        now_ms = self._now_ms()
+        extending = self.storage.extend_claims(queue, refs, now_ms, ttl * 1000)
+        # Only a release makes messages available to waiting claims.
+        done = await (self._changing(queue, extending) if ttl == 0 else extending)
+        return all_current(items, done, "extended"), now_ms + ttl * 1000
+
+    async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
+        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        return queue, await self.storage.queue_stats(queue, self._now_ms())
+
+    def _now_ms(self) -> int:
+        return self._clock.time_ns() // 1_000_000

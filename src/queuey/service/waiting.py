@@ -1,0 +1,38 @@
+"""Long polling: a read or claim that found nothing waits for something to change."""
+
+from __future__ import annotations
+
+import asyncio
+
+from queuey.core.clock import Clock
+from queuey.core.models import Queue
+from queuey.notify import Notifier
+from queuey.storage.base import Storage
+
+
+class LongPoll:
+    def __init__(self, storage: Storage, notifier: Notifier, clock: Clock) -> None:
+        self._storage = storage
+        self._notifier = notifier
+        self._clock = clock
+
+    @staticmethod
+    def deadline(wait: float) -> float:
+        """The event-loop time ``wait`` seconds from now."""
+        return asyncio.get_running_loop().time() + wait
+
+    async def wait(self, queue: Queue, deadline: float, cap: float | None = None) -> bool:
+        """Wait until something may have changed for ``queue``: a write through this process
+        or another, a delayed message falling due or a lease ending (or ``cap`` seconds).
+        False when ``deadline`` (event-loop time) has passed."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        if cap is not None:
+            remaining = min(remaining, cap)
+        now_ms = self._clock.time_ns() // 1_000_000
+        next_ms = await self._storage.next_change_ms(queue, now_ms)
+        if next_ms is not None:
+            remaining = min(remaining, (next_ms - now_ms) / 1000 + 0.001)
+        await self._notifier.wait((queue.app, queue.name), remaining)
+        return True
