@@ -12,6 +12,7 @@ the test node, so a truncation costs milliseconds).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import os
@@ -22,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from queuey.config import CassandraSettings
 from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra.settings import CassandraSettings
 
 # Named after this checkout, so test runs of two checkouts can share one node.
 _CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
@@ -114,10 +115,13 @@ class FreshCassandraStorage(CassandraStorage):
     def __init__(self) -> None:
         super().__init__(settings(), METADATA_KEYSPACE)
 
-    def _connect(self) -> None:
-        super()._connect()
+    async def open(self) -> None:
+        await super().open()
+        await asyncio.to_thread(self._truncate)
+
+    def _truncate(self) -> None:
         for table in TABLES:
-            self._session.execute(f"TRUNCATE {table}", timeout=60)
+            self.session.driver.execute(f"TRUNCATE {table}", timeout=60)
 
 
 async def fresh_store() -> AsyncIterator[CassandraStorage]:
@@ -130,4 +134,4 @@ async def fresh_store() -> AsyncIterator[CassandraStorage]:
 
 def cql(store: CassandraStorage, statement: str, *params: Any) -> list[tuple[Any, ...]]:
     """Run a statement on the store's session (%s placeholders), for looking at the tables."""
-    return list(store._session.execute(statement, params))
+    return list(store.session.driver.execute(statement, params))

@@ -20,8 +20,10 @@ from queuey.core.errors import StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Caller, Claim, ClaimRef, Message, Queue, QueueSettings
 from queuey.service import QueueService
-from queuey.storage import cassandra as module
-from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra import CassandraStorage, dedup, floors
+from queuey.storage.cassandra.deadletters import Move
+from queuey.storage.cassandra.schema import CLAIM_COLUMNS
+from queuey.storage.cassandra.session import unavailable
 from queuey.storage.keys import sfx_of
 from tests import cassandra as node
 
@@ -78,6 +80,13 @@ def row_of(store: CassandraStorage, queue: Queue, message: Message, columns: str
     return rows[0] if rows else None
 
 
+def position(store: CassandraStorage, queue: Queue) -> tuple[int, int] | None:
+    """Where this process's claims of the queue's partition 1 start."""
+    floor = store.floors.floor(queue.qid, 1)
+    assert floor is not None
+    return floor.position
+
+
 async def work_queue(store: CassandraStorage, name: str = "work", **settings: Any) -> Queue:
     return await store.create_queue(APP, name, QueueSettings(**settings), 1.0)
 
@@ -118,20 +127,21 @@ async def test_the_queue_settings_of_work_queues_are_stored(store: CassandraStor
 
 async def test_tables_of_the_earlier_schema_get_the_new_columns(store: CassandraStorage) -> None:
     prefix = f"{node.PREFIX}_v1"
+    session = store.session.driver
     for keyspace in (f"{prefix}_messages", f"{prefix}_metadata"):
-        store._session.execute(
+        session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication ="
             " {'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
     for table in ("messages.messages", "metadata.queues"):
-        store._session.execute(f"DROP TABLE IF EXISTS {prefix}_{table}", timeout=60)
-    store._session.execute(
+        session.execute(f"DROP TABLE IF EXISTS {prefix}_{table}", timeout=60)
+    session.execute(
         f"CREATE TABLE {prefix}_metadata.queues (app text, name text, qid bigint,"
         " partitions int, type text, consistency text, principles frozen<list<text>>,"
         " created double, PRIMARY KEY ((app, name)))",
         timeout=60,
     )
-    store._session.execute(
+    session.execute(
         f"CREATE TABLE {prefix}_messages.messages (qid bigint, bucket bigint, part int,"
         " ticks bigint, sfx bigint, expires bigint, ctype text, body text, mark uuid static,"
         " PRIMARY KEY ((qid, bucket), part, ticks, sfx))",
@@ -226,18 +236,19 @@ async def exhausted_message(
     await store.write_messages(queue, [message])
     await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
     clock.advance(LEASE_MS / 1000)
-    row = row_of(store, queue, message, module._CLAIM_COLUMNS)
+    row = row_of(store, queue, message, CLAIM_COLUMNS)
     return queue, dlq, message, row
 
 
 async def win_move(
     store: CassandraStorage, queue: Queue, message: Message, row: tuple[Any, ...], now: int
-) -> Any:
+) -> Move:
     """Do the first step of a dead-letter move (record it, win it), as a server that then
     stops."""
     bucket = message.ticks >> 32
-    [move] = await store._prepare_moves(queue, bucket, [row], now)
-    assert await store._cas(queue.qid, bucket, [store._move_op(move, now)], "QUORUM") == [True]
+    [move] = await store.dead_letters.prepare(queue, bucket, [row], now)
+    win = store.dead_letters.win_op(move, now)
+    assert await store.combiner.run(queue.qid, bucket, [win], "QUORUM") == [True]
     return move
 
 
@@ -272,9 +283,9 @@ async def test_a_move_cut_short_after_its_copy_does_not_copy_again(
         raise StorageUnavailable("the server stops")
 
     with monkeypatch.context() as patch:  # the copy and the count are made, then it stops
-        patch.setattr(store, "_cas", stop)
+        patch.setattr(store.combiner, "run", stop)
         with pytest.raises(StorageUnavailable):
-            await store._finish_move(move, "QUORUM")
+            await store.dead_letters.finish(move, "QUORUM")
     # Meanwhile the copy is claimed and acknowledged in the dead-letter queue.
     claims = await store.claim_messages(dlq, [1], 1, now_ms(clock), LEASE_MS, False)
     assert await store.ack_messages(dlq, refs(claims), now_ms(clock)) == [True]
@@ -294,10 +305,9 @@ async def test_a_move_that_lost_its_race_is_dropped_and_the_message_moved_once(
     stale = replace_row(row, ctok=12345)  # what a server saw before another claim
 
     bucket = message.ticks >> 32
-    [move] = await store._prepare_moves(queue, bucket, [stale], now_ms(clock))
-    assert await store._cas(queue.qid, bucket, [store._move_op(move, now_ms(clock))], "QUORUM") == [
-        False
-    ]
+    [move] = await store.dead_letters.prepare(queue, bucket, [stale], now_ms(clock))
+    win = store.dead_letters.win_op(move, now_ms(clock))
+    assert await store.combiner.run(queue.qid, bucket, [win], "QUORUM") == [False]
     clock.advance(61)
     # The sweep drops the pending move that lost, and moves the message (its lease ended).
     assert await store.sweep(now_ms(clock), 100) == 2
@@ -306,7 +316,7 @@ async def test_a_move_that_lost_its_race_is_dropped_and_the_message_moved_once(
 
 
 def replace_row(row: tuple[Any, ...], **changes: Any) -> tuple[Any, ...]:
-    names = [name.strip() for name in module._CLAIM_COLUMNS.split(",")]
+    names = [name.strip() for name in CLAIM_COLUMNS.split(",")]
     return tuple(changes.get(name, value) for name, value in zip(names, row, strict=True))
 
 
@@ -323,7 +333,7 @@ async def test_a_post_that_fails_gives_its_dedup_id_back(
         raise StorageUnavailable("the write fails")
 
     with monkeypatch.context() as patch:
-        patch.setattr(store, "write_messages", fail)
+        patch.setattr(store.messages, "write", fail)
         with pytest.raises(StorageUnavailable):
             await store.write_unique(queue, [first], ["k"], now_ms(clock), 60_000)
 
@@ -335,7 +345,7 @@ async def test_a_post_that_fails_gives_its_dedup_id_back(
 async def test_a_dedup_id_held_by_a_post_that_stopped_is_never_a_duplicate_of_nothing(
     store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(module, "DEDUP_TRIES", 3)
+    monkeypatch.setattr(dedup, "DEDUP_TRIES", 3)
     queue = await work_queue(store)
     lost, stopped, retry, later = messages(gen, clock, 4)
     until = now_ms(clock) + 300_000
@@ -373,7 +383,7 @@ async def test_a_claim_whose_transaction_timed_out_learns_from_the_next_attempt(
     queue = await work_queue(store)
     posted = messages(gen, clock, 2)
     await store.write_messages(queue, posted)
-    real = store._submit
+    real = store.session.submit
     timeouts: list[int] = []
 
     def submit(build: Any, what: str = "", named: bool = False) -> asyncio.Future[Any]:
@@ -385,12 +395,12 @@ async def test_a_claim_whose_transaction_timed_out_learns_from_the_next_attempt(
 
         def lose(done: asyncio.Future[Any]) -> None:
             cause = WriteTimeout("Operation timed out - received only 0 responses. CAS")
-            failed.set_exception(module._unavailable(cause))
+            failed.set_exception(unavailable(cause))
 
         future.add_done_callback(lose)
         return failed
 
-    monkeypatch.setattr(store, "_submit", submit)
+    monkeypatch.setattr(store.session, "submit", submit)
 
     claims = await store.claim_messages(queue, [1], 2, now_ms(clock), LEASE_MS, False)
 
@@ -408,7 +418,7 @@ async def test_claims_start_past_acknowledged_messages_in_every_process(
     gen: IdGenerator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(module, "FLOOR_REFRESH_S", 0.0)  # every claim reads and moves the floor
+    monkeypatch.setattr(floors, "FLOOR_REFRESH_S", 0.0)  # every claim reads and moves the floor
     queue = await work_queue(store)
     done = messages(gen, clock, 300)
     await store.write_messages(queue, done)
@@ -429,13 +439,13 @@ async def test_claims_start_past_acknowledged_messages_in_every_process(
     [another] = messages(gen, clock, 1)
     await store.write_messages(queue, [another])
     started: list[Any] = []
-    real = second._claim_walk
+    real = second.claims.walk
 
     async def walk(job: Any, starts: dict[int, Any]) -> None:
         started.append(starts[1])
         await real(job, starts)
 
-    monkeypatch.setattr(second, "_claim_walk", walk)
+    monkeypatch.setattr(second.claims, "walk", walk)
     [claim] = await second.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
     assert claim.message.id == another.id and started == [(ticks, sfx)]
 
@@ -443,7 +453,7 @@ async def test_claims_start_past_acknowledged_messages_in_every_process(
 async def test_a_floor_stops_at_claimed_messages_and_drops_below_messages_written_under_it(
     store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(module, "FLOOR_REFRESH_S", 0.0)
+    monkeypatch.setattr(floors, "FLOOR_REFRESH_S", 0.0)
     queue = await work_queue(store)
     held, *rest = messages(gen, clock, 5)
     await store.write_messages(queue, [held, *rest])
@@ -454,7 +464,7 @@ async def test_a_floor_stops_at_claimed_messages_and_drops_below_messages_writte
         assert await store.ack_messages(queue, refs([c]), now_ms(clock)) == [True]
     clock.advance(5)
     assert await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False) == []
-    assert store._floors[queue.qid, 1].position == (held.ticks, sfx_of(held.id))
+    assert position(store, queue) == (held.ticks, sfx_of(held.id))
 
     # An older id written by this process lowers the floor: it is claimed.
     old = replace(held, id=held.id[:16] + "8000000000000000", body="old")
@@ -470,7 +480,7 @@ async def test_a_put_below_the_floor_through_another_server_is_claimed(
     gen: IdGenerator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(module, "FLOOR_REFRESH_S", 0.0)
+    monkeypatch.setattr(floors, "FLOOR_REFRESH_S", 0.0)
     queue = await work_queue(store)
     first, later = messages(gen, clock, 2)
     await store.write_messages(queue, [first, later])
@@ -478,7 +488,7 @@ async def test_a_put_below_the_floor_through_another_server_is_claimed(
     await store.ack_messages(queue, refs([c]), now_ms(clock))
     clock.advance(5)
     await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
-    assert store._floors[queue.qid, 1].position == (later.ticks, sfx_of(later.id))
+    assert position(store, queue) == (later.ticks, sfx_of(later.id))
 
     below = replace(first, id=first.id[:16] + "8000000000000000", body="put")
     await second.write_messages(queue, [below], replace=True)
@@ -497,10 +507,9 @@ async def test_a_write_racing_the_first_floor_of_a_queue_is_not_passed_over(
     old = replace(message, id=uuid1_hex(ticks, "8000000000000000"), ticks=ticks)
     # A claim made its floor from a scan that found nothing, then the PUT landed: the PUT
     # leaves a floor at the bottom, so the claim's creation of the first floor fails.
-    floor = module._Floor(None, None, 0.0)
-    store._floors[queue.qid, 1] = floor
+    _, [(_, floor)] = await store.floors.refresh(queue.qid, [1], "QUORUM")
+    assert floor.position is None
     await store.write_messages(queue, [old], replace=True)
-    position = (message.ticks, 0)
-    assert await store._move_floor(queue.qid, 1, floor, position, "QUORUM") is False
+    assert await store.floors.move(queue.qid, 1, floor, (message.ticks, 0), "QUORUM") is False
     [claim] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
     assert claim.message.id == old.id
