@@ -106,11 +106,7 @@ class Dedup:
             if row["[applied]"] or (row["part"], row["ticks"], row["sfx"]) == key:
                 return None
             holder = message(row["part"], row["ticks"], row["sfx"], "", "", 0)
-            stored = bool(row["stored"])
-            free = row["until"] <= now_ms
-            if not free and not stored:
-                stored = await self._messages.stored(queue, key_of(holder))
-                free = not stored and (row["since"] or 0) <= now_ms - DEDUP_STALE_MS
+            stored, free = await self._holder_state(queue, row, holder, now_ms)
             if free:
                 if await self._take_over(queue, dedup_id, row, first, now_ms, until):
                     return None
@@ -121,6 +117,18 @@ class Dedup:
         raise StorageUnavailable(
             "Back-end storage unavailable: another post with this dedup id is being stored."
         )
+
+    async def _holder_state(
+        self, queue: Queue, row: Named, holder: Message, now_ms: int
+    ) -> tuple[bool, bool]:
+        """Whether the message ``holder`` that has a dedup row is stored, and whether the row
+        is free: its window ended, or its post stored nothing for DEDUP_STALE_MS."""
+        stored = bool(row["stored"])
+        free = row["until"] <= now_ms
+        if not free and not stored:
+            stored = await self._messages.stored(queue, key_of(holder))
+            free = not stored and (row["since"] or 0) <= now_ms - DEDUP_STALE_MS
+        return stored, free
 
     async def _take_over(
         self, queue: Queue, dedup_id: str, row: Named, first: Message, now_ms: int, until: int

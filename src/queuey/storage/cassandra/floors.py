@@ -191,14 +191,8 @@ class Floors:
             lowest = (bucket << 32, SFX_MIN)
             if position is None or position < lowest:
                 position = lowest
-            rows = await session.execute(
-                "f_scan", (qid, bucket, part, *position, FLOOR_SCAN), level
-            )
-            for ticks, sfx, expires, ctok in rows:
-                if expires is not None and expires > now_ms and (ctok or 0) >= 0:
-                    return (ticks, sfx)
-                position = (ticks, sfx)  # expired, or being dead-lettered
-            if len(rows) == FLOOR_SCAN:
+            position, final = await self._scan(qid, bucket, part, position, now_ms, level)
+            if final:
                 return position
             end = ((bucket + 1) << 32, SFX_MIN)
             if end > margin:
@@ -207,6 +201,19 @@ class Floors:
         if len(buckets) == FLOOR_BUCKETS and position is not None:
             return position
         return margin
+
+    async def _scan(
+        self, qid: int, bucket: int, part: int, position: Position, now_ms: int, level: str
+    ) -> tuple[Position, bool]:
+        """Scan ``part`` of one bucket from ``position``: the first row that is or may become
+        available (True), else how far the scan got (True if it read a full page)."""
+        params = (qid, bucket, part, *position, FLOOR_SCAN)
+        rows = await self._session.execute("f_scan", params, level)
+        for ticks, sfx, expires, ctok in rows:
+            if expires is not None and expires > now_ms and (ctok or 0) >= 0:
+                return (ticks, sfx), True
+            position = (ticks, sfx)  # expired, or being dead-lettered
+        return position, len(rows) == FLOOR_SCAN
 
 
 def _lowest(keys: Iterable[Key]) -> dict[int, Position]:
