@@ -23,11 +23,11 @@ import statistics
 import time
 from typing import Any
 
-from queuey.config import CassandraSettings
 from queuey.core.clock import SystemClock
 from queuey.core.ids import IdGenerator
 from queuey.core.models import Claim, ClaimRef, Message, Queue, QueueSettings
 from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra.settings import CassandraSettings
 
 LEASE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -78,13 +78,13 @@ def ms(seconds: float) -> str:
 async def empty(store: CassandraStorage) -> None:
     tables = ("queues", "queue_names", "dead_queues")
     for table in tables:
-        store._session.execute(f"TRUNCATE {store._meta}.{table}", timeout=120)
-    rows = store._session.execute(
+        store.session.driver.execute(f"TRUNCATE {store.session.meta}.{table}", timeout=120)
+    rows = store.session.driver.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
         (store.settings.keyspace,),
     )
     for (table,) in rows:
-        store._session.execute(f"TRUNCATE {store._msgs}.{table}", timeout=120)
+        store.session.driver.execute(f"TRUNCATE {store.session.msgs}.{table}", timeout=120)
 
 
 async def latency(bench: Bench, store: CassandraStorage, size: int, cycles: int) -> str:
@@ -132,12 +132,12 @@ async def throughput(bench: Bench, store: CassandraStorage, workers: int, second
 async def traced_claim(store: CassandraStorage, queue: Queue, now: int) -> tuple[float, int]:
     """A claim's duration, and the tombstones Cassandra reports for the claim's reads."""
     # Where the claim starts: this process's floor, else the queue's (None: the first bucket).
-    floor = store._floors.get((queue.qid, 1))
+    floor = store.floors.floor(queue.qid, 1)
     start = None if floor is None else floor.position
     if floor is None:
         rows = list(
-            store._session.execute(
-                f"SELECT ticks, sfx FROM {store._msgs}.floors WHERE qid = %s AND part = 1",
+            store.session.driver.execute(
+                f"SELECT ticks, sfx FROM {store.session.msgs}.floors WHERE qid = %s AND part = 1",
                 (queue.qid,),
             )
         )
@@ -153,8 +153,8 @@ async def traced_claim(store: CassandraStorage, queue: Queue, now: int) -> tuple
     if start is not None and start[0] >> 32 == bucket:
         where += " AND (ticks, sfx) >= (%s, %s)"
         params += list(start)
-    result = store._session.execute(
-        f"SELECT ticks FROM {store._msgs}.messages WHERE {where} LIMIT 1", params, trace=True
+    result = store.session.driver.execute(
+        f"SELECT ticks FROM {store.session.msgs}.messages WHERE {where} LIMIT 1", params, trace=True
     )
     trace = result.get_query_trace(max_wait_sec=10)
     tombstones = 0
@@ -191,7 +191,8 @@ async def acked_before(bench: Bench, store: CassandraStorage, count: int) -> str
     finally:
         await fresh_store.close()
     await store.write_messages(queue, bench.messages(1))
-    store._session.execute(f"DELETE FROM {store._msgs}.floors WHERE qid = %s", (queue.qid,))
+    floors = f"{store.session.msgs}.floors"
+    store.session.driver.execute(f"DELETE FROM {floors} WHERE qid = %s", (queue.qid,))
     bare_store = await bench.store()
     try:
         bare, bare_tombstones = await traced_claim(bare_store, queue, bench.now())

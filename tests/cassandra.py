@@ -12,6 +12,7 @@ the test node, so a truncation costs milliseconds).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import os
@@ -22,8 +23,12 @@ from typing import Any
 
 import pytest
 
-from queuey.config import CassandraSettings
+from queuey.core.clock import FakeClock
+from queuey.core.ids import IdGenerator
+from queuey.core.models import Claim, ClaimRef, Message, Queue, QueueSettings
 from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra.settings import CassandraSettings
+from queuey.storage.keys import sfx_of
 
 # Named after this checkout, so test runs of two checkouts can share one node.
 _CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
@@ -114,10 +119,13 @@ class FreshCassandraStorage(CassandraStorage):
     def __init__(self) -> None:
         super().__init__(settings(), METADATA_KEYSPACE)
 
-    def _connect(self) -> None:
-        super()._connect()
+    async def open(self) -> None:
+        await super().open()
+        await asyncio.to_thread(self._truncate)
+
+    def _truncate(self) -> None:
         for table in TABLES:
-            self._session.execute(f"TRUNCATE {table}", timeout=60)
+            self.session.driver.execute(f"TRUNCATE {table}", timeout=60)
 
 
 async def fresh_store() -> AsyncIterator[CassandraStorage]:
@@ -130,4 +138,59 @@ async def fresh_store() -> AsyncIterator[CassandraStorage]:
 
 def cql(store: CassandraStorage, statement: str, *params: Any) -> list[tuple[Any, ...]]:
     """Run a statement on the store's session (%s placeholders), for looking at the tables."""
-    return list(store._session.execute(statement, params))
+    return list(store.session.driver.execute(statement, params))
+
+
+async def second_store() -> AsyncIterator[CassandraStorage]:
+    """Another server's store on the same keyspaces, opened after the test's store emptied
+    them (a fixture's body)."""
+    other = CassandraStorage(settings(), METADATA_KEYSPACE)
+    await other.open()
+    yield other
+    await other.close()
+
+
+def ids(clock: FakeClock) -> IdGenerator:
+    """Message ids on the test's clock (a fixture's body)."""
+    return IdGenerator(clock)
+
+
+# Work queues on the store: what the tests of claims, dead letters, dedup and floors share.
+
+APP = "app"
+HOUR_MS = 3_600_000
+LEASE_MS = 30_000
+
+
+def now_ms(clock: FakeClock) -> int:
+    return clock.time_ns() // 1_000_000
+
+
+def messages(gen: IdGenerator, clock: FakeClock, count: int, partition: int = 1) -> list[Message]:
+    """``count`` messages of one partition, an hour to live."""
+    out = []
+    for i in range(count):
+        message_id, ticks = gen.next()
+        out.append(
+            Message(message_id, ticks, partition, f"m{i}", "text/plain", now_ms(clock) + HOUR_MS)
+        )
+    return out
+
+
+def refs(claims: list[Claim]) -> list[ClaimRef]:
+    return [ClaimRef(c.message.partition, c.message.id, c.token) for c in claims]
+
+
+def row_of(store: CassandraStorage, queue: Queue, message: Message, columns: str) -> Any:
+    """``columns`` of the message's row (None: no row)."""
+    rows = cql(
+        store,
+        f"SELECT {columns} FROM {KEYSPACE}.messages"
+        " WHERE qid = %s AND bucket = %s AND part = %s AND ticks = %s AND sfx = %s",
+        queue.qid, message.ticks >> 32, message.partition, message.ticks, sfx_of(message.id),
+    )  # fmt: skip
+    return rows[0] if rows else None
+
+
+async def work_queue(store: CassandraStorage, name: str = "work", **changes: Any) -> Queue:
+    return await store.create_queue(APP, name, QueueSettings(**changes), 1.0)

@@ -48,6 +48,7 @@ from queuey.application_key import KeyFileError, bad_character, new_key, stored_
 from queuey.core.limits import Limits
 from queuey.original_config import is_original_section, original_sections_warning
 from queuey.storage import ALIASES, BACKENDS, backend_named
+from queuey.storage.cassandra.settings import CassandraSettings
 
 __all__ = [
     "CassandraSettings",
@@ -86,23 +87,6 @@ _FALSE = ("false", "no", "off", "0")
 
 class ConfigError(Exception):
     """The settings cannot be used; the message names the setting, its value and what is allowed."""
-
-
-@dataclass(frozen=True, slots=True)
-class CassandraSettings:
-    hosts: tuple[tuple[str, int], ...] = (("localhost", CASSANDRA_PORT),)
-    username: str | None = None
-    password: str | None = None
-    keyspace: str = "MessageStore"
-    multi_dc: bool = False
-    create_schema: bool = True
-    base_delay: int = 0
-    replication_factor: int = 1
-    # Per data centre factors (NetworkTopologyStrategy); empty: replication_factor alone.
-    replication: tuple[tuple[str, int], ...] = ()
-    local_dc: str | None = None
-    connect_timeout: float = 5.0
-    request_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,20 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from queuey.config import CassandraSettings, ConfigError, load_settings
+from queuey.config import ConfigError, load_settings
 from queuey.core.clock import FakeClock
 from queuey.core.errors import QueueExists, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
-from queuey.storage.cassandra import (
-    BUCKET_PAGE,
-    INDEX_PAGE,
-    MIN_TTL,
-    CassandraStorage,
-    _replication,
-    index_ttl,
-    message_ttl,
-)
+from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra.messages import BUCKET_PAGE
+from queuey.storage.cassandra.rows import MIN_TTL, index_ttl, message_ttl
+from queuey.storage.cassandra.schema import replication
+from queuey.storage.cassandra.settings import CassandraSettings
 from tests import cassandra as node
 
 APP = "app"
@@ -110,7 +106,7 @@ def test_queue_consistency_maps_to_read_and_write_levels(
 ) -> None:
     storage = CassandraStorage(CassandraSettings(multi_dc=multi_dc))
     queue = Queue(APP, "q", 1, 0.0, QueueSettings(consistency=consistency))
-    assert storage._levels_of(queue) == levels
+    assert storage.session.levels_of(queue) == levels
 
 
 async def test_messages_live_in_one_partition_per_time_bucket(
@@ -199,7 +195,7 @@ async def test_driver_failures_become_storage_unavailable(
     store: CassandraStorage, clock: FakeClock
 ) -> None:
     queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
-    profile = store._cluster.profile_manager.default
+    profile = store.session.cluster.profile_manager.default
     profile.request_timeout = 0.000001  # every request times out in the driver
     try:
         with pytest.raises(StorageUnavailable, match="OperationTimedOut"):
@@ -226,15 +222,15 @@ def test_replication_settings_choose_the_keyspace_strategy(tmp_path: Path) -> No
         assert cassandra is not None
         return cassandra
 
-    assert _replication(storage("replication_factor = 3\n")) == (
+    assert replication(storage("replication_factor = 3\n")) == (
         "{'class': 'SimpleStrategy', 'replication_factor': 3}"
     )
-    assert _replication(storage("replication_factor = 2\nlocal_dc = east\n")) == (
+    assert replication(storage("replication_factor = 2\nlocal_dc = east\n")) == (
         "{'class': 'NetworkTopologyStrategy', 'east': 2}"
     )
     per_dc = storage("replication = east:3, west:2\n")
     assert per_dc.replication == (("east", 3), ("west", 2))
-    assert _replication(per_dc) == "{'class': 'NetworkTopologyStrategy', 'east': 3, 'west': 2}"
+    assert replication(per_dc) == "{'class': 'NetworkTopologyStrategy', 'east': 3, 'west': 2}"
     with pytest.raises(ConfigError, match="must be dc:factor"):
         storage("replication = east\n")
 
@@ -245,7 +241,7 @@ async def test_the_sweep_pages_through_the_expiry_index_and_drops_past_hours(
     queue = await store.create_queue(APP, "q", QueueSettings(), 1.0)
     gen = IdGenerator(clock)
     dying = []
-    for i in range(INDEX_PAGE + 50):  # an index row each: every message expires at its own ms
+    for i in range(150):  # an index row each: every message expires at its own ms
         message_id, ticks = gen.next()
         dying.append(Message(message_id, ticks, 1, "x", "text/plain", now_ms(clock) + i))
     await store.write_messages(queue, dying)

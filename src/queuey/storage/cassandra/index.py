@@ -1,0 +1,98 @@
+"""The bookkeeping rows of a write: the queue's bucket registry, the expiry index the sweep
+reads (with its hour list) and the wake-up times of delayed messages and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from queuey.core.models import Queue
+from queuey.storage.cassandra.rows import ByBucket, Key, index_ttl, ticks_ms, ttl_until, unique
+from queuey.storage.cassandra.schema import HOUR_MS, INDEX_SHARDS
+from queuey.storage.cassandra.session import Session, Statements
+
+_REMEMBERED = 100_000  # bucket and hour rows this process remembers having written
+
+
+class ExpiryIndex:
+    """Writes the index rows of messages and leases. Each process writes a bucket's and an
+    hour's row once (it remembers the ones it wrote)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._buckets: set[tuple[int, int]] = set()  # (qid, bucket)
+        self._hours: set[tuple[int, int]] = set()  # (shard, hour)
+
+    def rows_of(self, qid: int, by_bucket: ByBucket) -> Statements:
+        """The bucket, expiry-index and wake-up rows of a write (bucket and hour rows only the
+        first time this process writes them)."""
+        shard = qid % INDEX_SHARDS
+        writes: Statements = [
+            ("b_insert", (qid, bucket))
+            for bucket in by_bucket
+            if (qid, bucket) not in self._buckets
+        ]
+        hours: set[int] = set()
+        dues: dict[int, int] = {}
+        for bucket, keys in by_bucket.items():
+            groups: dict[int, list[Key]] = {}
+            latest: dict[int, int] = {}
+            for key, message in keys.items():
+                groups.setdefault(message.expires_ms, []).append(key)
+                latest[message.expires_ms] = max(latest.get(message.expires_ms, 0), key[1])
+                if message.due_ms > 0:
+                    dues[message.due_ms] = min(dues.get(message.due_ms, key[1]), key[1])
+            for expires, group in groups.items():
+                hour = expires // HOUR_MS
+                hours.add(hour)
+                ttl = index_ttl(expires, latest[expires])
+                writes.append(
+                    ("x_insert", (shard, hour, expires, qid, bucket, unique(), group, ttl))
+                )
+        writes += [
+            ("h_insert", (shard, hour)) for hour in hours if (shard, hour) not in self._hours
+        ]
+        writes += [
+            ("w_insert", (qid, due, ttl_until(due, ticks_ms(ticks)))) for due, ticks in dues.items()
+        ]
+        return writes
+
+    def written(self, qid: int, by_bucket: ByBucket) -> None:
+        """The rows of :meth:`rows_of` were written: remember their bucket and hour rows."""
+        if len(self._buckets) > _REMEMBERED:
+            self._buckets.clear()
+        if len(self._hours) > _REMEMBERED:
+            self._hours.clear()
+        self._buckets.update((qid, bucket) for bucket in by_bucket)
+        shard = qid % INDEX_SHARDS
+        for keys in by_bucket.values():
+            self._hours.update((shard, m.expires_ms // HOUR_MS) for m in keys.values())
+
+    async def lease(
+        self,
+        queue: Queue,
+        token: int,
+        cexp: int,
+        leased: dict[int, list[tuple[Key, int]]],
+        now_ms: int,
+    ) -> None:
+        """Index the leases of one claim (``leased``: bucket -> (key, message expiry)): where
+        the sweep finds them when they end (rows of the expiry index with the claim's token, at
+        ``cexp``) and the queue's wake-up time."""
+        session = self._session
+        qid = queue.qid
+        level = session.levels_of(queue)[1]
+        shard, hour = qid % INDEX_SHARDS, cexp // HOUR_MS
+        wid = uuid.UUID(int=token)
+        writes = []
+        for bucket, items in leased.items():
+            keys = [key for key, _ in items]
+            ttl = ttl_until(max(expires for _, expires in items), now_ms)
+            params = (shard, hour, cexp, qid, bucket, wid, keys, token, queue.app, queue.name, ttl)
+            writes.append(session.execute("x_lease", params, level))
+        if (shard, hour) not in self._hours:
+            writes.append(session.execute("h_insert", (shard, hour), level))
+        if cexp > now_ms:
+            writes.append(session.execute("w_insert", (qid, cexp, ttl_until(cexp, now_ms)), level))
+        await asyncio.gather(*writes)
+        self._hours.add((shard, hour))

@@ -1,0 +1,347 @@
+"""Messages: writes (one batch with their bookkeeping rows), reads over a queue's time
+buckets, and the counts of a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from queuey.core.errors import QueueNotFound
+from queuey.core.models import Cursor, Message, Queue, QueueStats
+from queuey.storage.cassandra.floors import Floors
+from queuey.storage.cassandra.index import ExpiryIndex
+from queuey.storage.cassandra.queues import Queues
+from queuey.storage.cassandra.rows import (
+    ByBucket,
+    Key,
+    by_bucket,
+    keys_in_order,
+    message,
+    message_ttl,
+    unique,
+)
+from queuey.storage.cassandra.session import Session, Statements
+from queuey.storage.cassandra.version import DataVersion
+from queuey.storage.keys import cursor_position, sfx_of
+
+log = logging.getLogger("queuey.cassandra")
+
+BUCKET_PAGE = 32  # buckets asked for at once when a read walks a queue's buckets
+FLOOR_SLOW_S = 0.5  # a write that took longer lowers the claim floors below its messages
+_MARK_RETRIES = 4
+_TOP, _BOTTOM = (1 << 63) - 1, -(1 << 63)
+
+ClaimState = tuple[int, int, int]  # (dlv, ctok, cexp)
+Position = tuple[int, int, bool]  # (ticks, sfx, inclusive)
+
+
+class Messages:
+    def __init__(
+        self,
+        session: Session,
+        queues: Queues,
+        index: ExpiryIndex,
+        floors: Floors,
+        version: DataVersion,
+    ) -> None:
+        self._session = session
+        self._queues = queues
+        self._index = index
+        self._floors = floors
+        self._version = version
+
+    async def write(self, queue: Queue, messages: Sequence[Message], replace: bool) -> None:
+        """Write ``messages`` (all or nothing), their bucket, index and wake-up rows in one
+        batch; a message already stored stays (``replace``: is replaced, keeping its claim)."""
+        read_level, write_level = self._session.levels_of(queue)
+        qid = queue.qid
+        started = asyncio.get_running_loop().time()
+        wanted = _by_key(messages, replace)
+        checks = [
+            self._session.execute("m_keys", (qid, bucket, list(keys)), read_level)
+            for bucket, keys in wanted.items()
+        ]
+        alive, existing = await asyncio.gather(
+            self._queues.alive(queue, read_level), asyncio.gather(*checks)
+        )
+        if not alive:
+            raise QueueNotFound()
+        kept = _stored(wanted, existing, replace)
+        wanted = {bucket: keys for bucket, keys in wanted.items() if keys}
+        if not wanted:
+            return
+        statements = self._index.rows_of(qid, wanted) + insert_statements(qid, wanted, kept)
+        # One bucket is one Cassandra partition: there an unlogged batch is atomic and
+        # isolated (the registry, index and wake-up rows in the same request are bookkeeping
+        # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
+        # log makes the write all or nothing.
+        await self._session.batch(statements, write_level, logged=len(wanted) > 1)
+        self._index.written(qid, wanted)
+        self._version.changed()
+        # Messages that may land below a claim floor: replaced ones (a PUT can create one with
+        # an old id, or revive an expired one), those of a slow write, and any below this
+        # process's floors.
+        slow = asyncio.get_running_loop().time() - started > FLOOR_SLOW_S
+        keys = [key for keys in wanted.values() for key in keys]
+        await self._floors.lower(qid, keys, write_level, every=replace or slow)
+
+    async def read(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        cursor: Cursor | None,
+        descending: bool,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        parts = [p for p in partitions if 1 <= p <= queue.partitions]
+        if not parts or limit <= 0:
+            return []
+        level = self._session.levels_of(queue)[0]
+        reader = _Reader(self._session, queue.qid, parts, descending, limit, now_ms, level)
+        alive, found = await asyncio.gather(self._queues.alive(queue, level), reader.read(cursor))
+        if not alive:
+            return []
+        out: list[Message] = []
+        for part in parts:
+            out += found.get(part, [])
+        return out
+
+    async def get(self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int) -> list[Message]:
+        ordered = keys_in_order(ids)
+        wanted = by_bucket(ordered)
+        if not wanted:
+            return []
+        level = self._session.levels_of(queue)[0]
+        alive, replies = await asyncio.gather(
+            self._queues.alive(queue, level),
+            asyncio.gather(
+                *(
+                    self._session.execute("m_get", (queue.qid, bucket, keys), level)
+                    for bucket, keys in wanted.items()
+                )
+            ),
+        )
+        if not alive:
+            return []
+        found = _live(replies, now_ms)
+        return [found[key] for key in ordered if key in found]
+
+    async def delete(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
+        level = self._session.levels_of(queue)[1]
+        await asyncio.gather(
+            *(
+                self._session.batch(
+                    [("m_delete", (queue.qid, bucket, *key)) for key in keys], level, logged=False
+                )
+                for bucket, keys in by_bucket(keys_in_order(ids)).items()
+            )
+        )
+        self._version.changed()
+
+    async def stored(self, queue: Queue, key: Key) -> bool:
+        """Whether the message ``key`` is stored (live or not)."""
+        level = self._session.levels_of(queue)[0]
+        rows = await self._session.execute("m_keys", (queue.qid, key[1] >> 32, [key]), level)
+        return any(row[3] is not None for row in rows)
+
+    async def count(self, queue: Queue, now_ms: int) -> int:
+        session = self._session
+        level = session.levels_of(queue)[0]
+        alive, buckets = await asyncio.gather(
+            self._queues.alive(queue, level), session.execute("b_all", (queue.qid,), level)
+        )
+        if not alive:
+            return 0
+        counts = await asyncio.gather(
+            *(session.execute("m_count", (queue.qid, b, now_ms, now_ms), level) for (b,) in buckets)
+        )
+        return sum(rows[0][0] for rows in counts if rows)
+
+    async def stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        session = self._session
+        level = session.levels_of(queue)[0]
+        qid, now = queue.qid, now_ms
+        alive, buckets, dead = await asyncio.gather(
+            self._queues.alive(queue, level),
+            session.execute("b_all", (qid,), level),
+            session.execute("dl_count", (qid,), level),
+        )
+        dead_lettered = dead[0][0] if dead else 0
+        if not alive:
+            return QueueStats(0, 0, 0, dead_lettered, None, None)
+        queries = []
+        for (bucket,) in buckets:
+            queries += [
+                session.execute("s_available", (qid, bucket, now, now, now), level),
+                session.execute("s_claimed", (qid, bucket, now, now, now), level),
+                session.execute("s_delayed", (qid, bucket, now, now), level),
+            ]
+        replies = await asyncio.gather(*queries)
+        counts = [0, 0, 0]
+        lows: list[int] = []
+        highs: list[int] = []
+        for index, rows in enumerate(replies):
+            row = rows[0]
+            counts[index % 3] += row[0]
+            if index % 3 < 2 and row[1] is not None:
+                lows.append(row[1])
+                highs.append(row[2])
+        available, claimed, delayed = counts
+        return QueueStats(
+            available, claimed, delayed, dead_lettered, min(lows, default=None),
+            max(highs, default=None),
+        )  # fmt: skip
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        # Lease ends of claims acknowledged since are still listed: a waiter may wake for
+        # nothing, never too late.
+        level = self._session.levels_of(queue)[0]
+        rows = await self._session.execute("w_next", (queue.qid, now_ms), level)
+        return int(rows[0][0]) if rows else None
+
+
+def _by_key(messages: Sequence[Message], replace: bool) -> ByBucket:
+    """The messages of a write by bucket and key: within one call the last (``replace``) or
+    the first of one key wins."""
+    wanted: ByBucket = {}
+    for m in messages:
+        ticks = m.ticks
+        keys = wanted.setdefault(ticks >> 32, {})
+        key = (m.partition, ticks, sfx_of(m.id))
+        if replace or key not in keys:
+            keys[key] = m
+    return wanted
+
+
+def _stored(wanted: ByBucket, existing: list[list[Any]], replace: bool) -> dict[Key, ClaimState]:
+    """Leave out of ``wanted`` the messages already stored, or (``replace``) the claim state
+    that their replacements keep (a claim made between this read and the write is lost: the
+    message is delivered again)."""
+    kept: dict[Key, ClaimState] = {}
+    for bucket, rows in zip(wanted, existing, strict=False):
+        for part, ticks, sfx, expires, dlv, ctok, cexp in rows:
+            if expires is None:  # claim cells that outlived their message: no message
+                continue
+            if replace:
+                kept[part, ticks, sfx] = (dlv or 0, ctok or 0, cexp or 0)
+            else:
+                wanted[bucket].pop((part, ticks, sfx), None)
+    return kept
+
+
+def _live(replies: list[list[Any]], now_ms: int) -> dict[Key, Message]:
+    """The live (unexpired and due) messages among rows read by ``m_get``."""
+    found: dict[Key, Message] = {}
+    for rows in replies:
+        for part, ticks, sfx, body, ctype, expires, due, dlv in rows:
+            if expires is not None and expires > now_ms and (due or 0) <= now_ms:
+                found[part, ticks, sfx] = message(part, ticks, sfx, body, ctype, expires, due, dlv)
+    return found
+
+
+def insert_statements(qid: int, wanted: ByBucket, kept: dict[Key, ClaimState]) -> Statements:
+    """The INSERTs of messages; the claim columns are always written (0 for a new row, or as
+    ``kept``), so conditions and filters on them never meet null."""
+    statements: Statements = []
+    for bucket, keys in wanted.items():
+        parts = {part for part, _, _ in keys}
+        if len(parts) > 1:  # readers of several partitions notice this write
+            statements.append(("m_mark", (unique(), qid, bucket)))
+        for key, m in keys.items():
+            part, ticks, sfx = key
+            dlv, ctok, cexp = kept.get(key, (m.deliveries, 0, 0))
+            params = (
+                qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body,
+                m.due_ms, dlv, ctok, cexp, message_ttl(m.expires_ms, ticks),
+            )  # fmt: skip
+            statements.append(("m_insert", params))
+    return statements
+
+
+class _Reader:
+    """One read of several partitions of a queue, bucket after bucket from the cursor's."""
+
+    def __init__(
+        self,
+        session: Session,
+        qid: int,
+        parts: list[int],
+        descending: bool,
+        limit: int,
+        now_ms: int,
+        level: str,
+    ) -> None:
+        self._session = session
+        self._qid = qid
+        self._descending = descending
+        self._limit = limit
+        self._now_ms = now_ms
+        self._level = level
+        self.found: dict[int, list[Message]] = {part: [] for part in parts}
+
+    async def read(self, cursor: Cursor | None) -> dict[int, list[Message]]:
+        first: int | None = None
+        position: Position | None = None
+        if cursor is not None:
+            sfx, inclusive = cursor_position(cursor, self._descending)
+            first, position = cursor.ticks >> 32, (cursor.ticks, sfx, inclusive)
+        start = first if first is not None else (_TOP if self._descending else _BOTTOM)
+        key = "b_desc" if self._descending else "b_asc"
+        while True:
+            rows = await self._session.execute(key, (self._qid, start, BUCKET_PAGE), self._level)
+            buckets = [row[0] for row in rows]
+            if not await self._walk(buckets, first, position) or len(buckets) < BUCKET_PAGE:
+                return self.found
+            start = buckets[-1] - 1 if self._descending else buckets[-1] + 1
+
+    async def _walk(self, buckets: list[int], first: int | None, position: Position | None) -> bool:
+        """Read ``buckets`` in turn (from ``position`` in the cursor's bucket ``first``);
+        whether more messages are wanted."""
+        for bucket in buckets:
+            active = [part for part, got in self.found.items() if len(got) < self._limit]
+            if not active:
+                return False
+            replies = await self._bucket(bucket, active, position if bucket == first else None)
+            for part, messages in replies.items():
+                self.found[part] += messages
+        return True
+
+    async def _bucket(
+        self, bucket: int, parts: list[int], position: Position | None
+    ) -> dict[int, list[Message]]:
+        """The messages of ``parts`` in one bucket; with several parts, as of one moment with
+        respect to writes that span parts (the static ``mark`` is the same before and after)."""
+        several = len(parts) > 1
+        result: dict[int, list[Message]] = {}
+        for _ in range(_MARK_RETRIES):
+            before = await self._mark(bucket) if several else None
+            result = await self._slices(bucket, parts, position)
+            if not several or await self._mark(bucket) == before:
+                return result
+        log.debug("read of %d partitions kept racing writes; answering the last one", len(parts))
+        return result
+
+    async def _slices(
+        self, bucket: int, parts: list[int], position: Position | None
+    ) -> dict[int, list[Message]]:
+        kind = None if position is None else position[2]
+        key = f"r_{self._descending}_{kind}"
+        queries = []
+        for part in parts:
+            params: list[Any] = [self._qid, bucket, part]
+            if position is not None:
+                params += position[:2]
+            params += [self._now_ms, self._now_ms, self._limit - len(self.found[part])]
+            queries.append(self._session.execute(key, params, self._level))
+        replies = await asyncio.gather(*queries)
+        return {
+            part: [message(part, *row) for row in rows]
+            for part, rows in zip(parts, replies, strict=True)
+        }
+
+    async def _mark(self, bucket: int) -> object:
+        rows = await self._session.execute("m_mark_read", (self._qid, bucket), self._level)
+        return rows[0][0] if rows else None

@@ -1,0 +1,158 @@
+"""Queue metadata: the ``queues`` rows (created and changed by lightweight transactions) and
+the sharded ``queue_names`` listing."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import secrets
+import zlib
+from typing import Any
+
+from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
+from queuey.core.models import Queue, QueueSettings
+from queuey.storage.cassandra.rows import Row
+from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS
+from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
+from queuey.storage.cassandra.version import DataVersion
+
+_TRIES = 16  # conditional updates and deletes of a queue that keeps changing
+
+
+def name_shard(name: str) -> int:
+    return zlib.crc32(name.encode()) % NAME_SHARDS
+
+
+class Queues:
+    def __init__(self, session: Session, version: DataVersion) -> None:
+        self._session = session
+        self._version = version
+
+    async def create(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
+        session, level = self._session, self._session.meta_level
+        qid = secrets.randbits(63) or 1
+        params = (app, name, qid, now, *_settings_row(settings))
+        # The listing row goes with the transaction, not after it: a name of this app is then
+        # listed whenever its queue exists (at worst a failed creation leaves a listed name
+        # without a queue, which list_queues leaves out).
+        listed = session.execute("n_insert", (app, name_shard(name), name), level)
+        try:
+            rows, _ = await asyncio.gather(session.execute("q_create", params, level), listed)
+            applied = bool(rows and rows[0][0])
+        except StorageUnavailable as error:
+            if not is_cas_timeout(error):
+                raise
+            # The outcome is unknown: a serial read says whether this creation won.
+            found = await session.execute("q_get", (app, name), session.serial_level)
+            if not found:
+                raise
+            applied = found[0][0] == qid
+        if not applied:
+            raise QueueExists()
+        return Queue(app=app, name=name, qid=qid, created=now, settings=settings)
+
+    async def get(self, app: str, name: str) -> Queue | None:
+        session = self._session
+        try:
+            rows = await session.execute("q_get", (app, name), session.meta_level)
+        except StorageUnavailable as error:
+            if not too_few_replicas(error):
+                raise  # a timeout: the request has had its time
+            # No quorum alive: a weak queue may still be served by one replica.
+            rows = await session.execute("q_get", (app, name), "ONE")
+            if not rows or rows[0][4] != "weak":
+                raise
+        return _queue_of(app, name, rows[0]) if rows else None
+
+    async def update(self, app: str, name: str, settings: QueueSettings) -> Queue:
+        for _ in range(_TRIES):
+            current = await self.get(app, name)
+            if current is None:
+                raise QueueNotFound()
+            if settings.partitions < current.partitions:
+                raise InvalidUpdate()
+            params = (*_settings_row(settings), app, name, current.qid, settings.partitions)
+            rows = await self._session.execute("q_update", params, self._session.meta_level)
+            if rows and rows[0][0]:
+                return Queue(
+                    app=app, name=name, qid=current.qid, created=current.created,
+                    settings=settings,
+                )  # fmt: skip
+        raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
+
+    async def delete(self, app: str, name: str) -> bool:
+        session, level = self._session, self._session.meta_level
+        for _ in range(_TRIES):
+            current = await self.get(app, name)
+            if current is None:
+                return False
+            rows = await session.execute("q_delete", (app, name, current.qid), level)
+            if rows and rows[0][0]:
+                await asyncio.gather(
+                    session.execute("n_delete", (app, name_shard(name), name), level),
+                    session.execute("d_insert", (current.qid % DEAD_SHARDS, current.qid), level),
+                )
+                self._version.changed()
+                return True
+        raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
+
+    async def page(self, app: str, offset: str | None, limit: int) -> list[Queue]:
+        names = await self.page_names(app, offset, limit)
+        queues = await asyncio.gather(*(self.get(app, name) for name in names))
+        return [queue for queue in queues if queue is not None]
+
+    async def page_names(self, app: str, offset: str | None, limit: int) -> list[str]:
+        """A page of names is one slice per shard, merged in order: the same cost at any
+        offset, the price of an order that hash-spread shards do not keep by themselves."""
+        start = offset or ""
+        slices = await asyncio.gather(
+            *(
+                self._session.execute(
+                    "n_list", (app, shard, start, limit), self._session.meta_level
+                )
+                for shard in range(NAME_SHARDS)
+            )
+        )
+        merged = heapq.merge(*([row[0] for row in rows] for rows in slices))
+        return [name for name, _ in zip(merged, range(limit), strict=False)]
+
+    async def alive(self, queue: Queue, level: str) -> bool:
+        """Whether ``queue`` (this incarnation: its qid) still exists."""
+        return await self.current(queue, level) is not None
+
+    async def current(self, queue: Queue, level: str) -> Queue | None:
+        """``queue`` with its current settings, or None if this incarnation is gone."""
+        rows = await self._session.execute("q_get", (queue.app, queue.name), level)
+        if not rows or rows[0][0] != queue.qid:
+            return None
+        return _queue_of(queue.app, queue.name, rows[0])
+
+
+def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
+    return (
+        settings.partitions, settings.type, settings.consistency, list(settings.principles),
+        settings.delivery, settings.claim_ttl, settings.max_deliveries,
+        settings.dead_letter_queue, settings.delay, settings.dedup_window, settings.policy,
+        settings.paused,
+    )  # fmt: skip
+
+
+def _queue_of(app: str, name: str, row: Row) -> Queue:
+    qid, created, partitions, type_, consistency, principles, *rest = row
+    delivery, claim_ttl, max_deliveries, dlq, delay, dedup_window, policy, paused = rest
+    default = QueueSettings()
+    settings = QueueSettings(
+        partitions=partitions,
+        type=type_,
+        consistency=consistency,
+        principles=tuple(principles or ()),
+        delivery=delivery or default.delivery,
+        claim_ttl=default.claim_ttl if claim_ttl is None else claim_ttl,
+        max_deliveries=max_deliveries or 0,
+        dead_letter_queue=dlq,
+        delay=delay or 0,
+        dedup_window=default.dedup_window if dedup_window is None else dedup_window,
+        policy=policy or default.policy,
+        paused=bool(paused),
+    )
+    return Queue(app=app, name=name, qid=qid, created=created, settings=settings)

@@ -1,0 +1,251 @@
+"""The driver session: connecting, running prepared statements and batches from asyncio, and
+turning every driver failure into :class:`StorageUnavailable` (in :meth:`Session.submit` and
+:func:`unavailable` only).
+
+The driver's event loop (libev) runs in its own thread; ``execute_async`` callbacks resolve
+asyncio futures with ``call_soon_threadsafe``. Statements are prepared once at open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from queuey.core.errors import StorageUnavailable
+from queuey.core.models import Queue
+from queuey.storage.cassandra import schema
+from queuey.storage.cassandra.rows import Named, Row
+from queuey.storage.cassandra.settings import CassandraSettings
+
+_NAMED = "named"  # the execution profile whose rows are dicts (conditional statements)
+_LEVEL_NAMES = ("ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "SERIAL", "LOCAL_SERIAL")
+
+# Read CL, write CL for (consistency, multi_dc).
+_LEVELS = {
+    ("weak", False): ("ONE", "ONE"),
+    ("weak", True): ("ONE", "ONE"),
+    ("strong", False): ("QUORUM", "QUORUM"),
+    ("strong", True): ("LOCAL_QUORUM", "LOCAL_QUORUM"),
+    ("very_strong", False): ("QUORUM", "QUORUM"),
+    ("very_strong", True): ("EACH_QUORUM", "EACH_QUORUM"),
+}
+
+Statements = list[tuple[str, Sequence[Any]]]
+
+
+def queue_levels(queue: Queue, multi_dc: bool) -> tuple[str, str]:
+    """The read and write consistency levels of ``queue``'s messages."""
+    return _LEVELS.get((queue.settings.consistency, multi_dc), _LEVELS["strong", multi_dc])
+
+
+class Session:
+    """One connection to the cluster: prepared statements by key, run at a consistency level
+    given by name; every future fails with StorageUnavailable only."""
+
+    def __init__(self, settings: CassandraSettings, metadata_keyspace: str) -> None:
+        self.settings = settings
+        self.meta = f'"{metadata_keyspace}"'  # quoted keyspace names, for CQL
+        self.msgs = f'"{settings.keyspace}"'
+        self.nodes = 1
+        self.cluster: Any = None  # the driver's Cluster and Session, while open
+        self.driver: Any = None
+        self._prepared: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._levels: dict[str, Any] = {}
+        multi_dc = settings.multi_dc
+        self.meta_level = "LOCAL_QUORUM" if multi_dc else "QUORUM"
+        self.serial_level = "LOCAL_SERIAL" if multi_dc else "SERIAL"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise StorageUnavailable("Back-end storage unavailable: the store is not open.")
+        return self._loop
+
+    def levels_of(self, queue: Queue) -> tuple[str, str]:
+        return queue_levels(queue, self.settings.multi_dc)
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._connect)
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            await self.close()
+            raise unavailable(exc) from exc
+
+    def _connect(self) -> None:
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster
+        from cassandra.connection import DefaultEndPoint
+        from cassandra.io.libevreactor import LibevConnection
+        from cassandra.policies import ExponentialReconnectionPolicy
+        from cassandra.query import dict_factory, tuple_factory
+
+        from cassandra import ConsistencyLevel
+
+        settings = self.settings
+        auth = None
+        if settings.username is not None and settings.password is not None:
+            auth = PlainTextAuthProvider(username=settings.username, password=settings.password)
+        self.cluster = Cluster(
+            contact_points=[DefaultEndPoint(host, port) for host, port in settings.hosts],
+            connection_class=LibevConnection,
+            execution_profiles={
+                EXEC_PROFILE_DEFAULT: self._profile(tuple_factory),
+                _NAMED: self._profile(dict_factory),
+            },
+            auth_provider=auth,
+            connect_timeout=settings.connect_timeout,
+            control_connection_timeout=settings.connect_timeout,
+            max_schema_agreement_wait=30,
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+        )
+        driver = self.cluster.connect()
+        driver.default_fetch_size = None  # every query is bounded by LIMIT: no paging
+        self.driver = driver
+        if settings.create_schema:
+            schema.create(driver, settings, {"meta": self.meta, "msgs": self.msgs})
+        self._prepared = {
+            key: driver.prepare(cql) for key, cql in schema.statements(self.meta, self.msgs).items()
+        }
+        for key, prepared in self._prepared.items():
+            # Safe to send again to another node when one dies mid-request (the driver does
+            # not retry otherwise); lightweight transactions are not.
+            prepared.is_idempotent = key not in schema.NOT_IDEMPOTENT
+        self._levels = {name: getattr(ConsistencyLevel, name) for name in _LEVEL_NAMES}
+        self.nodes = max(1, len(self.cluster.metadata.all_hosts()))
+
+    def _profile(self, row_factory: Callable[..., Any]) -> Any:
+        from cassandra.cluster import ExecutionProfile
+        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+        from cassandra import ConsistencyLevel
+
+        settings = self.settings
+        return ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(
+                DCAwareRoundRobinPolicy(local_dc=settings.local_dc)
+            ),
+            request_timeout=settings.request_timeout,
+            row_factory=row_factory,
+            consistency_level=ConsistencyLevel.LOCAL_QUORUM
+            if settings.multi_dc
+            else ConsistencyLevel.QUORUM,
+            serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL
+            if settings.multi_dc
+            else ConsistencyLevel.SERIAL,
+        )
+
+    async def close(self) -> None:
+        cluster, self.cluster, self.driver = self.cluster, None, None
+        if cluster is not None:
+            await asyncio.to_thread(cluster.shutdown)
+
+    def execute(
+        self, key: str, params: Sequence[Any], level: str | None = None
+    ) -> asyncio.Future[list[Row]]:
+        """Run a prepared statement; the future's result is its rows (StorageUnavailable on
+        any failure)."""
+        return self.submit(lambda: self._bind(key, params, level), key)
+
+    def named(
+        self, key: str, params: Sequence[Any], level: str | None = None
+    ) -> asyncio.Future[list[Named]]:
+        """:meth:`execute` with rows as dicts (conditional statements answer with columns
+        that depend on the outcome)."""
+        return self.submit(lambda: self._bind(key, params, level), key, named=True)
+
+    def batch(self, statements: Statements, level: str, logged: bool) -> asyncio.Future[list[Row]]:
+        if len(statements) == 1:
+            key, params = statements[0]
+            return self.execute(key, params, level)
+        return self.submit(lambda: self.build_batch(statements, level, logged), "batch")
+
+    def build_batch(
+        self, statements: Statements, level: str, logged: bool, idempotent: bool = True
+    ) -> Any:
+        from cassandra.query import BatchStatement, BatchType
+
+        kind = BatchType.LOGGED if logged else BatchType.UNLOGGED
+        batch = BatchStatement(batch_type=kind, consistency_level=self._levels[level])
+        batch.is_idempotent = idempotent  # plain rows with fixed keys and values; not CAS
+        for key, params in statements:
+            batch.add(self._prepared[key], params)
+        return batch
+
+    def submit(
+        self, build: Callable[[], Any], what: str = "", named: bool = False
+    ) -> asyncio.Future[Any]:
+        """Send what ``build`` makes (a bound statement or a batch); its rows, or
+        StorageUnavailable."""
+        loop = self.loop
+        future: asyncio.Future[Any] = loop.create_future()
+        driver = self.driver
+        if driver is None:
+            future.set_exception(StorageUnavailable("Back-end storage unavailable: closed."))
+            return future
+        try:
+            if named:
+                response = driver.execute_async(build(), execution_profile=_NAMED)
+            else:
+                response = driver.execute_async(build())
+        except Exception as exc:  # a value the driver cannot encode, no connection...
+            future.set_exception(unavailable(exc, what))
+            return future
+
+        def done(rows: Any) -> None:
+            loop.call_soon_threadsafe(_resolve, future, list(rows or ()))
+
+        def failed(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_reject, future, exc, what)
+
+        response.add_callbacks(done, failed)
+        return future
+
+    def _bind(self, key: str, params: Sequence[Any], level: str | None) -> Any:
+        bound = self._prepared[key].bind(params)
+        if level is not None:
+            bound.consistency_level = self._levels[level]
+        return bound
+
+
+def unavailable(exc: BaseException, what: str = "") -> StorageUnavailable:
+    """``exc``, a driver failure, as the StorageUnavailable that reports it."""
+    during = f" ({what})" if what else ""
+    error = StorageUnavailable(f"Back-end storage unavailable{during}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _resolve(future: asyncio.Future[list[Any]], rows: list[Any]) -> None:
+    if not future.done():
+        future.set_result(rows)
+
+
+def _reject(future: asyncio.Future[list[Any]], exc: BaseException, what: str) -> None:
+    if not future.done():
+        future.set_exception(unavailable(exc, what))
+
+
+def too_few_replicas(error: StorageUnavailable) -> bool:
+    """Whether Cassandra refused the request at once because too few replicas are alive."""
+    from cassandra.cluster import NoHostAvailable
+
+    from cassandra import Unavailable
+
+    cause = error.__cause__
+    if isinstance(cause, NoHostAvailable) and cause.errors:
+        return all(isinstance(e, Unavailable) for e in cause.errors.values())
+    return isinstance(cause, Unavailable)
+
+
+def is_cas_timeout(error: StorageUnavailable) -> bool:
+    cause = error.__cause__
+    return type(cause).__name__ == "WriteTimeout" and "CAS" in str(cause)
+
+
+def unknown_outcome(error: StorageUnavailable) -> bool:
+    """Whether a failed conditional statement may have been applied all the same."""
+    return is_cas_timeout(error) or type(error.__cause__).__name__ == "OperationTimedOut"

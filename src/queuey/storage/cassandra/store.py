@@ -1,0 +1,155 @@
+"""CassandraStorage: the storage contract on Apache Cassandra 5 through the ``cassandra-driver``
+(native protocol v5), composed of one unit per concern. The data model, its consistency and its
+failure handling are described in ``docs/storage-cassandra.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
+from queuey.storage.cassandra.claims import Claims
+from queuey.storage.cassandra.combiner import Combiner
+from queuey.storage.cassandra.deadletters import DeadLetters
+from queuey.storage.cassandra.dedup import Dedup
+from queuey.storage.cassandra.floors import Floors
+from queuey.storage.cassandra.index import ExpiryIndex
+from queuey.storage.cassandra.messages import Messages
+from queuey.storage.cassandra.queues import Queues
+from queuey.storage.cassandra.session import Session
+from queuey.storage.cassandra.settings import CassandraSettings
+from queuey.storage.cassandra.sweep import Sweeper
+from queuey.storage.cassandra.version import DataVersion
+
+
+class CassandraStorage:
+    name = "cassandra"
+    shared = True
+
+    def __init__(self, settings: CassandraSettings, metadata_keyspace: str = "MetadataStore"):
+        self.settings = settings
+        self.base_delay = settings.base_delay
+        self.nodes = 1
+        self.session = Session(settings, metadata_keyspace)
+        self.version = DataVersion()
+        self.queues = Queues(self.session, self.version)
+        self.combiner = Combiner(self.session)
+        self.floors = Floors(self.session)
+        index = ExpiryIndex(self.session)
+        self.messages = Messages(self.session, self.queues, index, self.floors, self.version)
+        self.dedup = Dedup(self.session, self.queues, self.messages)
+        self.dead_letters = DeadLetters(
+            self.session, self.queues, self.combiner, index, self.floors, self.version
+        )
+        self.claims = Claims(
+            self.session, self.queues, self.floors, self.combiner, self.dead_letters, index,
+            self.version,
+        )  # fmt: skip
+        self.sweeper = Sweeper(self.session, self.queues, self.combiner, self.dead_letters)
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.session.open()
+        self.nodes = self.session.nodes
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def ping(self) -> None:
+        await self.session.execute("ping", (), "ONE")
+
+    # --- queues --------------------------------------------------------------------------------
+
+    async def create_queue(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
+        return await self.queues.create(app, name, settings, now)
+
+    async def get_queue(self, app: str, name: str) -> Queue | None:
+        return await self.queues.get(app, name)
+
+    async def update_queue(self, app: str, name: str, settings: QueueSettings) -> Queue:
+        return await self.queues.update(app, name, settings)
+
+    async def delete_queue(self, app: str, name: str) -> bool:
+        return await self.queues.delete(app, name)
+
+    async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
+        return await self.queues.page(app, offset, limit)
+
+    async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
+        return await self.queues.page_names(app, offset, limit)
+
+    # --- messages ------------------------------------------------------------------------------
+
+    async def count_messages(self, queue: Queue, now_ms: int) -> int:
+        return await self.messages.count(queue, now_ms)
+
+    async def write_messages(
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+    ) -> None:
+        await self.messages.write(queue, messages, replace)
+
+    async def read_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        cursor: Cursor | None,
+        descending: bool,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        return await self.messages.read(queue, partitions, cursor, descending, limit, now_ms)
+
+    async def get_messages(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[Message]:
+        return await self.messages.get(queue, ids, now_ms)
+
+    async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
+        await self.messages.delete(queue, ids)
+
+    async def write_unique(
+        self,
+        queue: Queue,
+        messages: Sequence[Message],
+        dedup_ids: Sequence[str | None],
+        now_ms: int,
+        window_ms: int,
+    ) -> list[Message | None]:
+        return await self.dedup.write_unique(queue, messages, dedup_ids, now_ms, window_ms)
+
+    # --- work queues ---------------------------------------------------------------------------
+
+    async def claim_messages(
+        self,
+        queue: Queue,
+        partitions: Sequence[int],
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        remove: bool,
+    ) -> list[Claim]:
+        return await self.claims.claim(queue, partitions, limit, now_ms, lease_ms, remove)
+
+    async def ack_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        return await self.claims.ack(queue, claims, now_ms)
+
+    async def extend_claims(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+    ) -> list[bool]:
+        return await self.claims.extend(queue, claims, now_ms, lease_ms)
+
+    async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        return await self.messages.stats(queue, now_ms)
+
+    async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
+        return await self.messages.next_change_ms(queue, now_ms)
+
+    async def data_version(self) -> int:
+        return self.version.current()
+
+    # --- sweep ---------------------------------------------------------------------------------
+
+    async def sweep(self, now_ms: int, limit: int) -> int:
+        return await self.sweeper.sweep(now_ms, limit)
