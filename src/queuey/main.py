@@ -22,8 +22,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         storage,
         settings.application_keys.keys(),
         clock or SystemClock(),
-        settings.limits,
         Notifier(storage, poll_interval=POLL_INTERVAL),
+        settings.limits,
     )
     return create_app(
         service,

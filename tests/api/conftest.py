@@ -15,6 +15,7 @@ import pytest
 from queuey.api.app import create_app
 from queuey.api.auth import KeyRing
 from queuey.core.clock import FakeClock
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
 from tests.conftest import BACKENDS, make_storage
 
@@ -63,7 +64,8 @@ class Api:
 @pytest.fixture(params=BACKENDS)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     clock = FakeClock()
-    service = QueueService(make_storage(request.param, tmp_path), KEYS.keys(), clock)
+    storage = make_storage(request.param, tmp_path)
+    service = QueueService(storage, KEYS.keys(), clock, Notifier(storage, POLL_INTERVAL))
     app = create_app(service, KeyRing(KEYS), sweep_interval=3600)
     async with falcon.testing.ASGIConductor(app) as conductor:
         yield Api(conductor, clock, service)

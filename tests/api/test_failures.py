@@ -13,6 +13,7 @@ from queuey.api.auth import KeyRing
 from queuey.core.clock import FakeClock
 from queuey.core.errors import StorageUnavailable
 from queuey.core.models import Message, Queue
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
 from queuey.storage.memory import MemoryStorage
 from tests.api.conftest import AUTH, KEYS, Api
@@ -38,7 +39,7 @@ class FaultyStorage(MemoryStorage):
 @pytest.fixture
 async def faulty() -> AsyncIterator[tuple[falcon.testing.ASGIConductor, FaultyStorage]]:
     storage = FaultyStorage()
-    service = QueueService(storage, KEYS.keys(), FakeClock())
+    service = QueueService(storage, KEYS.keys(), FakeClock(), Notifier(storage, POLL_INTERVAL))
     async with falcon.testing.ASGIConductor(create_app(service, KeyRing(KEYS))) as conductor:
         yield conductor, storage
 

@@ -13,6 +13,7 @@ from queuey.api.app import create_app
 from queuey.api.auth import KeyRing
 from queuey.api.openapi import document
 from queuey.core.clock import FakeClock
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
 from queuey.storage.memory import MemoryStorage
 from tests.api.conftest import KEYS, Api
@@ -24,7 +25,9 @@ METHODS = ("get", "head", "post", "put", "patch", "delete")
 def app_operations() -> set[tuple[str, str]]:
     """(path, method) of every responder the app's resources implement themselves (Falcon's
     own OPTIONS and 405 responders are left out)."""
-    app = create_app(QueueService(MemoryStorage(), KEYS.keys(), FakeClock()), KeyRing(KEYS))
+    storage = MemoryStorage()
+    service = QueueService(storage, KEYS.keys(), FakeClock(), Notifier(storage, POLL_INTERVAL))
+    app = create_app(service, KeyRing(KEYS))
     return {
         (route.path, method.method.lower())
         for route in inspect.inspect_routes(app)

@@ -10,6 +10,7 @@ import pytest
 from queuey.api.app import create_app
 from queuey.api.auth import KeyRing
 from queuey.core.clock import FakeClock
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService, settle_window_ms
 from queuey.storage.memory import MemoryStorage
 from tests.api.conftest import AUTH, KEYS, Api
@@ -25,7 +26,8 @@ class ThreeNodes(MemoryStorage):
 @pytest.fixture
 async def cluster_api() -> AsyncIterator[Api]:
     clock = FakeClock()
-    service = QueueService(ThreeNodes(), KEYS.keys(), clock)
+    storage = ThreeNodes()
+    service = QueueService(storage, KEYS.keys(), clock, Notifier(storage, POLL_INTERVAL))
     async with falcon.testing.ASGIConductor(create_app(service, KeyRing(KEYS))) as conductor:
         yield Api(conductor, clock, service)
 

@@ -15,6 +15,7 @@ import pytest
 from queuey.core.clock import FakeClock
 from queuey.core.ids import IdGenerator
 from queuey.core.models import Caller, Claim, QueueSettings
+from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
 from queuey.storage.cassandra import CassandraStorage
 from queuey.storage.cassandra.session import unavailable
@@ -131,7 +132,7 @@ async def test_a_waiting_claim_answers_soon_after_a_post_through_another_server(
     store: CassandraStorage, second: CassandraStorage, clock: FakeClock, gen: IdGenerator
 ) -> None:
     queue = await work_queue(store)
-    service = QueueService(store, [APP], clock)
+    service = QueueService(store, [APP], clock, Notifier(store, POLL_INTERVAL))
     latencies = []
     for _ in range(3):
         waiting = asyncio.create_task(service.claim(Caller(APP), APP, "work", {"wait": 5}))

@@ -10,7 +10,7 @@ from queuey.core.clock import Clock
 from queuey.core.errors import InvalidRequest, QueueNotFound
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
-from queuey.notify import POLL_INTERVAL, Notifier
+from queuey.notify import Notifier
 from queuey.service import params as parse
 from queuey.service.claim_ids import all_current, parse_claim_ids
 from queuey.service.posts import MessageFactory, NewMessages
@@ -33,14 +33,14 @@ class QueueService:
         storage: Storage,
         applications: Collection[str],
         clock: Clock,
+        notifier: Notifier,
         limits: Limits | None = None,
-        notifier: Notifier | None = None,
     ) -> None:
-        """``notifier`` carries "this queue changed" to waiting requests; the composition
-        root passes the process's one (by default: one polling every POLL_INTERVAL s)."""
+        """``notifier`` carries "this queue changed" to waiting requests: the composition
+        root builds the process's one."""
         self.storage = storage
         self.limits = limits = limits or Limits()
-        self.notifier = notifier or Notifier(storage, POLL_INTERVAL)
+        self.notifier = notifier
         self.sweeper = Sweeper(storage, clock)
         self._clock = clock
         self._rights = Rights(storage, applications, limits.max_name_length)
