@@ -86,14 +86,13 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn
 
     from queuey.main import build_app, tune_gc
-    from queuey.server import QueueyHttpProtocol
-
-    QueueyHttpProtocol.request_timeout = settings.limits.request_timeout
+    from queuey.server import configure
 
     options: dict[str, object] = {
         "host": host,
         "port": port,
-        "http": "queuey.server:QueueyHttpProtocol",  # httptools with a request deadline
+        # httptools with a request deadline and bounded request heads
+        "http": "queuey.server:QueueyHttpProtocol",
         "loop": _loop(),
         "lifespan": "on",
         "access_log": False,
@@ -105,6 +104,7 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     }
     if workers == 1:
         app = build_app(settings)
+        configure(settings.limits, app)
         tune_gc()
         uvicorn.run(app, **options)  # type: ignore[arg-type]
     else:

@@ -67,8 +67,8 @@ def create_app_from_env() -> AsgiApp:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     app = build_app(settings)
     if "uvicorn" in sys.modules:  # a worker of `queuey serve --workers N`
-        from queuey.server import QueueyHttpProtocol
+        from queuey.server import configure
 
-        QueueyHttpProtocol.request_timeout = settings.limits.request_timeout
+        configure(settings.limits, app)
     tune_gc()
     return app
