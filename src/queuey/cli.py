@@ -83,9 +83,13 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     options: dict[str, object] = {
         "host": host,
         "port": port,
-        # httptools with a request deadline (a partial pickles, so workers get it too)
+        # httptools with a request deadline and bounded request heads (a partial pickles, so
+        # workers get it too)
         "http": functools.partial(
-            QueueyHttpProtocol, request_timeout=settings.limits.request_timeout
+            QueueyHttpProtocol,
+            request_timeout=settings.limits.request_timeout,
+            max_header_bytes=settings.limits.max_header_bytes,
+            max_header_count=settings.limits.max_header_count,
         ),
         "loop": _loop(),
         "lifespan": "on",

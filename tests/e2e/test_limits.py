@@ -43,8 +43,9 @@ def port_of(server: Server) -> int:
 
 
 @contextlib.contextmanager
-def running(tmp_path: Path, **env: str) -> Iterator[Server]:
-    server = start_server(tmp_path, ["--config", str(write_config(tmp_path))], env=env)
+def running(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
+    """A server of ``write_config``'s settings, with ``args`` on its command line."""
+    server = start_server(tmp_path, ["--config", str(write_config(tmp_path)), *args], env=env)
     try:
         created = httpx.post(f"{server.url}/v1/queuey", headers=AUTH, data={"queue_name": "q"})
         assert created.status_code == 201

@@ -44,6 +44,11 @@ def status_of(error: errors.QueueyError) -> int:
     return 500
 
 
+def error_document(error_msg: dict[str, str], details: dict[str, object] | None = None) -> bytes:
+    """The JSON body of every error response."""
+    return orjson.dumps({"status": "error", "error_msg": error_msg, **(details or {})})
+
+
 def render_error(
     resp: falcon.asgi.Response,
     status: int,
@@ -52,7 +57,7 @@ def render_error(
 ) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps({"status": "error", "error_msg": error_msg, **(details or {})})
+    resp.data = error_document(error_msg, details)
     if status == 401:
         resp.set_header("WWW-Authenticate", "Application")
     elif status == 503:

@@ -8,7 +8,9 @@ from urllib.parse import parse_qsl
 import falcon.asgi
 import orjson
 
-from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
+from queuey.api import asgi
+from queuey.api.asgi import too_large
+from queuey.core.errors import InvalidParameter, InvalidRequest
 
 
 def query(req: falcon.asgi.Request) -> dict[str, str]:
@@ -16,14 +18,21 @@ def query(req: falcon.asgi.Request) -> dict[str, str]:
     return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items()}
 
 
-async def read_body(req: falcon.asgi.Request, limit: int, field: str = "body") -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes without buffering it."""
+def limit_body(req: falcon.asgi.Request, limit: int) -> None:
+    """Refuse (413) a body over ``limit`` bytes: at once when its Content-Length says so, else
+    from the read that crosses the limit (see ``queuey.api.asgi``), never buffering past it."""
     length = req.content_length
     if length is not None and length > limit:
-        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
+        raise too_large(limit)
+    asgi.limit_body(req.scope, limit)
+
+
+async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes without buffering it."""
+    limit_body(req, limit)
     body: bytes = await req.stream.read(limit + 1)
     if len(body) > limit:
-        raise PayloadTooLarge({field: f"Request body is over the limit of {limit} bytes"})
+        raise too_large(limit)
     return body
 
 
@@ -45,9 +54,12 @@ async def form(req: falcon.asgi.Request, limit: int) -> dict[str, object]:
     """Parameters of a POST/PUT on queues: form-encoded or a JSON object."""
     content_type = (req.content_type or "").partition(";")[0].strip().lower()
     if content_type == "multipart/form-data":
+        limit_body(req, limit)
         params: dict[str, object] = {}
         media = await req.get_media()
         async for part in media:
+            if not part.name:
+                raise InvalidRequest({"body": "Every multipart/form-data part needs a name"})
             params[part.name] = await part.get_text()
         return params
     body = await read_body(req, limit)

@@ -17,7 +17,7 @@ TICKS_PER_SECOND = 10_000_000
 MAX_TICKS = (1 << 60) - 1
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_TIMESTAMP = re.compile(r"(\d{1,12})(?:\.(\d+))?")
+_TIMESTAMP = re.compile(r"([0-9]{1,12})(?:\.([0-9]+))?")  # ASCII digits only
 
 
 def uuid1_hex(ticks: int, suffix: str) -> str:

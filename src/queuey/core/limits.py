@@ -21,6 +21,10 @@ class Limits:
     # Seconds a client has to send a whole request (head and body), from its first byte or,
     # on a new connection, from the connection's opening.
     request_timeout: int = 60
+    # Most bytes in a request's head (request line and header fields), and most header fields;
+    # more → 431 and the connection is closed.
+    max_header_bytes: int = 65_536
+    max_header_count: int = 100
 
 
 # Fixed bounds of the work-queue parameters (api.md Part 2); not settings.
