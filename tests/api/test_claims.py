@@ -221,6 +221,33 @@ async def test_malformed_claim_ids_and_a_missing_ttl_are_400(api: Api) -> None:
     assert result.status_code == 400 and result.json["error_msg"] == {"ttl": "Required"}
 
 
+async def test_a_forged_claim_id_is_a_failed_entry_never_a_5xx(api: Api) -> None:
+    """Well-formed ids of a token no back-end hands out (over 64 bits, 0) or of a partition the
+    queue does not have are never current: 409 naming them in ``failed``, the real claims
+    acked or extended, on every back-end."""
+    queue = await api.mkq(claim_ttl=10, partitions=2)
+    await post_batch(api, queue, [{"body": "a", "partition": 1}, {"body": "b", "partition": 1}])
+    first, second = (m["claim_id"] for m in await claim(api, queue, limit=2))
+    forged = [
+        first[:34] + "f" * 16,  # a token over the back-ends' 64-bit integers
+        first[:34] + "0" * 16,  # token 0
+        first[:32] + "03" + first[34:],  # partition 3 of a 2-partition queue
+        first[:32] + "00" + first[34:],  # partition 0
+    ]
+    extended = await extend(api, queue, 60, second, *forged)
+    assert extended.status_code == 409, extended.text
+    assert extended.json["extended"] == [second] and extended.json["failed"] == forged
+
+    acked = await ack(api, queue, first, *forged)
+
+    assert acked.status_code == 409, acked.text
+    assert "ClaimExpired" in acked.json["error_msg"]
+    assert acked.json["acked"] == [first] and acked.json["failed"] == forged
+    assert [m["body"] for m in await api.read(queue)] == ["b"]
+    only_forged = await ack(api, queue, *forged)
+    assert only_forged.status_code == 409 and only_forged.json["acked"] == []
+
+
 async def test_at_most_once_claims_remove_the_message_and_need_no_ack(api: Api) -> None:
     queue = await api.mkq(delivery="at_most_once", claim_ttl=5)
     await api.post(queue, "once")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import pytest
 
-from tests.api.conftest import AUTH, Api
+from tests.api.conftest import AUTH, FORM, Api
 
 JSON = "application/json"
 
@@ -31,6 +32,34 @@ async def test_a_batch_over_1000_messages_is_400_and_stores_nothing(api: Api) ->
     assert await api.read(queue) == []
     exactly = orjson.dumps({"messages": [{"body": "x"}] * 1000})
     assert (await post_json(api, queue, exactly)).status_code == 201
+
+
+async def test_lists_longer_than_max_partitions_or_the_principals_bound_are_400(
+    api: Api,
+) -> None:
+    """The attack of issue 10 finding 1: 60,000 partitions on a claim, 12,667 on an anonymous
+    read of a public queue, 16,000 principals on a create (each once froze the server for
+    seconds) are refused naming the field."""
+    queue = await api.mkq(type="public")
+    partitions = ",".join(str(n) for n in range(1, 60_001))
+    result = await api.http.simulate_post(
+        f"/v1/queuey/{queue}/claims", headers=AUTH, body=urlencode({"partitions": partitions}),
+        content_type=FORM,
+    )  # fmt: skip
+    assert result.status_code == 400
+    assert result.json["error_msg"] == {
+        "partitions": "60000 partitions is more than the maximum of 200"
+    }
+    anonymous = await api.http.simulate_get(
+        f"/v1/queuey/{queue}", params={"partitions": ",".join(["1"] * 12_667)}
+    )
+    assert anonymous.status_code == 400 and "partitions" in anonymous.json["error_msg"]
+    principles = ",".join(f"app:a{n}" for n in range(16_000))
+    created = await api.http.simulate_post(
+        "/v1/queuey", headers=AUTH, body=urlencode({"queue_name": "p", "principles": principles}),
+        content_type=FORM,
+    )  # fmt: skip
+    assert created.status_code == 400 and "principles" in created.json["error_msg"]
 
 
 @pytest.mark.parametrize(

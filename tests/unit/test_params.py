@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from queuey.core.errors import InvalidMessageID, InvalidRequest
-from queuey.core.ids import ticks_of
-from queuey.core.limits import Limits
+from queuey.core.ids import ticks_of, uuid1_hex
+from queuey.core.limits import MAX_PRINCIPLES, Limits
 from queuey.core.models import Cursor, QueueSettings
 from queuey.service import params
+from queuey.service.claim_ids import parse_claim_ids
 
 LIMITS = Limits()
 ID = "e4a0c2f2d11b11ecb8d3a0b1c2d3e4f5"
@@ -75,8 +78,8 @@ def test_an_update_keeps_what_was_not_sent() -> None:
 
 
 def test_claim_params_and_lease_ttl() -> None:
-    assert params.claim_params({}, 30) == params.ClaimParams(1, 30, 0, None)
-    assert params.claim_params({"partitions": "3,1"}, 30).partitions == [3, 1]
+    assert params.claim_params({}, 30, LIMITS) == params.ClaimParams(1, 30, 0, None)
+    assert params.claim_params({"partitions": "3,1"}, 30, LIMITS).partitions == [3, 1]
     assert params.lease_ttl({"ttl": "0"}) == 0
     with pytest.raises(InvalidRequest) as raised:
         params.lease_ttl({})
@@ -88,3 +91,39 @@ def test_message_ids_default_to_partition_1_and_come_once() -> None:
     for bad in ("", "nope", f"201:{ID}", f"0:{ID}"):
         with pytest.raises(InvalidMessageID):
             params.message_ids(bad, 200)
+
+
+def test_lists_are_bounded_and_a_longer_one_is_refused_naming_the_field() -> None:
+    limits = Limits(max_partitions=3)
+    assert params.read_params({"partitions": "3, 1,,2"}, limits).partitions == [3, 1, 2]
+    assert params.claim_params({"partitions": "2,2"}, 30, limits).partitions == [2]
+    too_many = {"partitions": "1,2,3,1"}  # no list can usefully name more than the maximum
+    expected = {"partitions": "4 partitions is more than the maximum of 3"}
+    with pytest.raises(InvalidRequest) as raised:
+        params.read_params(too_many, limits)
+    assert errors_of(raised) == expected
+    with pytest.raises(InvalidRequest) as raised:
+        params.claim_params(too_many, 30, limits)
+    assert errors_of(raised) == expected
+
+    principals = [f"app:a{n}" for n in range(MAX_PRINCIPLES)]
+    _, settings = params.new_queue({"principles": ",".join(principals)}, LIMITS)
+    assert settings.principles == tuple(principals)
+    _, settings = params.new_queue({"principles": ",".join(principals[:50] * 2)}, LIMITS)
+    assert settings.principles == tuple(principals[:50])
+    with pytest.raises(InvalidRequest) as raised:
+        params.new_queue({"principles": ",".join([*principals, "user:x"])}, LIMITS)
+    assert errors_of(raised) == {
+        "principles": f"{MAX_PRINCIPLES + 1} principles is more than the maximum of "
+        f"{MAX_PRINCIPLES}"
+    }
+
+
+def test_long_lists_of_ids_are_parsed_in_linear_time() -> None:
+    ids = [uuid1_hex(n, "8" + "0" * 15) for n in range(1, 40_001)]
+    message_ids = ",".join(f"{n % 200 + 1}:{id_}" for n, id_ in enumerate(ids))
+    claim_ids = ",".join(f"{id_}01{n:016x}" for n, id_ in enumerate(ids))
+    started = time.perf_counter()
+    assert len(params.message_ids(message_ids, 200)) == 40_000
+    assert len(parse_claim_ids(claim_ids)[1]) == 40_000
+    assert time.perf_counter() - started < 2  # 40,000 membership scans of a list: minutes

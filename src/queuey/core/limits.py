@@ -34,3 +34,5 @@ MAX_WAIT = 20
 MAX_DEDUP_WINDOW = 86_400
 MAX_DELIVERIES = 1000
 MAX_DEDUP_ID = 256
+# Most principals a queue's ``principles`` lists.
+MAX_PRINCIPLES = 100

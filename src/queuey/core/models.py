@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 QUEUE_TYPES = ("user", "public")
@@ -109,6 +110,15 @@ class Claim:
     expires_ms: int
 
 
+# A claim's token is 1 to MAX_CLAIM_TOKEN: it fits every back-end's signed 64-bit integer.
+MAX_CLAIM_TOKEN = 1 << 62
+
+
+def new_claim_token() -> int:
+    """The random token of a new claim, which its acks and extensions must present."""
+    return secrets.randbits(62) + 1
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRef:
     """What a consumer hands back to acknowledge or extend a claim."""
@@ -116,6 +126,11 @@ class ClaimRef:
     partition: int
     id: str
     token: int
+
+    def could_be_of(self, queue: Queue) -> bool:
+        """Whether this names a claim ``queue`` could hold: one of its partitions and a token
+        a back-end hands out (anything else is never current, and no back-end is asked)."""
+        return 1 <= self.partition <= queue.partitions and 1 <= self.token <= MAX_CLAIM_TOKEN
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,11 @@ class Errors(dict[str, str]):
         return check_bool(self, field, value, default)
 
 
+def comma_items(text: str) -> list[str]:
+    """The items of a comma-separated list, stripped, without the empty ones (linear time)."""
+    return [item for part in text.split(",") if (item := part.strip())]
+
+
 def check_int(
     errors: Errors,
     field: str,

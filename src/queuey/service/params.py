@@ -18,6 +18,7 @@ from queuey.core.limits import (
     MAX_DEDUP_ID,
     MAX_DEDUP_WINDOW,
     MAX_DELIVERIES,
+    MAX_PRINCIPLES,
     MAX_WAIT,
     Limits,
 )
@@ -29,7 +30,7 @@ from queuey.core.models import (
     Cursor,
     QueueSettings,
 )
-from queuey.core.validation import Errors
+from queuey.core.validation import Errors, comma_items
 from queuey.service.rights import valid_name
 
 _PRINCIPLE = re.compile(r"app:[A-Za-z0-9_.-]{1,64}|user:[^\s,:]{1,256}|bid:[^\s,@]+@[^\s,@]+")
@@ -152,23 +153,28 @@ def reject_unknown(errors: Errors, params: Mapping[str, object], known: frozense
             errors[key] = f"Unknown parameter; expected one of {', '.join(sorted(known))}"
 
 
+def _too_many(errors: Errors, field: str, items: list[str], most: int) -> bool:
+    """Whether a list has more than ``most`` items (recorded as the field's error)."""
+    if len(items) <= most:
+        return False
+    errors[field] = f"{len(items)} {field} is more than the maximum of {most}"
+    return True
+
+
 def _principles(errors: Errors, value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, str):
         errors["principles"] = f"{value!r} is not a valid permission list."
         return ()
-    items: list[str] = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    items = comma_items(value)
+    if _too_many(errors, "principles", items, MAX_PRINCIPLES):
+        return ()
+    for item in items:
         if not _PRINCIPLE.fullmatch(item):
             errors["principles"] = f"{item!r} is not a valid permission list."
             return ()
-        if item not in items:
-            items.append(item)
-    return tuple(items)
+    return tuple(dict.fromkeys(items))
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -190,30 +196,28 @@ def read_params(params: Mapping[str, str], limits: Limits) -> ReadParams:
     )
     order = errors.choice("order", params.get("order"), ("ascending", "descending"), "ascending")
     descending = order == "descending"
-    partitions = _partition_list(errors, params.get("partitions"))
+    partitions = _partition_list(errors, params.get("partitions"), limits.max_partitions)
     cursor = _cursor(errors, params.get("since"), params.get("after"), descending)
     wait = errors.integer("wait", params.get("wait"), 0, 0, MAX_WAIT)
     errors.raise_if_any()
     return ReadParams(limit, descending, partitions, cursor, wait)
 
 
-def _partition_list(errors: Errors, value: str | None) -> list[int]:
+def _partition_list(errors: Errors, value: str | None, max_partitions: int) -> list[int]:
+    """Partition numbers, each once, in the order given; no list can usefully name more than
+    ``max_partitions`` of them."""
     if value is None:
         return [1]
-    numbers: list[int] = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    items = comma_items(value)
+    if _too_many(errors, "partitions", items, max_partitions):
+        return []
+    for item in items:
         if not item.isascii() or not item.isdigit() or len(item) > 9:
             errors["partitions"] = (
                 f'"{value}" is not a valid comma separated list of integers or a single integer.'
             )
             return []
-        number = int(item)
-        if number not in numbers:
-            numbers.append(number)
-    return numbers
+    return list(dict.fromkeys(map(int, items)))
 
 
 def _cursor(
@@ -245,11 +249,8 @@ def _cursor(
 
 def message_ids(text: str, max_partitions: int) -> list[tuple[int, str]]:
     """``[partition:]<32 hex>`` items separated by commas, each once; partition 1 by default."""
-    pairs: list[tuple[int, str]] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    pairs: dict[tuple[int, str], None] = {}
+    for item in comma_items(text):
         match = _ID_ITEM.fullmatch(item)
         if match is None:
             raise InvalidMessageID()
@@ -257,11 +258,10 @@ def message_ids(text: str, max_partitions: int) -> list[tuple[int, str]]:
         message_id = match.group(2).lower()
         if not 1 <= partition <= max_partitions or ticks_of(message_id) is None:
             raise InvalidMessageID()
-        if (partition, message_id) not in pairs:
-            pairs.append((partition, message_id))
+        pairs[partition, message_id] = None
     if not pairs:
         raise InvalidMessageID()
-    return pairs
+    return list(pairs)
 
 
 def dedup_id(errors: Errors, field: str, value: object) -> str | None:
@@ -284,7 +284,7 @@ class ClaimParams:
     partitions: list[int] | None  # None: every partition of the queue
 
 
-def claim_params(params: Mapping[str, object], claim_ttl: int) -> ClaimParams:
+def claim_params(params: Mapping[str, object], claim_ttl: int, limits: Limits) -> ClaimParams:
     """A claim's parameters; ``claim_ttl`` is the queue's default lease."""
     errors = Errors()
     limit = errors.integer("limit", params.get("limit"), 1, 1, MAX_CLAIM_LIMIT)
@@ -292,7 +292,7 @@ def claim_params(params: Mapping[str, object], claim_ttl: int) -> ClaimParams:
     wait = errors.integer("wait", params.get("wait"), 0, 0, MAX_WAIT)
     chosen: list[int] | None = None
     if params.get("partitions") not in (None, ""):
-        chosen = _partition_list(errors, str(params["partitions"]))
+        chosen = _partition_list(errors, str(params["partitions"]), limits.max_partitions)
     errors.raise_if_any()
     return ClaimParams(limit, ttl, wait, chosen)
 

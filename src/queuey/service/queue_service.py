@@ -9,10 +9,10 @@ from typing import TypeVar
 from queuey.core.clock import Clock
 from queuey.core.errors import InvalidRequest, QueueNotFound
 from queuey.core.limits import Limits
-from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
+from queuey.core.models import Caller, Claim, ClaimRef, Message, Queue, QueueSettings, QueueStats
 from queuey.notify import Notifier
 from queuey.service import params as parse
-from queuey.service.claim_ids import all_current, parse_claim_ids
+from queuey.service.claim_ids import all_current, parse_claim_ids, settle_claims
 from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
 from queuey.service.settle import settle_window_ms, settled
@@ -219,7 +219,7 @@ class QueueService:
     ) -> list[Claim]:
         """Lease up to ``limit`` available messages, waiting up to ``wait`` s for one."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
-        asked = parse.claim_params(params, queue.settings.claim_ttl)
+        asked = parse.claim_params(params, queue.settings.claim_ttl, self.limits)
         deadline = self._long_poll.deadline(asked.wait)
         while True:
             if not queue.settings.paused:
@@ -241,7 +241,10 @@ class QueueService:
         items, refs = parse_claim_ids(claim_ids)
         if queue.settings.delivery == "at_most_once":
             return items  # the messages left the queue when they were claimed
-        done = await self.storage.ack_messages(queue, refs, self._now_ms())
+        now_ms = self._now_ms()
+        done = await settle_claims(
+            queue, refs, lambda chosen: self.storage.ack_messages(queue, chosen, now_ms)
+        )
         return all_current(items, done, "acked")
 
     async def extend(
@@ -253,9 +256,13 @@ class QueueService:
         items, refs = parse_claim_ids(claim_ids)
         ttl = parse.lease_ttl(params)
         now_ms = self._now_ms()
-        extending = self.storage.extend_claims(queue, refs, now_ms, ttl * 1000)
-        # Only a release makes messages available to waiting claims.
-        done = await (self._changing(queue, extending) if ttl == 0 else extending)
+
+        def extending(chosen: list[ClaimRef]) -> Awaitable[list[bool]]:
+            extended = self.storage.extend_claims(queue, chosen, now_ms, ttl * 1000)
+            # Only a release makes messages available to waiting claims.
+            return self._changing(queue, extended) if ttl == 0 else extended
+
+        done = await settle_claims(queue, refs, extending)
         return all_current(items, done, "extended"), now_ms + ttl * 1000
 
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import replace as dc_replace
 
@@ -19,6 +18,7 @@ from queuey.core.models import (
     Queue,
     QueueSettings,
     QueueStats,
+    new_claim_token,
 )
 from queuey.storage.base import Storage
 
@@ -308,7 +308,7 @@ class MemoryStorage(Storage):
                 break
         for stored, index in self._locate(current, exhausted):
             self._dead_letter(current, stored, index)
-        token = secrets.randbits(62) + 1
+        token = new_claim_token()
         expires_ms = now_ms + lease_ms
         claims: list[Claim] = []
         for stored, index in self._locate(current, chosen):

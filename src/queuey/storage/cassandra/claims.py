@@ -4,14 +4,13 @@ claim columns a claim read (see ``docs/storage-cassandra.md``)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from queuey.core.models import Claim, ClaimRef, Queue
+from queuey.core.models import Claim, ClaimRef, Queue, new_claim_token
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, holding, never, tokened, unchanged
 from queuey.storage.cassandra.deadletters import DeadLetters, Move
 from queuey.storage.cassandra.floors import Floors, Position
@@ -85,7 +84,7 @@ class Claims:
             return []
         starts, due = await self._floors.refresh(queue.qid, parts, read_level)
         job = _Job(
-            queue=current, token=secrets.randbits(62) + 1, now_ms=now_ms,
+            queue=current, token=new_claim_token(), now_ms=now_ms,
             cexp=now_ms + lease_ms, need=limit, remove=remove, read_level=read_level,
             write_level=write_level,
         )  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import sqlite3
 from collections.abc import Sequence
 from functools import partial
@@ -18,7 +17,16 @@ from typing import Any
 
 from queuey.core.errors import StorageUnavailable
 from queuey.core.ids import ticks_of
-from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
+from queuey.core.models import (
+    Claim,
+    ClaimRef,
+    Cursor,
+    Message,
+    Queue,
+    QueueSettings,
+    QueueStats,
+    new_claim_token,
+)
 from queuey.storage.keys import cursor_position, sfx_of
 from queuey.storage.sqlite import claims as claim_sql
 from queuey.storage.sqlite import messages as message_sql
@@ -220,7 +228,7 @@ class SqliteStorage:
         wanted = [p for p in partitions if 1 <= p <= queue.partitions]
         if not wanted or limit <= 0:
             return []
-        token = secrets.randbits(62) + 1
+        token = new_claim_token()
         expires_ms = now_ms + lease_ms
         rows = await self.writer.submit(
             claim_sql.claim, self.hints, queue.qid, wanted, limit, now_ms, token, expires_ms, remove
