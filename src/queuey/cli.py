@@ -10,7 +10,14 @@ import sys
 from collections.abc import Sequence
 
 from queuey import __version__
-from queuey.config import ConfigError, Settings, load_settings, with_default_application
+from queuey.config import (
+    DEFAULT_APPLICATION,
+    KEY_FILE_NAME,
+    ConfigError,
+    Settings,
+    load_settings,
+    with_default_application,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +44,8 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
         # Worker processes load the same file: they find it through the environment.
         os.environ["QUEUEY_CONFIG"] = config
     try:
-        settings, generated_key = with_default_application(load_settings(config, os.environ))
+        loaded = load_settings(config, os.environ)
+        settings, generated_key = with_default_application(loaded)
     except ConfigError as error:
         print(f"queuey: configuration error: {error}", file=sys.stderr)
         return 2
@@ -53,6 +61,12 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
         return 2
     if generated_key is not None:
         _print_welcome(settings, generated_key, host, port)
+    elif not loaded.application_keys:  # a key generated at an earlier start: not shown again
+        key_file = settings.storage.path / KEY_FILE_NAME
+        print(
+            f"Queuey {__version__}: application {DEFAULT_APPLICATION!r}, key in {key_file}",
+            flush=True,
+        )
     return _run(settings, host, port, workers)
 
 
@@ -60,7 +74,7 @@ def _print_welcome(settings: Settings, key: str, host: str, port: int) -> None:
     app = next(iter(settings.application_keys))
     url = f"http://{host}:{port}/v1/{app}"
     where = (
-        f"stored in {settings.storage.path / 'application_key'}"
+        f"stored in {settings.storage.path / KEY_FILE_NAME}; printed only now"
         if settings.storage.backend != "memory"
         else "new at every start with the memory back-end"
     )

@@ -156,21 +156,23 @@ def with_default_application(settings: Settings) -> tuple[Settings, str | None]:
     it gets a new key every start.
 
     Returns:
-        The settings with the application added, and its key; or the settings unchanged and None
-        when they already have application keys.
+        The settings with the application added, and its key when it was generated now (None
+        when it was read back); or the settings unchanged and None when they already have
+        application keys.
     """
     if settings.application_keys:
         return settings, None
     warnings = list(settings.warnings)
     if settings.storage.backend == "memory":
-        key = new_key()
+        key, generated = new_key(), True
     else:
         try:
-            key = stored_key(settings.storage.path / KEY_FILE_NAME, warnings)
+            key, generated = stored_key(settings.storage.path / KEY_FILE_NAME, warnings)
         except KeyFileError as error:
             raise ConfigError(str(error)) from None
     keys = MappingProxyType({DEFAULT_APPLICATION: (key,)})
-    return replace(settings, application_keys=keys, warnings=tuple(warnings)), key
+    with_key = replace(settings, application_keys=keys, warnings=tuple(warnings))
+    return with_key, key if generated else None
 
 
 # --- reading ------------------------------------------------------------------------------------

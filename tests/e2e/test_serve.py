@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +81,13 @@ def test_serve_without_config_generates_and_keeps_a_key(tmp_path: Path) -> None:
         assert response.status_code == 200
     finally:
         second.stop()
-    assert key in second.output()
+    # printed only when generated: the second start says where it is
+    assert key not in second.output()
+    assert f"application 'queuey', key in {tmp_path / 'queuey-data' / 'application_key'}" in (
+        second.output()
+    )
+    if os.name == "posix":
+        assert stat.S_IMODE((tmp_path / "queuey-data").stat().st_mode) == 0o700
 
 
 def test_invalid_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ from queuey.original_config import is_original_section, original_sections_warnin
 def test_a_key_is_generated_once_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "data" / "application_key"
     warnings: list[str] = []
-    key = stored_key(path, warnings)
-    assert len(key) == 32 and bad_character(key) is None
+    key, generated = stored_key(path, warnings)
+    assert len(key) == 32 and bad_character(key) is None and generated
     assert path.stat().st_mode & 0o777 == 0o600
-    assert stored_key(path, warnings) == key
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert stored_key(path, warnings) == (key, False)
     assert warnings == []
 
 
@@ -32,7 +33,7 @@ def test_a_readable_key_file_is_warned_about(tmp_path: Path) -> None:
     path.write_text("0123456789abcdef\n")
     path.chmod(0o644)
     warnings: list[str] = []
-    assert stored_key(path, warnings) == "0123456789abcdef"
+    assert stored_key(path, warnings) == ("0123456789abcdef", False)
     assert warnings == [f"{path} can be read by other users; run: chmod 600 {path}"]
 
 

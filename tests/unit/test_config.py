@@ -578,9 +578,11 @@ def test_default_application_key_is_generated_stored_and_reused(tmp_path: Path) 
     assert key_file.read_text(encoding="utf-8").strip() == key
     if os.name == "posix":
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    if os.name == "posix":
+        assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     assert with_key.warnings == ()
     assert sorted(p.name for p in key_file.parent.iterdir()) == ["application_key"]
-    assert with_default_application(settings)[1] == key
+    assert with_default_application(settings) == (with_key, None)  # read back: not shown again
 
 
 def test_default_application_key_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
@@ -591,8 +593,8 @@ def test_default_application_key_file_readable_by_others_is_warned_about(tmp_pat
     key_file = tmp_path / "queuey-data" / "application_key"
     key_file.write_text("k" * 32 + "\n", encoding="utf-8")
     key_file.chmod(0o644)
-    with_key, key = with_default_application(settings)
-    assert key == "k" * 32
+    with_key, shown = with_default_application(settings)
+    assert with_key.application_keys == {"queuey": ("k" * 32,)} and shown is None
     assert with_key.warnings == (
         f"{key_file} can be read by other users; run: chmod 600 {key_file}",
     )
@@ -630,10 +632,13 @@ def test_racing_first_starts_agree_on_one_key(
         return key
 
     monkeypatch.setattr("secrets.token_hex", token_hex)
-    keys: list[str | None] = []
+    keys: list[str] = []
+    shown: list[str | None] = []
 
     def start() -> None:
-        keys.append(with_default_application(settings)[1])
+        with_key, generated = with_default_application(settings)
+        keys.append(with_key.application_keys["queuey"][0])
+        shown.append(generated)
 
     threads = [threading.Thread(target=start) for _ in range(2)]
     for thread in threads:
@@ -641,6 +646,7 @@ def test_racing_first_starts_agree_on_one_key(
     for thread in threads:
         thread.join()
     assert len(keys) == 2 and keys[0] == keys[1]
+    assert shown.count(None) == 1 and keys[0] in shown  # only the start that wrote it shows it
     key_file = tmp_path / "fresh" / "dir" / "application_key"
     assert key_file.read_text(encoding="utf-8").strip() == keys[0]
     assert sorted(p.name for p in key_file.parent.iterdir()) == ["application_key"]
@@ -659,7 +665,8 @@ def test_without_hard_links_the_key_file_is_created_exclusively(
     assert key is not None and key_file.read_text(encoding="utf-8") == key + "\n"
     if os.name == "posix":
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert with_default_application(settings)[1] == key
+    again, shown = with_default_application(settings)
+    assert again.application_keys == {"queuey": (key,)} and shown is None
 
 
 def test_the_environment_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:

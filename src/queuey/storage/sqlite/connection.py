@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,17 @@ class Connector:
         if read_only:  # not mode=ro: that one cannot create the WAL index when it is missing
             conn.execute("PRAGMA query_only = 1")
         return conn
+
+
+def make_private(path: Path) -> None:
+    """Create the database file readable and writable by its owner only (SQLite creates its
+    ``-wal`` and ``-shm`` files with the database's mode), and take group and other users'
+    access away from the files of an existing database that has it."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 def is_busy(exc: sqlite3.Error) -> bool:

@@ -32,7 +32,7 @@ from queuey.storage.sqlite import claims as claim_sql
 from queuey.storage.sqlite import messages as message_sql
 from queuey.storage.sqlite import queues, schema, sweep
 from queuey.storage.sqlite.claims import ClaimHints
-from queuey.storage.sqlite.connection import SYNCHRONOUS, Connector, unavailable
+from queuey.storage.sqlite.connection import SYNCHRONOUS, Connector, make_private, unavailable
 from queuey.storage.sqlite.messages import InsertPlanner, messages_of
 from queuey.storage.sqlite.queues import QueueCache
 from queuey.storage.sqlite.reader import SnapshotReader
@@ -85,7 +85,8 @@ class SqliteStorage:
 
     def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: the schema, then the connections for reads."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.path)
         setup = self._connect(self.busy_timeout_ms)
         try:
             schema.prepare(setup, self.path)
