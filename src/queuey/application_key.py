@@ -13,6 +13,10 @@ class KeyFileError(Exception):
     """The key file cannot be used; the message says why and what to do."""
 
 
+#: Fewest characters in a configured key: a shorter one could be guessed.
+MIN_KEY_LENGTH = 16
+
+
 def new_key() -> str:
     return secrets.token_hex(16)
 

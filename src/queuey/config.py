@@ -44,8 +44,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from queuey.application_key import KeyFileError, bad_character, new_key, stored_key
-from queuey.core.limits import Limits
+from queuey.application_key import (
+    MIN_KEY_LENGTH,
+    KeyFileError,
+    bad_character,
+    new_key,
+    stored_key,
+)
+from queuey.core.limits import LIMIT_RANGES, Limits
 from queuey.original_config import is_original_section, original_sections_warning
 from queuey.storage import ALIASES, BACKENDS, backend_named
 from queuey.storage.cassandra.settings import CassandraSettings
@@ -67,6 +73,10 @@ KEY_FILE_NAME = "application_key"
 DEFAULT_PATH = "./queuey-data"
 CASSANDRA_PORT = 9042
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# What the other numeric settings may be, inclusive (the limits': LIMIT_RANGES).
+SWEEP_INTERVAL_RANGE = (0.1, 3600.0)  # seconds between expiry sweeps
+SWEEP_BATCH_RANGE = (1, 100_000)  # messages removed per sweep transaction
+CASSANDRA_TIMEOUT_RANGE = (0.1, 600.0)  # connect_timeout, request_timeout
 
 _SECTIONS = ("application_keys", "storage", "metadata", "queuey")
 _CASSANDRA_KEYS = (
@@ -138,8 +148,8 @@ def load_settings(
         application_keys=_application_keys(sections["application_keys"], limits.max_name_length),
         storage=_storage(sections["storage"], sections["metadata"]),
         limits=limits,
-        sweep_interval=queuey.number("sweep_interval", 10.0),
-        sweep_batch=queuey.integer("sweep_batch", 1000, 1),
+        sweep_interval=queuey.seconds("sweep_interval", 10.0, *SWEEP_INTERVAL_RANGE),
+        sweep_batch=queuey.integer("sweep_batch", 1000, *SWEEP_BATCH_RANGE),
         log_level=queuey.choice("log_level", "info", LOG_LEVELS),
         config_path=config_path,
     )
@@ -298,22 +308,24 @@ class _Section:
             raise self.fail(key, allowed)
         return result
 
-    def integer(self, key: str, default: int, minimum: int) -> int:
+    def integer(self, key: str, default: int, minimum: int, maximum: int) -> int:
         def convert(text: str) -> int | None:
-            ok = re.fullmatch(r"[+-]?[0-9]{1,18}", text) and int(text) >= minimum
+            ok = re.fullmatch(r"[+-]?[0-9]{1,18}", text) and minimum <= int(text) <= maximum
             return int(text) if ok else None
 
-        return self.parse(key, default, convert, f"must be an integer >= {minimum}")
+        allowed = f"must be an integer from {minimum} to {maximum}"
+        return self.parse(key, default, convert, allowed)
 
-    def number(self, key: str, default: float) -> float:
+    def seconds(self, key: str, default: float, minimum: float, maximum: float) -> float:
         def convert(text: str) -> float | None:
             try:
                 number = float(text) if text.isascii() else math.nan
             except ValueError:  # not a number
                 return None
-            return number if math.isfinite(number) and number > 0 else None
+            return number if minimum <= number <= maximum else None  # never NaN
 
-        return self.parse(key, default, convert, "must be a number of seconds > 0")
+        allowed = f"must be a number of seconds from {minimum:g} to {maximum:g}"
+        return self.parse(key, default, convert, allowed)
 
     def choice(self, key: str, default: str, choices: Iterable[str]) -> str:
         options = tuple(choices)
@@ -350,7 +362,10 @@ def _pick(text: str, options: tuple[str, ...]) -> str | None:
 
 def _limits(section: _Section) -> Limits:
     defaults = Limits()
-    values = {f.name: section.integer(f.name, getattr(defaults, f.name), 1) for f in fields(Limits)}
+    values = {
+        f.name: section.integer(f.name, getattr(defaults, f.name), *LIMIT_RANGES[f.name])
+        for f in fields(Limits)
+    }
     for what in ("read_limit", "list_limit", "ttl"):
         default_key, max_key = f"default_{what}", f"max_{what}"
         if values[default_key] > values[max_key]:
@@ -379,6 +394,12 @@ def _application_keys(section: _Section, max_name_length: int) -> Mapping[str, t
                 raise ConfigError(
                     f"[application_keys] {name}{_origin(value)}: key {_mask(key)} contains "
                     f"{bad!r}; a key is printable ASCII without spaces, commas, quotes or ';'"
+                )
+            if len(key) < MIN_KEY_LENGTH:
+                raise ConfigError(
+                    f"[application_keys] {name}{_origin(value)}: key {_mask(key)} has "
+                    f"{len(key)} characters; a key has at least {MIN_KEY_LENGTH} (e.g. "
+                    f"32 hex digits: python -c 'import secrets; print(secrets.token_hex(16))')"
                 )
             owner = owners.setdefault(key, name)
             if owner != name:
@@ -485,14 +506,20 @@ def _cassandra(
         keyspace=keyspace,
         multi_dc=section.boolean("multi_dc", defaults.multi_dc),
         create_schema=section.boolean("create_schema", defaults.create_schema),
-        base_delay=section.integer("base_delay", 0, 0) if with_base_delay else 0,
-        replication_factor=section.integer("replication_factor", defaults.replication_factor, 1),
+        base_delay=section.integer("base_delay", 0, 0, 3600) if with_base_delay else 0,
+        replication_factor=section.integer(
+            "replication_factor", defaults.replication_factor, 1, 99
+        ),
         replication=section.parse(
             "replication", defaults.replication, _factors, "must be dc:factor, comma-separated"
         ),
         local_dc=section.text("local_dc", defaults.local_dc),
-        connect_timeout=section.number("connect_timeout", defaults.connect_timeout),
-        request_timeout=section.number("request_timeout", defaults.request_timeout),
+        connect_timeout=section.seconds(
+            "connect_timeout", defaults.connect_timeout, *CASSANDRA_TIMEOUT_RANGE
+        ),
+        request_timeout=section.seconds(
+            "request_timeout", defaults.request_timeout, *CASSANDRA_TIMEOUT_RANGE
+        ),
     )
     if (settings.username is None) != (settings.password is None):
         given = "username" if settings.username is not None else "password"

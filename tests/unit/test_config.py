@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,15 @@ from queuey.config import (
     load_settings,
     with_default_application,
 )
+from queuey.core.limits import LIMIT_RANGES
 
 KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
+
+
+def k(tag: str) -> str:
+    """A key long enough to be accepted (16 characters or more), told apart by ``tag``."""
+    return f"{tag}-0123456789abcdef"
+
 
 # The shape of the original Queuey's queuey/tests/test_cassandra.ini (test_memory.ini is the same
 # with the memory class names and no host/database).
@@ -152,32 +159,48 @@ def test_application_key_on_the_same_line(tmp_path: Path) -> None:
 
 
 def test_application_keys_on_continuation_lines(tmp_path: Path) -> None:
-    settings = load(tmp_path, "[application_keys]\nqueuey =\n    key1\n    key2\n")
-    assert settings.application_keys == {"queuey": ("key1", "key2")}
+    settings = load(tmp_path, f"[application_keys]\nqueuey =\n    {k('key1')}\n    {k('key2')}\n")
+    assert settings.application_keys == {"queuey": (k("key1"), k("key2"))}
 
 
 def test_several_keys_split_on_whitespace_and_commas_for_several_applications(
     tmp_path: Path,
 ) -> None:
-    text = '[application_keys]\nqueuey = a1, a2 a3,a4\n    a5,\nOther.App-2 = "b1"\ndigits = 0123\n'
+    text = (
+        f"[application_keys]\nqueuey = {k('a1')}, {k('a2')} {k('a3')},{k('a4')}\n    {k('a5')},\n"
+        f'Other.App-2 = "{k("b1")}"\ndigits = 0123456789012345\n'
+    )
     settings = load(tmp_path, text)
     assert settings.application_keys == {
-        "queuey": ("a1", "a2", "a3", "a4", "a5"),
-        "Other.App-2": ("b1",),
-        "digits": ("0123",),
+        "queuey": (k("a1"), k("a2"), k("a3"), k("a4"), k("a5")),
+        "Other.App-2": (k("b1"),),
+        "digits": ("0123456789012345",),
+    }
+
+
+def test_a_key_shorter_than_16_characters_is_refused(tmp_path: Path) -> None:
+    for text in ("[application_keys]\nqueuey = x\n", f"[application_keys]\nq = {KEY} {'k' * 15}"):
+        message = config_error(tmp_path, text)
+        assert "a key has at least 16" in message, message
+    message = config_error(tmp_path, "", {"QUEUEY_APPLICATION_KEYS_Q": "short"})
+    assert message.startswith(
+        '[application_keys] q (from QUEUEY_APPLICATION_KEYS_Q): key "…" has 5'
+    )
+    assert load(tmp_path, f"[application_keys]\nq = {'k' * 16}\n").application_keys == {
+        "q": ("k" * 16,)
     }
 
 
 def test_a_key_listed_twice_for_one_application_is_kept_once_with_a_warning(
     tmp_path: Path,
 ) -> None:
-    settings = load(tmp_path, "[application_keys]\nqueuey = k1 k2 k1\n")
-    assert settings.application_keys == {"queuey": ("k1", "k2")}
+    settings = load(tmp_path, f"[application_keys]\nqueuey = {k('k1')} {k('k2')} {k('k1')}\n")
+    assert settings.application_keys == {"queuey": (k("k1"), k("k2"))}
     assert settings.warnings == ("config: [application_keys] queuey lists a key twice",)
 
 
 def test_a_key_used_by_two_applications_is_an_error(tmp_path: Path) -> None:
-    message = config_error(tmp_path, f"[application_keys]\none = {KEY}\ntwo = x {KEY}\n")
+    message = config_error(tmp_path, f"[application_keys]\none = {KEY}\ntwo = {k('x')} {KEY}\n")
     assert message.startswith('[application_keys] two: key "f25b…" is already used by')
     assert "application one" in message
     assert KEY not in message  # keys are secrets
@@ -265,12 +288,15 @@ def test_environment_backend_override(tmp_path: Path) -> None:
 
 
 def test_environment_application_keys(tmp_path: Path) -> None:
-    environ = {"QUEUEY_APPLICATION_KEYS_MYAPP": "k1,k2", "QUEUEY_APPLICATION_KEYS_NEW": "k3"}
-    settings = load(tmp_path, "[application_keys]\nMyApp = old\nother = k4\n", environ)
+    environ = {
+        "QUEUEY_APPLICATION_KEYS_MYAPP": f"{k('k1')},{k('k2')}",
+        "QUEUEY_APPLICATION_KEYS_NEW": k("k3"),
+    }
+    settings = load(tmp_path, f"[application_keys]\nMyApp = old\nother = {k('k4')}\n", environ)
     assert settings.application_keys == {
-        "MyApp": ("k1", "k2"),  # the file's spelling, the environment's keys
-        "other": ("k4",),
-        "new": ("k3",),  # names from the environment are lower case
+        "MyApp": (k("k1"), k("k2")),  # the file's spelling, the environment's keys
+        "other": (k("k4"),),
+        "new": (k("k3"),),  # names from the environment are lower case
     }
 
 
@@ -290,10 +316,10 @@ def test_relative_paths_resolve_against_the_working_directory(tmp_path: Path) ->
 
 def test_here_is_the_config_file_directory_and_other_percents_are_literal(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
-    text = "[storage]\npath = %(here)s/data\n[application_keys]\nqueuey = 100%key\n"
+    text = "[storage]\npath = %(here)s/data\n[application_keys]\nqueuey = 100%key-0123456789ab\n"
     settings = load_settings(_write(tmp_path / "etc" / "q.ini", text), {})
     assert settings.storage.path == tmp_path / "etc" / "data"
-    assert settings.application_keys == {"queuey": ("100%key",)}
+    assert settings.application_keys == {"queuey": ("100%key-0123456789ab",)}
 
 
 def test_values_in_double_quotes_are_unquoted(tmp_path: Path) -> None:
@@ -305,6 +331,34 @@ def test_default_section_is_not_inherited(tmp_path: Path) -> None:
     settings = load(tmp_path, "[DEFAULT]\nbackend = memory\n[storage]\n")
     assert settings.storage.backend == "sqlite"
     assert settings.warnings == ("config: section [DEFAULT] is not used by Queuey; ignored",)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # issue 10: spun at 100 % CPU while idle
+        ("sweep_interval = 1e-300", 'sweep_interval = "1e-300": must be a number of seconds from'),
+        ("sweep_interval = 3601", "from 0.1 to 3600"),
+        # issue 10: one claim on such a queue hung the server for over 25 s
+        ("max_partitions = 100000000", "must be an integer from 1 to 255"),
+        ("max_message_bytes = 1000000000", "must be an integer from 1 to 67108864"),
+        ("request_timeout = 86400", "must be an integer from 1 to 3600"),
+        ("max_header_bytes = 100", "must be an integer from 1024 to 1048576"),
+        ("sweep_batch = 0", "must be an integer from 1 to 100000"),
+    ],
+)
+def test_numeric_settings_out_of_their_range_are_errors(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert expected in config_error(tmp_path, f"[queuey]\n{text}\n")
+
+
+def test_every_limit_has_a_range_holding_its_default() -> None:
+    defaults = Limits()
+    for name in (f.name for f in fields(Limits)):
+        low, high = LIMIT_RANGES[name]
+        assert low <= getattr(defaults, name) <= high, name
+    assert set(LIMIT_RANGES) == {f.name for f in fields(Limits)}
 
 
 # --- back-ends --------------------------------------------------------------------------------
@@ -478,9 +532,15 @@ def test_metadata_base_delay_is_not_a_setting_with_cassandra(tmp_path: Path) -> 
         ),
         ("[storage]\npath =", '[storage] path = "": must be a directory'),
         ("[storage]\npath = queuey.ini", '[storage] path = "queuey.ini": '),
-        ("[queuey]\nmax_ttl = abc", '[queuey] max_ttl = "abc": must be an integer >= 1'),
-        ("[queuey]\nmax_partitions = 0", '[queuey] max_partitions = "0": must be an integer >= 1'),
-        ("[queuey]\nsweep_batch = 1.5", '[queuey] sweep_batch = "1.5": must be an integer >= 1'),
+        ("[queuey]\nmax_ttl = abc", '[queuey] max_ttl = "abc": must be an integer from 1 to'),
+        (
+            "[queuey]\nmax_partitions = 0",
+            '[queuey] max_partitions = "0": must be an integer from 1 to 255',
+        ),
+        (
+            "[queuey]\nsweep_batch = 1.5",
+            '[queuey] sweep_batch = "1.5": must be an integer from 1 to 100000',
+        ),
         ("[queuey]\nsweep_interval = 0", '[queuey] sweep_interval = "0": must be a number of'),
         ("[queuey]\nsweep_interval = nan", '[queuey] sweep_interval = "nan": must be a number'),
         ("[queuey]\nlog_level = loud", '[queuey] log_level = "loud": must be one of debug, info'),
@@ -514,15 +574,15 @@ def test_metadata_base_delay_is_not_a_setting_with_cassandra(tmp_path: Path) -> 
         ),
         (
             "[storage]\nbackend = cassandra\nbase_delay = -1",
-            '[storage] base_delay = "-1": must be an integer >= 0',
+            '[storage] base_delay = "-1": must be an integer from 0 to 3600',
         ),
         (
             "[storage]\nbackend = cassandra\nreplication_factor = 0",
-            '[storage] replication_factor = "0": must be an integer >= 1',
+            '[storage] replication_factor = "0": must be an integer from 1 to 99',
         ),
         (
             "[storage]\nbackend = cassandra\nrequest_timeout = -2",
-            '[storage] request_timeout = "-2": must be a number of seconds > 0',
+            '[storage] request_timeout = "-2": must be a number of seconds from 0.1 to 600',
         ),
         (
             "[storage]\nbackend = cassandra\nusername = queuey",

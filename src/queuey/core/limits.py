@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,26 @@ class Limits:
     max_header_bytes: int = 65_536
     max_header_count: int = 100
 
+
+# The values each limit may be set to, inclusive; anything else is a configuration error.
+LIMIT_RANGES: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "max_message_bytes": (1, 64 << 20),
+        "max_batch_messages": (1, 10_000),
+        "max_batch_bytes": (1, 256 << 20),
+        "default_read_limit": (1, 10_000),
+        "max_read_limit": (1, 10_000),
+        "default_list_limit": (1, 100_000),
+        "max_list_limit": (1, 100_000),
+        "default_ttl": (1, 630_720_000),  # 20 years, Cassandra's longest TTL
+        "max_ttl": (1, 630_720_000),
+        "max_partitions": (1, 255),  # a claim id holds its partition in two hex digits
+        "max_name_length": (1, 255),
+        "request_timeout": (1, 3600),
+        "max_header_bytes": (1024, 1 << 20),
+        "max_header_count": (8, 1000),
+    }
+)
 
 # Fixed bounds of the work-queue parameters (api.md Part 2); not settings.
 MAX_CLAIM_TTL = 43_200
