@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from queuey.core.models import Caller, Queue
+from queuey.service import rights
 from tests.api.conftest import AUTH, OTHER_AUTH, THIRD_AUTH, Api
 
 
@@ -67,6 +73,29 @@ async def test_outsiders_cannot_tell_missing_queues_from_private_ones(api: Api) 
         missing = await api.http.simulate_get("/v1/queuey/nosuchqueue", headers=headers)
         assert existing.status_code == missing.status_code == status
         assert existing.json == missing.json
+
+
+async def test_a_refusal_runs_the_same_checks_whether_or_not_the_queue_exists(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 finding 10: the time of another application's 403 told whether the queue
+    existed, the checks of its settings running only when it did."""
+    queue = await api.mkq(principles="app:notifications")
+    checked: list[tuple[str | None, str]] = []
+    real = rights.grants
+
+    def spy(caller: Caller, found: Queue, right: Any) -> bool:
+        checked.append((caller.app, right.name))
+        return real(caller, found, right)
+
+    monkeypatch.setattr(rights, "grants", spy)
+    for name in (queue, "nosuchqueue"):
+        for headers, status in (({}, 401), (THIRD_AUTH, 403)):
+            result = await api.http.simulate_get(f"/v1/queuey/{name}", headers=headers)
+            assert result.status_code == status
+    assert checked == [(None, "READ"), ("third", "READ")] * 2
+    allowed = await api.http.simulate_get(f"/v1/queuey/{queue}", headers=OTHER_AUTH)
+    assert allowed.status_code == 200
 
 
 async def test_public_queue_allows_anonymous_reads_only(api: Api) -> None:

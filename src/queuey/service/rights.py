@@ -46,7 +46,9 @@ class Rights:
 
     async def queue(self, caller: Caller, app: str, name: str, right: Right) -> Queue:
         """The queue, if ``caller`` holds ``right`` on it. Callers without any right learn
-        nothing about whether the queue exists: they get 401/403 either way."""
+        nothing about whether the queue exists: they get 401/403 either way, after the same
+        look-up and the same checks (against a stand-in when there is no queue), so that the
+        time of the refusal does not tell either."""
         self.check_application(app)
         exists = valid_name(name, self._max_name_length)
         queue = await self._storage.get_queue(app, name) if exists else None
@@ -54,11 +56,22 @@ class Rights:
             if queue is None:
                 raise QueueNotFound()
             return queue
-        if queue is not None and right is not Right.OWNER:
-            if right is Right.READ and queue.settings.type == "public":
-                return queue
-            if caller.app is not None and f"app:{caller.app}" in queue.settings.principles:
-                return queue
+        if grants(caller, queue or _NO_QUEUE, right) and queue is not None:
+            return queue
         if caller.app is None:
             raise Unauthorized()
         raise Forbidden()
+
+
+# What another application's or an anonymous request is checked against when there is no queue.
+_NO_QUEUE = Queue("", "", 0, 0.0)
+
+
+def grants(caller: Caller, queue: Queue, right: Right) -> bool:
+    """Whether ``queue`` gives ``right`` to ``caller``, who is not its owner: reads of a public
+    queue to anyone; reads, deletes and claims to the principals it lists."""
+    if right is Right.OWNER:
+        return False
+    if right is Right.READ and queue.settings.type == "public":
+        return True
+    return caller.app is not None and f"app:{caller.app}" in queue.settings.principles
