@@ -147,7 +147,9 @@ def read(
     wait: int | None = None,
 ) -> Call[list[Message]]:
     """Messages of ``partitions`` (default: partition 1) in time order, never removing them.
-    ``since`` is a timestamp or a message id (inclusive), ``after`` a message id (exclusive);
+    ``since`` is a timestamp or a message id (inclusive; a float time is only as exact as a
+    float: pass a message's ``timestamp`` string to start exactly at it), ``after`` a message
+    id (exclusive);
     ``wait`` holds the request up to that many seconds until a message arrives."""
     query = _strings(since=since, after=after, order=order, limit=limit,
                      partitions=_numbers(partitions), wait=wait)  # fmt: skip
@@ -238,6 +240,8 @@ def _strings(**values: object) -> dict[str, str]:
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.7f}"
     return str(value)
 
 
