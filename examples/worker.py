@@ -11,22 +11,19 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import time
 from types import FrameType
 
 from queuey.client import ClaimedMessage, ClaimExpired, Client
 
 
-def process(message: ClaimedMessage) -> None:
-    """The work itself: here, print the message."""
-    print(f"{message.ref} (delivery {message.deliveries}): {message.body}", flush=True)
-
-
 class Worker:
-    def __init__(self, queuey: Client, queue: str, batch: int, wait: int) -> None:
+    def __init__(self, queuey: Client, queue: str, batch: int, wait: int, work: float) -> None:
         self.queuey = queuey
         self.queue = queue
         self.batch = batch
         self.wait = wait
+        self.work = work
         self.running = True
         self.done = 0
 
@@ -34,15 +31,21 @@ class Worker:
         print(f"{signal.Signals(signum).name}: stopping", flush=True)
         self.running = False
 
+    def process(self, message: ClaimedMessage) -> None:
+        """The work itself: here, print the message and take ``work`` seconds."""
+        print(f"{message.ref} (delivery {message.deliveries}): {message.body}", flush=True)
+        time.sleep(self.work)
+
     def run(self) -> None:
         while self.running:
             # A long poll: the answer comes when a message is available, or after `wait` s.
             claimed = self.queuey.claim(self.queue, limit=self.batch, wait=self.wait)
             for index, message in enumerate(claimed):
-                if not self.running:
+                if not self.running:  # let other workers have the rest at once
                     self.queuey.release(self.queue, claimed[index:])
+                    print(f"released {len(claimed) - index} messages", flush=True)
                     break
-                process(message)
+                self.process(message)
                 try:
                     self.queuey.ack(self.queue, [message])
                     self.done += 1
@@ -55,9 +58,10 @@ def main() -> None:
     parser.add_argument("queue")
     parser.add_argument("--batch", type=int, default=10, help="messages per claim (10)")
     parser.add_argument("--wait", type=int, default=5, help="long-poll seconds (5)")
+    parser.add_argument("--work", type=float, default=0, help="seconds per message (0)")
     args = parser.parse_args()
     with Client(os.environ["QUEUEY_URL"], os.environ.get("QUEUEY_KEY")) as queuey:
-        worker = Worker(queuey, args.queue, args.batch, args.wait)
+        worker = Worker(queuey, args.queue, args.batch, args.wait, args.work)
         signal.signal(signal.SIGINT, worker.stop)
         signal.signal(signal.SIGTERM, worker.stop)
         print("ready", flush=True)
