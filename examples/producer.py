@@ -27,8 +27,8 @@ def main() -> None:
         with contextlib.suppress(QueueExists):
             queuey.create_queue(args.queue, claim_ttl=60, max_deliveries=5)
         for start in range(0, len(messages), 1000):  # at most 1000 messages per batch
-            for posted in queuey.post_batch(args.queue, messages[start : start + 1000]):
-                print(f"posted {posted.ref}")
+            posted = queuey.post_batch(args.queue, messages[start : start + 1000])
+            print(f"posted {len(posted)} messages, {posted[0].ref} to {posted[-1].ref}")
 
 
 if __name__ == "__main__":
