@@ -184,3 +184,12 @@ def test_batches_hold_the_batch_size(cli: Run) -> None:
         result = cli("post", "jobs", "--url", stub.url, "--batch-size", "10", stdin=lines)
     assert result.code == 0
     assert stub.requests == [("POST", "/v1/queuey/jobs")] * 3
+
+
+def test_batches_stay_under_the_byte_cap(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("queuey.cli.messages.MAX_BATCH_BYTES", 25)
+    with Stub([Answer(201, b'{"status": "ok", "messages": []}')]) as stub:
+        lines = "ééééé\n".encode() * 5  # 10 bytes a line: two lines a batch
+        result = cli("post", "jobs", "--url", stub.url, "--batch-size", "10", stdin=lines)
+    assert result.code == 0
+    assert len(stub.requests) == 3

@@ -116,6 +116,28 @@ def test_an_answer_that_is_not_queueys_raises_server_error() -> None:
     assert "Bad Gateway" in failed.value.error_msg["body"]
 
 
+def test_a_proxys_503_page_raises_unavailable_after_the_retries() -> None:
+    page = Answer(503, b"<html>Service Unavailable</html>", {"Retry-After": "0"})
+    with (
+        Stub([page]) as stub,
+        Client(stub.url, retries=1) as client,
+        pytest.raises(Unavailable) as failed,
+    ):
+        client.read("inbox")
+    assert "Service Unavailable" in failed.value.error_msg["body"]
+    assert len(stub.requests) == 2
+
+
+def test_a_success_without_the_expected_fields_raises_server_error() -> None:
+    with (
+        Stub([Answer(200, b'{"status": "ok"}')]) as stub,
+        Client(stub.url) as client,
+        pytest.raises(ServerError) as failed,
+    ):
+        client.read("inbox")
+    assert failed.value.status == 200 and "messages" in failed.value.error_msg["body"]
+
+
 @pytest.mark.parametrize(
     ("urls", "app", "message"),
     [

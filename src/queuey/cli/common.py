@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or input: nothing was sent
     UNREACHABLE = 3  # no base URL could be reached
     UNAVAILABLE = 4  # the server answered 503 on every attempt, or failed (5xx)
+    INTERRUPTED = 130  # Ctrl-C, as shells count SIGINT
 
 
 EXIT_CODES = """exit codes:
@@ -33,7 +34,8 @@ EXIT_CODES = """exit codes:
   1  the server refused the request (an API error, printed with its error_msg)
   2  usage: bad arguments or unreadable input, nothing was sent
   3  no server could be reached (connection refused, timed out, TLS failure)
-  4  the server is unavailable (503 after the retries) or failed (5xx)"""
+  4  the server is unavailable (503 after the retries) or failed (5xx)
+  130  interrupted (Ctrl-C)"""
 
 
 class Output:
@@ -112,6 +114,9 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
             handler(client, args, output)
     except CommandFailed as failed:
         return failed.code
+    except KeyboardInterrupt:
+        output.errors.print("queuey: interrupted", markup=False)
+        return ExitCode.INTERRUPTED
     except errors.ClientError as error:
         output.error(error)
         return exit_code(error)

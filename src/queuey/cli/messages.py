@@ -70,6 +70,8 @@ def post_messages(client: Client, args: argparse.Namespace, out: Output) -> None
             markup=False,
         )
         raise CommandFailed(ExitCode.USAGE)
+    if sys.stdin.isatty():
+        out.errors.print("queuey: posting each line you type; end with Ctrl-D", markup=False)
     template = NewMessage("", args.ttl, args.partition, args.delay, None, args.content_type)
     count = _post_lines(client, args.queue, sys.stdin.buffer, template, args.batch_size, out)
     out.show({"posted": count}, lambda: f"posted {count} messages to {args.queue}")
@@ -85,20 +87,24 @@ def _post_lines(
         TaskProgressColumn(show_speed=True), TimeElapsedColumn(),
         console=out.errors, disable=not out.errors.is_terminal,
     )  # fmt: skip
-    with progress:
-        task = progress.add_task("post", total=None)
-        for first_line, batch in _batches(lines, template, size, out):
-            try:
+    first_line = 1
+    try:
+        with progress:
+            task = progress.add_task("post", total=None)
+            for line, batch in _batches(lines, template, size, out):
+                first_line = line
                 client.post_batch(queue, batch)
-            except errors.ClientError:
-                out.errors.print(
-                    f"queuey: posted {posted} messages; the batch from line {first_line} on "
-                    "was not stored:",
-                    markup=False,
-                )
-                raise
-            posted += len(batch)
-            progress.advance(task, len(batch))
+                posted += len(batch)
+                progress.advance(task, len(batch))
+    except (errors.ClientError, KeyboardInterrupt) as stopped:
+        # A refused batch stored nothing; after a failure or a lost connection, who knows.
+        refused = isinstance(stopped, errors.ApiError) and stopped.status < 500
+        fate = "was not stored" if refused else "may not be stored"
+        out.errors.print(
+            f"queuey: posted {posted} messages; the batch from line {first_line} on {fate}:",
+            markup=False,
+        )
+        raise
     return posted
 
 
@@ -108,25 +114,26 @@ def _batches(
     """(line number of the first, messages) for each batch of the lines of ``lines``."""
     batch: list[NewMessage] = []
     first = weight = 0
-    for number, body in _bodies(lines, out):
-        if batch and (len(batch) == size or weight + len(body) > MAX_BATCH_BYTES):
+    for number, body, length in _bodies(lines, out):
+        if batch and (len(batch) == size or weight + length > MAX_BATCH_BYTES):
             yield first, batch
             batch, weight = [], 0
         if not batch:
             first = number
         batch.append(dataclasses.replace(template, body=body))
-        weight += len(body)
+        weight += length
     if batch:
         yield first, batch
 
 
-def _bodies(lines: BinaryIO, out: Output) -> Iterator[tuple[int, str]]:
+def _bodies(lines: BinaryIO, out: Output) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, length in bytes) of each non-empty line."""
     for number, line in enumerate(lines, 1):
         text = line.rstrip(b"\r\n")
         if not text:
             continue
         try:
-            yield number, text.decode("utf-8")
+            yield number, text.decode("utf-8"), len(text)
         except UnicodeDecodeError:
             out.errors.print(f"queuey: line {number} is not UTF-8 text", markup=False)
             raise CommandFailed(ExitCode.USAGE) from None

@@ -132,12 +132,18 @@ def answer(call: Call[T], status: int, content: bytes) -> T:
         payload = orjson.loads(content)
     except orjson.JSONDecodeError:
         payload = None
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict):  # a proxy's error page, or not a Queuey server at all
         text = content[:200].decode(errors="replace").strip() or "(no body)"
-        raise errors.ServerError(status, {"body": f"not a Queuey answer: {text}"})
-    if status in call.statuses:
+        error_msg = {"body": f"not a Queuey answer: {text}"}
+        if status in call.statuses:
+            raise errors.ServerError(status, error_msg)
+        raise error(status, {"error_msg": error_msg})
+    if status not in call.statuses:
+        raise error(status, payload)
+    try:
         return call.decode(payload)
-    raise error(status, payload)
+    except (KeyError, TypeError, ValueError) as missing:
+        raise errors.ServerError(status, {"body": f"unexpected answer: {missing!r}"}) from None
 
 
 def error(status: int, payload: dict[str, Any]) -> errors.ApiError:
