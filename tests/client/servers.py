@@ -4,6 +4,7 @@ for answers a real server does not give on demand (503, garbage)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Answer:
     status: int
     body: bytes = b'{"status": "ok"}'
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering
 
 
 UNAVAILABLE = b'{"status": "error", "error_msg": {"storage": "Back-end storage unavailable."}}'
@@ -55,12 +57,17 @@ class Stub:
                 self.rfile.read(length)
                 stub.requests.append((self.command, self.path))
                 answer = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
-                self.send_response(answer.status)
-                for name, value in {"Content-Type": "application/json", **answer.headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                time.sleep(answer.delay)
+                try:
+                    self.send_response(answer.status)
+                    headers = {"Content-Type": "application/json", **answer.headers}
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a timeout test)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = answer
 

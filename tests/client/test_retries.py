@@ -102,6 +102,15 @@ def test_connection_failed_when_every_url_refuses(closed_url: str) -> None:
     assert other.removesuffix("/v1/queuey") in str(failed.value)
 
 
+def test_a_slow_answer_times_out_unless_the_call_waits_for_it() -> None:
+    slow = Answer(200, b'{"status": "ok", "messages": []}', delay=0.6)
+    with Stub([slow]) as stub, Client(stub.url, timeout=0.2, retries=0) as client:
+        assert client.read("inbox", wait=1) == []  # a long poll adds its wait to the timeout
+        with pytest.raises(ConnectionFailed, match="ReadTimeout"):
+            client.read("inbox")
+    assert len(stub.requests) == 2  # a request that may have arrived is not sent again
+
+
 def test_heartbeat_reports_unavailable_storage_without_retrying() -> None:
     with Stub([unavailable("5")]) as stub, Client(stub.url) as client:
         assert client.heartbeat() is False

@@ -83,6 +83,8 @@ class Servers:
         )  # fmt: skip
 
     def exchange(self, call: Call[T]) -> Exchange[T]:
+        """One call: yields ``(delay, request)``, is sent what came of it, returns the decoded
+        answer or raises the client error it stands for."""
         refused: list[str] = []
         retries = self.retries if call.retry else 0
         delay = 0.0
@@ -90,14 +92,13 @@ class Servers:
             outcome = yield delay, self.request(call)
             delay = 0.0
             if isinstance(outcome, NOT_SENT):
-                refused.append(f"{self.roots[self.current]}: {outcome}")
+                refused.append(f"{self.roots[self.current]}: {_describe(outcome)}")
                 if len(refused) == len(self.roots):
                     raise errors.ConnectionFailed("; ".join(refused)) from outcome
                 self._next()
             elif isinstance(outcome, httpx.TransportError):
-                raise errors.ConnectionFailed(
-                    f"{self.roots[self.current]}: {outcome!r}"
-                ) from outcome
+                where = self.roots[self.current]
+                raise errors.ConnectionFailed(f"{where}: {_describe(outcome)}") from outcome
             elif outcome.status_code == 503 and retries > 0:
                 retries -= 1
                 refused.clear()
@@ -181,3 +182,8 @@ def _split(url: str) -> tuple[str, str | None]:
     if match:
         return match["root"], match["app"]
     return url, None
+
+
+def _describe(error: httpx.TransportError) -> str:
+    """The error's kind and message (``ReadTimeout: timed out``)."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
