@@ -54,6 +54,13 @@ def test_one_message_is_posted_and_read_back(cli: Run, queue: str) -> None:
     assert (message["message_id"], message["content_type"]) == (key, "text/x")
 
 
+def test_bodies_are_shown_as_they_are(cli: Run, queue: str) -> None:
+    cli("create", queue)
+    cli("post", queue, "[bold]not markup[/bold] [/]")
+    shown = cli("read", queue)
+    assert shown.code == 0 and "[bold]not markup[/bold] [/]" in shown.out
+
+
 def test_stdin_is_posted_line_by_line_in_order(cli: Run, queue: str) -> None:
     cli("create", queue)
     lines = b"".join(f"line {n}\r\n".encode() for n in range(25)) + b"\n\n"

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from queuey.client import Client, errors
 
@@ -52,7 +53,7 @@ class Output:
             sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
             sys.stdout.flush()
         else:
-            self.console.print(human())
+            self.console.print(human(), markup=False)
 
     def error(self, error: errors.ClientError, **more: object) -> None:
         if self.as_json:
@@ -65,9 +66,10 @@ class Output:
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    """Cells are plain text: a message's ``[bold]`` is not rich markup."""
     grid = Table(*columns)
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     return grid
 
 
