@@ -29,6 +29,9 @@ class Method(Generic[P, T]):
         self.__doc__ = build.__doc__
 
     @overload
+    def __get__(self, client: None, owner: type[Any] | None = None) -> Callable[P, Call[T]]: ...
+
+    @overload
     def __get__(self, client: Client, owner: type[Any] | None = None) -> Callable[P, T]: ...
 
     @overload
@@ -37,7 +40,8 @@ class Method(Generic[P, T]):
     ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     def __get__(self, client: Any, owner: type[Any] | None = None) -> Any:
-        return client.bind(self.build)
+        # On the class (help(), documentation tools): the call, with its signature.
+        return self.build if client is None else client.bind(self.build)
 
 
 class Api(Generic[H]):
