@@ -62,12 +62,19 @@ def test_bodies_are_shown_as_they_are(cli: Run, queue: str) -> None:
 
 
 def test_stdin_is_posted_line_by_line_in_order(cli: Run, queue: str) -> None:
-    cli("create", queue)
+    cli("create", queue, "--partitions", "2")
     lines = b"".join(f"line {n}\r\n".encode() for n in range(25)) + b"\n\n"
-    posted = cli("post", queue, "--batch-size", "7", "--ttl", "600", stdin=lines)
+    posted = cli("post", queue, "--batch-size", "7", "--partition", "2", "--content-type",
+                 "text/csv", stdin=lines)  # fmt: skip
     assert (posted.code, posted.out.strip()) == (0, f"posted 25 messages to {queue}")
-    bodies = [m["body"] for m in cli("read", queue, "--limit", "100", "--json").json()]
-    assert bodies == [f"line {n}" for n in range(25)]
+    found = cli("read", queue, "--partitions", "2", "--limit", "100", "--json").json()
+    assert [m["body"] for m in found] == [f"line {n}" for n in range(25)]
+    assert {m["content_type"] for m in found} == {"text/csv"}
+    plain = cli("post", queue, "--json", stdin=b"no options\n")
+    assert plain.json() == {"posted": 1}
+    [message] = cli("read", queue, "--partitions", "1,2", "--order", "descending", "--limit",
+                    "1", "--json").json()[:1]  # fmt: skip
+    assert (message["body"], message["content_type"]) == ("no options", "text/plain")
 
 
 def test_read_takes_its_parameters(cli: Run, queue: str) -> None:

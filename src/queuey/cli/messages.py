@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import functools
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from rich.progress import (
@@ -28,6 +28,7 @@ from queuey.cli.common import (
 from queuey.client import Client, Message, NewMessage, Posted, errors
 
 MAX_BATCH = 1000  # the API's limit per batch
+ToItem = Callable[[str], NewMessage | str]  # a line's text as an item of a batch
 # Bodies per batch, leaving room under the API's default 10 MiB request limit for the JSON.
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
@@ -44,7 +45,7 @@ def add_parsers(commands: Commands) -> None:
     post.add_argument("--content-type", help="stored with the message (text/plain)")
     post.add_argument("--dedup-id", help="post it once per dedup window (one message only)")
     post.add_argument(
-        "--batch-size", type=int, default=500, help=f"lines per request (500, at most {MAX_BATCH})"
+        "--batch-size", type=int, default=MAX_BATCH, help=f"lines per request (at most {MAX_BATCH})"
     )
     read = add_command(commands, "read", "read messages (never removes them)", read_messages)
     read.add_argument("queue")
@@ -72,13 +73,17 @@ def post_messages(client: Client, args: argparse.Namespace, out: Output) -> None
         raise CommandFailed(ExitCode.USAGE)
     if sys.stdin.isatty():
         out.errors.print("queuey: posting each line you type; end with Ctrl-D", markup=False)
-    template = NewMessage("", args.ttl, args.partition, args.delay, None, args.content_type)
-    count = _post_lines(client, args.queue, sys.stdin.buffer, template, args.batch_size, out)
+    options = {"ttl": args.ttl, "partition": args.partition, "delay": args.delay,
+               "content_type": args.content_type}  # fmt: skip
+    to_item: ToItem = str  # a plain body takes the queue's defaults, and is quicker to send
+    if any(option is not None for option in options.values()):
+        to_item = functools.partial(NewMessage, **options)
+    count = _post_lines(client, args.queue, sys.stdin.buffer, to_item, args.batch_size, out)
     out.show({"posted": count}, lambda: f"posted {count} messages to {args.queue}")
 
 
 def _post_lines(
-    client: Client, queue: str, lines: BinaryIO, template: NewMessage, size: int, out: Output
+    client: Client, queue: str, lines: BinaryIO, to_item: ToItem, size: int, out: Output
 ) -> int:
     """Post every non-empty line as a message, ``size`` at a time, in order; how many."""
     posted = 0
@@ -91,7 +96,7 @@ def _post_lines(
     try:
         with progress:
             task = progress.add_task("post", total=None)
-            for line, batch in _batches(lines, template, size, out):
+            for line, batch in _batches(lines, to_item, size, out):
                 first_line = line
                 client.post_batch(queue, batch)
                 posted += len(batch)
@@ -109,10 +114,10 @@ def _post_lines(
 
 
 def _batches(
-    lines: BinaryIO, template: NewMessage, size: int, out: Output
-) -> Iterator[tuple[int, list[NewMessage]]]:
+    lines: BinaryIO, to_item: ToItem, size: int, out: Output
+) -> Iterator[tuple[int, list[NewMessage | str]]]:
     """(line number of the first, messages) for each batch of the lines of ``lines``."""
-    batch: list[NewMessage] = []
+    batch: list[NewMessage | str] = []
     first = weight = 0
     for number, body, length in _bodies(lines, out):
         if batch and (len(batch) == size or weight + length > MAX_BATCH_BYTES):
@@ -120,7 +125,7 @@ def _batches(
             batch, weight = [], 0
         if not batch:
             first = number
-        batch.append(dataclasses.replace(template, body=body))
+        batch.append(to_item(body))
         weight += length
     if batch:
         yield first, batch

@@ -41,7 +41,7 @@ class Queue:
     was_created: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a bulk post makes millions, and frozen ones cost more
 class NewMessage:
     """One item of a batch post; unset fields take the queue's defaults."""
 
