@@ -19,8 +19,8 @@ serve: install
 	$(BIN)/queuey serve $(ARGS)
 
 check: install
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools examples
+	$(BIN)/ruff format --check src tests bench tools examples
 	$(BIN)/mypy
 
 # The Cassandra tests start a single node themselves (tools/cassandra/node.py) and leave it
@@ -35,8 +35,8 @@ test-cluster: install
 	$(BIN)/pytest -q -m cluster
 
 fmt: install
-	$(BIN)/ruff check --fix src tests bench tools
-	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools examples
+	$(BIN)/ruff format src tests bench tools examples
 
 # Apache Cassandra 5 from Maven Central (needs Java 17 and Maven), state in .cassandra/.
 CASSANDRA := $(BIN)/python tools/cassandra/node.py

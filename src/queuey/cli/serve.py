@@ -1,22 +1,18 @@
-"""The ``queuey`` command."""
+"""``queuey serve``: the HTTP server."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import os
 import sys
-from collections.abc import Sequence
 
 from queuey import __version__
+from queuey.cli.common import Commands
 from queuey.config import ConfigError, Settings, load_settings, with_default_application
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="queuey", description="RESTful message queue service")
-    parser.add_argument("--version", action="version", version=f"queuey {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument(
         "--config", help="ini file (default: $QUEUEY_CONFIG, else built-in defaults)"
@@ -24,8 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")
-    args = parser.parse_args(argv)
-    return _serve(args.config, args.host, args.port, args.workers)
+    serve.set_defaults(run=lambda args: _serve(args.config, args.host, args.port, args.workers))
 
 
 def _serve(config: str | None, host: str, port: int, workers: int) -> int:
