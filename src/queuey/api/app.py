@@ -11,6 +11,8 @@ import falcon.asgi
 from queuey.api import claims, errors, messages, openapi, ops, queues
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
+from queuey.api.metrics import Metrics, MetricsResource
+from queuey.api.observe import Observer
 from queuey.service import QueueService
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
@@ -19,16 +21,25 @@ AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 class Lifespan:
     """Opens storage and starts the sweeper at start-up; finishes writes at shutdown."""
 
-    def __init__(self, service: QueueService, sweep_interval: float, sweep_batch: int) -> None:
+    def __init__(
+        self,
+        service: QueueService,
+        sweep_interval: float,
+        sweep_batch: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.service = service
         self.sweep_interval = sweep_interval
         self.sweep_batch = sweep_batch
+        self.metrics = metrics
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.start(self.sweep_interval, self.sweep_batch)
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.stop()
+        if self.metrics is not None:
+            self.metrics.process_exited()
 
 
 def create_app(
@@ -36,10 +47,17 @@ def create_app(
     keys: KeyRing,
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
+    access_log: str = "off",
+    metrics: Metrics | None = None,
+    metrics_token: str | None = None,
 ) -> AsgiApp:
+    """The app; ``metrics`` None leaves out ``GET /metrics`` and the instrumentation."""
     app: AsgiApp = QueueyApp(
         media_type=falcon.MEDIA_JSON,
-        middleware=[Lifespan(service, sweep_interval, sweep_batch)],
+        middleware=[
+            Observer(access_log, metrics),
+            Lifespan(service, sweep_interval, sweep_batch, metrics),
+        ],
         cors_enable=False,
     )
     app.req_options.strip_url_path_trailing_slash = True
@@ -50,6 +68,8 @@ def create_app(
     app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
     app.add_route("/__version__", ops.Version(service))
     app.add_route("/openapi.json", openapi.OpenApi())
+    if metrics is not None:
+        app.add_route("/metrics", MetricsResource(metrics, metrics_token))
     app.add_route("/v1/{app}", queues.ApplicationResource(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
     app.add_route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))

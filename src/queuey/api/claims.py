@@ -6,6 +6,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from queuey.api import requests, responses
+from queuey.api.observe import count
 from queuey.api.resource import Resource
 from queuey.core.models import Caller
 
@@ -19,6 +20,7 @@ class ClaimsResource(Resource):
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
         found = await self.service.claim(caller, app, queue, params)
+        count(req, "claimed", len(found))
         responses.ok(resp, responses.claims(found))
 
 
@@ -27,6 +29,7 @@ class ClaimResource(Resource):
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str, claim_ids: str
     ) -> None:
         acked = await self.service.ack(caller, app, queue, claim_ids)
+        count(req, "acked", len(acked))
         responses.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(
