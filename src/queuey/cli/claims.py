@@ -48,7 +48,7 @@ def extend_claims(client: Client, args: argparse.Namespace, out: Output) -> None
     try:
         extension = client.extend(args.queue, args.claim_ids, args.ttl)
     except errors.ClaimExpired as expired:
-        _partly(out, expired, "extended")
+        _partly(out, expired, "released" if args.ttl == 0 else "extended")
     done = len(extension.extended)
     out.show(
         extension,

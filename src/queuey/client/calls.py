@@ -356,6 +356,8 @@ def _acked(payload: Payload) -> list[str]:
 
 
 def _extension(payload: Payload) -> Extension:
+    if "released" in payload:
+        return Extension(tuple(payload["released"]), None)
     return Extension(tuple(payload["extended"]), payload["claim_expires"])
 
 

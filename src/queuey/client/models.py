@@ -94,10 +94,11 @@ class ClaimedMessage(Message):
 
 @dataclass(frozen=True, slots=True)
 class Extension:
-    """The claims whose lease was extended (or released) and when the lease now ends."""
+    """The claims whose lease was extended (or released) and when the lease now ends (None
+    for a release: no lease remains)."""
 
     extended: tuple[str, ...]
-    claim_expires: str
+    claim_expires: str | None
 
 
 @dataclass(frozen=True, slots=True)

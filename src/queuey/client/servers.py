@@ -153,7 +153,7 @@ def error(status: int, payload: dict[str, Any]) -> errors.ApiError:
         error_msg = {"status": f"unexpected answer {status}"}
     error_msg = {str(key): str(value) for key, value in error_msg.items()}
     if status == 409 and "ClaimExpired" in error_msg:
-        done = payload.get("acked", payload.get("extended", []))
+        done = payload.get("acked", payload.get("extended", payload.get("released", [])))
         return errors.ClaimExpired(status, error_msg, list(done), list(payload.get("failed", [])))
     if status == 409 and "QueueAlreadyExists" in error_msg:
         return errors.QueueExists(status, error_msg)
