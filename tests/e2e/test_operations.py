@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from queuey.api.metrics import FLUSH_INTERVAL
 from tests.e2e.conftest import AUTH, Server, start_server, write_config
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +45,8 @@ def test_one_scrape_sums_every_worker(tmp_path: Path) -> None:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(post, range(300)))
+        # Each worker adds its values to the shared files every FLUSH_INTERVAL seconds.
+        time.sleep(FLUSH_INTERVAL * 2)
         pids = {re.sub(r"\D", "", p.name) for p in shared.glob("counter_*.db")}
         assert len(pids) == 2, pids  # both workers counted some of the posts
         for _ in range(6):  # whichever worker answers the scrape

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +21,8 @@ AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
 class Lifespan:
-    """Opens storage and starts the sweeper at start-up; finishes writes at shutdown."""
+    """Opens storage and starts the sweeper (and the metrics' flusher, with several workers)
+    at start-up; finishes writes at shutdown."""
 
     def __init__(
         self,
@@ -32,14 +35,19 @@ class Lifespan:
         self.sweep_interval = sweep_interval
         self.sweep_batch = sweep_batch
         self.metrics = metrics
+        self._flusher: asyncio.Task[None] | None = None
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.start(self.sweep_interval, self.sweep_batch)
+        if self.metrics is not None and self.metrics.multiprocess_dir is not None:
+            self._flusher = asyncio.create_task(self.metrics.run_flusher())
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.stop()
-        if self.metrics is not None:
-            self.metrics.process_exited()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
 
 
 def create_app(

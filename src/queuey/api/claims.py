@@ -20,7 +20,7 @@ class ClaimsResource(Resource):
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
         found = await self.service.claim(caller, app, queue, params)
-        count(req, "claimed", len(found))
+        count(req, app, "claimed", len(found))
         responses.ok(resp, responses.claims(found))
 
 
@@ -29,7 +29,7 @@ class ClaimResource(Resource):
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str, claim_ids: str
     ) -> None:
         acked = await self.service.ack(caller, app, queue, claim_ids)
-        count(req, "acked", len(acked))
+        count(req, app, "acked", len(acked))
         responses.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import time
-from typing import Any
 
 import falcon.asgi
 import orjson
@@ -37,9 +36,10 @@ def new_request_id() -> str:
     return os.urandom(8).hex()
 
 
-def count(req: Request, event: str, n: int) -> None:
-    """Count ``n`` messages of ``event`` (api.metrics.EVENTS) for the request's application."""
-    req.context.counted = (event, n)
+def count(req: Request, application: str, event: str, n: int) -> None:
+    """Count ``n`` messages of ``event`` (api.metrics.EVENTS) for ``application``, once the
+    request has succeeded."""
+    req.context.counted = (application, event, n)
 
 
 class Observer:
@@ -57,13 +57,6 @@ class Observer:
         req.context.started = time.perf_counter()
         request_id.set(rid)
 
-    async def process_resource(
-        self, req: Request, resp: Response, resource: object, params: dict[str, Any]
-    ) -> None:
-        app = params.get("app")
-        if app is not None:
-            req.context.application = app
-
     async def process_response(
         self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
@@ -79,9 +72,8 @@ class Observer:
         if metrics is not None:
             metrics.request(route, req.method, status, seconds)
             counted = context.get("counted")
-            application = context.get("application")
-            if counted is not None and application is not None and status < 400:
-                metrics.count(application, *counted)
+            if counted is not None and status < 400:
+                metrics.count(*counted)
         if self.log_format != "off":
             self._log(req, resp, rid, status, seconds)
 

@@ -33,7 +33,7 @@ class QueueResource(Resource):
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
         found = await self.service.read_messages(caller, app, queue, requests.query(req))
-        count(req, "read", len(found))
+        count(req, app, "read", len(found))
         responses.ok(resp, responses.messages(found))
 
     on_head = on_get
@@ -56,7 +56,7 @@ class QueueResource(Resource):
                 req.get_header("X-TTL"), req.get_header("X-Partition"),
                 req.get_header("X-Delay"), req.get_header("X-Dedup-Id"),
             )  # fmt: skip
-        count(req, "posted", len(posted[0]))
+        count(req, app, "posted", len(posted[0]))
         responses.ok(resp, responses.posted(posted), 201)
 
     async def on_put(
