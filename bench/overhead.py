@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -21,8 +22,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from queuey import logs
-from queuey.api.observe import access_log
 from queuey.config import Settings, StorageSettings
 from queuey.main import build_app
 
@@ -71,10 +70,8 @@ async def cost(metrics: bool, log_format: str, posts: int) -> float:
             metrics=metrics,
             access_log=log_format,
         )
-        logs.configure("warning", log_format)
-        for handler in access_log.handlers:
-            handler.setStream(devnull)  # type: ignore[attr-defined]
-        app: App = build_app(settings)
+        with contextlib.redirect_stdout(devnull):  # where the access log goes
+            app: App = build_app(settings)
         started: list[dict[str, Any]] = []
 
         async def life_receive() -> dict[str, Any]:

@@ -4,9 +4,8 @@ causes."""
 from __future__ import annotations
 
 import logging
-import sys
 
-from queuey.api.observe import access_log, request_id
+from queuey.api.observe import request_id
 
 
 class RequestIdFilter(logging.Filter):
@@ -14,23 +13,16 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         rid = request_id.get()
-        if rid is not None and not hasattr(record, "request_id") and record.name != access_log.name:
+        if rid is not None and not hasattr(record, "request_id"):
             record.request_id = rid
             record.msg = f"{record.msg} [request_id={rid}]"
         return True
 
 
-def configure(level: str, access_log_format: str) -> None:
-    """Root logging at ``level`` with request ids; access lines (when not ``off``) go to stdout
-    whatever the level, one per request, without a prefix."""
+def configure(level: str) -> None:
+    """Root logging at ``level``, with request ids. (Access log lines do not go through
+    logging: :class:`queuey.api.observe.Observer` writes them to stdout.)"""
     logging.basicConfig(level=level.upper(), format="%(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())
-    access_log.propagate = False
-    access_log.handlers.clear()
-    if access_log_format != "off":
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)

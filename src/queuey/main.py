@@ -52,7 +52,7 @@ def create_app_from_env() -> AsgiApp:
     Usable by any ASGI server, e.g. ``granian --interface asgi --factory
     queuey.main:create_app_from_env``."""
     settings, _ = with_default_application(load_settings(None, os.environ))
-    logs.configure(settings.log_level, settings.access_log)
+    logs.configure(settings.log_level)
     app = build_app(settings)
     tune_gc()
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -36,9 +37,7 @@ async def _conductor(tmp_path: Path, **options: object) -> AsyncIterator[Conduct
 
 @pytest.fixture
 async def observed(tmp_path: Path) -> AsyncIterator[Conductor]:
-    async for conductor in _conductor(
-        tmp_path, access_log="json", metrics=Metrics(), metrics_token="s3cret"
-    ):
+    async for conductor in _conductor(tmp_path, metrics=Metrics(), metrics_token="s3cret"):
         yield conductor
 
 
@@ -105,13 +104,12 @@ async def test_unexpected_errors_are_logged_with_the_request_id(
     assert errors and all("[request_id=fail-7]" in r.getMessage() for r in errors)
 
 
-async def test_json_access_log_has_one_line_per_request(
-    observed: Conductor, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.INFO, logger="queuey.access"):
-        await observed.simulate_get("/v1/queuey?limit=5", headers={**AUTH, "X-Request-Id": "q1"})
-        await observed.simulate_get("/nowhere")
-    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "queuey.access"]
+async def test_json_access_log_has_one_line_per_request(tmp_path: Path) -> None:
+    out = io.StringIO()
+    async for conductor in _conductor(tmp_path, access_log="json", access_log_to=out):
+        await conductor.simulate_get("/v1/queuey?limit=5", headers={**AUTH, "X-Request-Id": "q1"})
+        await conductor.simulate_get("/nowhere")
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
     assert [(x["method"], x["path"], x["status"], x["request_id"]) for x in lines][0] == (
         "GET", "/v1/queuey", 200, "q1",
     )  # fmt: skip
@@ -120,13 +118,12 @@ async def test_json_access_log_has_one_line_per_request(
     assert len(lines) == 2
 
 
-async def test_text_access_log_and_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_text_access_log_and_off(tmp_path: Path) -> None:
     for fmt, expected in (("text", 1), ("off", 0)):
-        caplog.clear()
-        async for conductor in _conductor(tmp_path / fmt, access_log=fmt):
-            with caplog.at_level(logging.INFO, logger="queuey.access"):
-                await conductor.simulate_get("/__version__", headers={"X-Request-Id": "t-1"})
-        lines = [r.getMessage() for r in caplog.records if r.name == "queuey.access"]
+        out = io.StringIO()
+        async for conductor in _conductor(tmp_path / fmt, access_log=fmt, access_log_to=out):
+            await conductor.simulate_get("/__version__", headers={"X-Request-Id": "t-1"})
+        lines = out.getvalue().splitlines()
         assert len(lines) == expected
         if expected:
             assert re.fullmatch(

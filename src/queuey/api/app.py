@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import falcon
 import falcon.asgi
@@ -30,12 +30,14 @@ class Lifespan:
         sweep_interval: float,
         sweep_batch: int,
         metrics: Metrics | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.service = service
         self.sweep_interval = sweep_interval
         self.sweep_batch = sweep_batch
         self.metrics = metrics
         self._flusher: asyncio.Task[None] | None = None
+        self.observer = observer
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.start(self.sweep_interval, self.sweep_batch)
@@ -48,6 +50,8 @@ class Lifespan:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        if self.observer is not None:
+            self.observer.flush()
 
 
 def create_app(
@@ -58,13 +62,16 @@ def create_app(
     access_log: str = "off",
     metrics: Metrics | None = None,
     metrics_token: str | None = None,
+    access_log_to: TextIO | None = None,
 ) -> AsgiApp:
-    """The app; ``metrics`` None leaves out ``GET /metrics`` and the instrumentation."""
+    """The app; ``metrics`` None leaves out ``GET /metrics`` and the instrumentation. Access
+    log lines go to ``access_log_to`` (stdout by default)."""
+    observer = Observer(access_log, metrics, access_log_to)
     app: AsgiApp = QueueyApp(
         media_type=falcon.MEDIA_JSON,
         middleware=[
-            Observer(access_log, metrics),
-            Lifespan(service, sweep_interval, sweep_batch, metrics),
+            observer,
+            Lifespan(service, sweep_interval, sweep_batch, metrics, observer),
         ],
         cors_enable=False,
     )

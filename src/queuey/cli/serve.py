@@ -44,7 +44,7 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
         _metrics_directory(workers)
     from queuey import logs
 
-    logs.configure(settings.log_level, settings.access_log)
+    logs.configure(settings.log_level)
     for warning in settings.warnings:
         logging.getLogger("queuey").warning("%s", warning)
     if workers > 1 and settings.storage.backend == "memory":
