@@ -174,6 +174,10 @@ class QueueService:
             raise Unauthorized()
         raise Forbidden()
 
+    async def queue(self, caller: Caller, app: str, name: str, right: Right) -> Queue:
+        """The queue, if ``caller`` holds ``right`` on it (401/403/404 otherwise)."""
+        return await self._queue(caller, app, name, right)
+
     # --- queues ----------------------------------------------------------------------------
 
     async def list_queues(
@@ -248,6 +252,7 @@ class QueueService:
         await self._queue(caller, app, name, Right.OWNER)
         if not await self.storage.delete_queue(app, name):
             raise QueueNotFound()
+        self.notifier.wake((app, name))  # its streams end
 
     def _valid_name(self, name: str) -> bool:
         return len(name) <= self.limits.max_name_length and _NAME.fullmatch(name) is not None
@@ -690,6 +695,8 @@ class QueueService:
 
     def _now_ms(self) -> int:
         return self._clock.time_ns() // 1_000_000
+
+    now_ms = _now_ms
 
 
 # --- settle window (stores of several nodes) ------------------------------------------------

@@ -6,6 +6,9 @@ from __future__ import annotations
 import falcon.asgi
 
 from queuey.api import render
+from queuey.api.auth import KeyRing
+from queuey.service import QueueService
+from queuey.streams import Streams
 
 Request = falcon.asgi.Request
 Response = falcon.asgi.Response
@@ -20,11 +23,20 @@ class Claims(render.Resource):
 
 
 class Claim(render.Resource):
+    """Acks and extensions; round-robin streams holding the claims are told (credit)."""
+
+    def __init__(self, service: QueueService, keys: KeyRing, streams: Streams) -> None:
+        super().__init__(service, keys)
+        self.streams = streams
+
     async def on_delete(
         self, req: Request, resp: Response, app: str, queue: str, claim_ids: str
     ) -> None:
         caller = self.caller(req)
-        acked = await self.service.ack(caller, app, queue, claim_ids)
+        try:
+            acked = await self.service.ack(caller, app, queue, claim_ids)
+        finally:  # acked or no longer current: either way not held any more
+            self.streams.settle(app, queue, claim_ids.lower().split(","))
         render.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(
@@ -33,6 +45,7 @@ class Claim(render.Resource):
         caller = self.caller(req)
         params = await render.params(req, self.service.limits.max_message_bytes)
         extended, until = await self.service.extend(caller, app, queue, claim_ids, params)
+        self.streams.settle(app, queue, extended, until)
         render.ok(
             resp, {"status": "ok", "extended": extended, "claim_expires": render.epoch(until)}
         )
