@@ -17,6 +17,8 @@ import pytest
 from falcon.errors import WebSocketDisconnected
 from falcon.testing import ASGIWebSocketSimulator, StreamedResult
 
+from queuey.core.ids import ticks_from_ns, ticks_of, uuid1_hex
+from queuey.core.models import Message
 from tests.api.conftest import AUTH, FORM, OTHER_AUTH, THIRD_AUTH, Api
 
 TIMEOUT = 10.0
@@ -270,6 +272,24 @@ async def test_broadcast_catch_up_joins_the_live_feed_without_gap(api: Api) -> N
             got = [m["message_id"] for m in await behind.messages(1230)]
             assert got == old + new
         assert [m["message_id"] for m in await live.messages(30)] == new
+
+
+async def test_a_message_committed_late_by_another_process_still_arrives(api: Api) -> None:
+    if not api.service.storage.shared:
+        pytest.skip("one process only: writes commit in the order of their ids")
+    queue = await api.mkq()
+    stored = await api.service.storage.get_queue("queuey", queue)
+    assert stored is not None
+    async with stream(api, queue) as events:
+        earlier = uuid1_hex(ticks_from_ns(api.clock.time_ns()) - 5, "8000000000000001")
+        posted = await api.post(queue, "newer")
+        assert [m["message_id"] for m in await events.messages(1)] == [posted["key"]]
+        # Stamped before "newer" by another process, committed after it was published.
+        late = Message(earlier, ticks_of(earlier) or 0, 1, "older", "text/plain", 2**62)
+        await api.service.storage.write_messages(stored, [late])
+        api.service.notifier.wake(("queuey", queue))
+        assert [m["body"] for m in await events.messages(1)] == ["older"]
+        assert await events.quiet(0.3) == b""
 
 
 async def test_delayed_messages_arrive_when_due(api: Api) -> None:

@@ -34,6 +34,11 @@ IDLE_CHECK = 1.0
 PAGE = 500
 #: Seconds before retrying a store that did not answer.
 RETRY = 0.5
+#: How far back (in 100-ns ticks: 300 ms) a broadcast feed on a store shared by several
+#: processes looks again: another process may commit a message stamped before the newest one
+#: the feed has published (its id was made before its commit). Such a late message is
+#: published when found, out of order rather than never.
+LATE_TICKS = 3_000_000
 
 
 def position_of(message: Message) -> Position:
@@ -178,6 +183,7 @@ class Broadcast(Feed):
         self.ready = asyncio.Event()  # set once the feed knows where it starts
         self._catching: dict[Subscriber, list[Message]] = {}
         self._catchers: set[asyncio.Task[None]] = set()
+        self._recent: dict[str, int] = {}  # ids published within LATE_TICKS → their ticks
 
     async def join(self, subscriber: Subscriber, queue: Queue) -> None:
         """Add a subscriber; one with a position first catches up with its own reads (what
@@ -228,9 +234,11 @@ class Broadcast(Feed):
         subscriber: Subscriber,
         messages: Iterable[Message],
         encoded: dict[tuple[int, int], Chunk] | None = None,
+        late: bool = False,
     ) -> None:
-        """Queue frames of the messages past the subscriber's position and of its
-        partitions; ``encoded`` keeps frames made for other subscribers of this batch."""
+        """Queue frames of the messages of its partitions past the subscriber's position
+        (``late``: behind it too, leaving it); ``encoded`` keeps frames made for other
+        subscribers of this batch."""
         chunks: list[Chunk] = []
         size = 0
         position = subscriber.position
@@ -238,12 +246,15 @@ class Broadcast(Feed):
         cache: dict[tuple[int, int], Chunk] = {} if encoded is None else encoded
         for index, message in enumerate(messages):
             at = position_of(message)
-            if (position is not None and at <= position) or not subscriber.wants(message.partition):
+            if not subscriber.wants(message.partition) or (
+                not late and position is not None and at <= position
+            ):
                 continue
             chunk = _encoded(cache, framing, index, message)
             chunks.append(chunk)
             size += len(chunk)
-            position = at
+            if not late:
+                position = at
         subscriber.position = position
         if chunks:
             _push(subscriber, chunks, size)
@@ -259,13 +270,22 @@ class Broadcast(Feed):
         if queue is None:
             return None
         now_ms = self.service.now_ms()
+        partitions = range(1, queue.partitions + 1)
+        looks_back = self.service.storage.shared and not settle_window_ms(
+            self.service.storage, queue.settings.consistency
+        )
         if not self.ready.is_set():
             self.position = await self._newest(queue, now_ms)
+            if looks_back:  # what is there now is not late
+                self._recent = {m.id: m.ticks for m in await self._late(queue, now_ms)}
             self.ready.set()
         if self.paused:
             return IDLE_CHECK
-        partitions = range(1, queue.partitions + 1)
         page, more, held = await read_page(self.service, queue, partitions, self.position, now_ms)
+        if looks_back:
+            late = await self._late(queue, now_ms)
+            if late:
+                self._publish(late, late=True)
         if page:
             self._publish(page)
         if more:
@@ -280,9 +300,34 @@ class Broadcast(Feed):
         found = await self.service.storage.read_messages(queue, partitions, None, True, 1, now_ms)
         return max((position_of(m) for m in found), default=None)
 
-    def _publish(self, messages: list[Message]) -> None:
+    async def _late(self, queue: Queue, now_ms: int) -> list[Message]:
+        """Messages up to LATE_TICKS before the feed's position that it has not published."""
+        if self.position is None:
+            return []
+        floor = self.position[0] - LATE_TICKS
+        self._recent = {i: ticks for i, ticks in self._recent.items() if ticks >= floor}
+        page, _, _ = await read_page(
+            self.service, queue, range(1, queue.partitions + 1), (floor, ""), now_ms
+        )
+        position = self.position
+        return [m for m in page if position_of(m) <= position and m.id not in self._recent]
+
+    def _publish(self, messages: list[Message], late: bool = False) -> None:
         """Encode each message once per framing in use and queue the frames; subscribers
-        of every partition at the feed's position get one joined chunk per framing."""
+        of every partition at the feed's position get one joined chunk per framing. Late
+        messages (behind the feed's position) go to every subscriber of their partition."""
+        recent = self._recent
+        for message in messages:
+            recent[message.id] = message.ticks
+        if late:
+            encoded_late: dict[tuple[int, int], Chunk] = {}
+            for subscriber in self.subscribers:
+                waiting = self._catching.get(subscriber)
+                if waiting is not None:
+                    waiting.extend(messages)
+                elif subscriber.ended is None:
+                    self._deliver(subscriber, messages, encoded_late, late=True)
+            return
         self.position = position_of(messages[-1])
         first = position_of(messages[0])
         shared: dict[int, tuple[list[Chunk], int]] = {}  # framing id → frames, size
