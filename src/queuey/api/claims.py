@@ -36,7 +36,7 @@ class Claim(render.Resource):
         try:
             acked = await self.service.ack(caller, app, queue, claim_ids)
         finally:  # acked or no longer current: either way not held any more
-            self.streams.settle(app, queue, claim_ids.lower().split(","))
+            self.streams.settle(app, queue, [c.strip() for c in claim_ids.lower().split(",")])
         render.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(

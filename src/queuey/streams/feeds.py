@@ -132,6 +132,10 @@ class Feed:
                 except StorageUnavailable as error:
                     log.warning("stream of %s/%s cannot read the store: %s", *self.key, error)
                     timeout = RETRY
+                except Exception:  # a bug: end the streams (clients reconnect) rather than hang
+                    log.exception("stream of %s/%s failed", *self.key)
+                    self.end_all(End.SHUTDOWN)
+                    break
                 if timeout is None:  # the queue is gone
                     self.end_all(End.DELETED)
                     break
@@ -182,7 +186,7 @@ class Broadcast(Feed):
         self.position: Position | None = None  # the last message published
         self.ready = asyncio.Event()  # set once the feed knows where it starts
         self._catching: dict[Subscriber, list[Message]] = {}
-        self._catchers: set[asyncio.Task[None]] = set()
+        self._catchers: dict[Subscriber, asyncio.Task[None]] = {}
         self._recent: dict[str, int] = {}  # ids published within LATE_TICKS → their ticks
 
     async def join(self, subscriber: Subscriber, queue: Queue) -> None:
@@ -197,7 +201,8 @@ class Broadcast(Feed):
             if subscriber.position is None:
                 subscriber.position = self.position
             return
-        self._catchers.add(asyncio.create_task(self._catch_up(subscriber, queue, self.position)))
+        task = asyncio.create_task(self._catch_up(subscriber, queue, self.position))
+        self._catchers[subscriber] = task
 
     async def _catch_up(self, subscriber: Subscriber, queue: Queue, until: Position | None) -> None:
         """Read from the subscriber's position up to ``until`` (where the feed stood when it
@@ -223,9 +228,7 @@ class Broadcast(Feed):
             subscriber.end(End.SHUTDOWN)
         finally:
             waiting = self._catching.pop(subscriber, [])
-            task = asyncio.current_task()
-            if task is not None:
-                self._catchers.discard(task)
+            self._catchers.pop(subscriber, None)
         if waiting:
             self._deliver(subscriber, waiting)
 
@@ -259,11 +262,19 @@ class Broadcast(Feed):
         if chunks:
             _push(subscriber, chunks, size)
 
+    def _remove(self, subscriber: Subscriber) -> None:
+        task = self._catchers.pop(subscriber, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()  # it ended while catching up (its client left, or the queue went)
+        self._catching.pop(subscriber, None)
+        super()._remove(subscriber)
+
     async def stop(self) -> None:
+        catchers = list(self._catchers.values())
         await super().stop()
-        for task in list(self._catchers):
+        for task in catchers:
             task.cancel()
-        await asyncio.gather(*self._catchers, return_exceptions=True)
+        await asyncio.gather(*catchers, return_exceptions=True)
 
     async def _step(self) -> float | None:
         queue = await self._queue()
