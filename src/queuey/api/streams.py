@@ -131,8 +131,7 @@ class Stream(render.Resource):
         # The server's shutdown ends the stream (queuey.server.QueueyHttpProtocol.shutdown).
         req.scope["queuey.end_stream"] = lambda: subscriber.end(End.SHUTDOWN)
         receive: Receive = req.scope["queuey.receive"]
-        heartbeat = float(self.streams.limits.stream_heartbeat)
-        resp.stream = _http_frames(subscriber, framing, heartbeat, receive)
+        resp.stream = _http_frames(subscriber, framing, receive)
 
     async def on_head(self, req: Request, resp: Response, app: str, queue: str) -> None:
         _, framing = await self._check(req, app, queue)
@@ -146,14 +145,14 @@ def _stream_headers(resp: Response, framing: HttpFraming) -> None:
 
 
 async def _http_frames(
-    subscriber: Subscriber, framing: HttpFraming, heartbeat: float, receive: Receive
+    subscriber: Subscriber, framing: HttpFraming, receive: Receive
 ) -> AsyncIterator[bytes]:
     watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
     try:
         if framing.opening:
             yield framing.opening
         while True:
-            chunks = await subscriber.take(heartbeat)
+            chunks = await subscriber.take()
             if chunks:
                 yield b"".join(_bytes(chunks))
             elif subscriber.ended is not None:
@@ -209,7 +208,7 @@ class StreamSocket:
         session = _Session(self, caller, request, subscriber)
         reader = asyncio.create_task(session.read(receive))
         try:
-            await session.write(send, float(self.streams.limits.stream_heartbeat))
+            await session.write(send)
         finally:
             subscriber.end(End.GONE)
             reader.cancel()
@@ -241,11 +240,12 @@ class _Session:
         self.request = request
         self.subscriber = subscriber
 
-    async def write(self, send: Send, heartbeat: float) -> None:
+    async def write(self, send: Send) -> None:
+        """Frames out; heartbeats are left to the WebSocket server's pings."""
         subscriber = self.subscriber
         with contextlib.suppress(OSError):  # the client went away
             while True:
-                chunks = await subscriber.take(heartbeat)
+                chunks = await subscriber.take()
                 for chunk in chunks:
                     await send({"type": "websocket.send", "text": chunk})
                 if not chunks and subscriber.ended is not None:

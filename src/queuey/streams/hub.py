@@ -52,6 +52,7 @@ class Streams:
     def __init__(self, service: QueueService) -> None:
         self.service = service
         self._feeds: dict[tuple[str, str, str], Feed] = {}
+        self._beats: asyncio.Task[None] | None = None
 
     @property
     def limits(self) -> Limits:
@@ -114,6 +115,8 @@ class Streams:
             framing, request.partitions, self.limits.stream_buffer, request.position
         )
         feed = self._feed(queue, request.mode)
+        if self._beats is None:
+            self._beats = asyncio.create_task(self._heartbeats())
         if isinstance(feed, RoundRobin):
             feed.join(subscriber, Lease(request.ttl, request.credit))
         else:
@@ -153,10 +156,31 @@ class Streams:
                 lease.credit = credit
                 feed.kick()
 
+    async def _heartbeats(self) -> None:
+        """One timer for every stream of the process: a stream that sent nothing for
+        ``stream_heartbeat`` seconds (less a quarter of it, the timer's period) gets a
+        heartbeat. Ends when no stream is left."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._feeds:
+                heartbeat = self.limits.stream_heartbeat
+                period = heartbeat / 4
+                await asyncio.sleep(period)
+                idle_since = loop.time() - (heartbeat - period)
+                for feed in list(self._feeds.values()):
+                    for subscriber in feed.subscribers:
+                        if subscriber.active <= idle_since:
+                            subscriber.heartbeat()
+        finally:
+            self._beats = None
+
     async def stop(self) -> None:
         """End every stream (server shutdown): clients reconnect, elsewhere if need be."""
         feeds = list(self._feeds.values())
         await asyncio.gather(*(feed.stop() for feed in feeds))
+        if self._beats is not None:
+            self._beats.cancel()
+            await asyncio.gather(self._beats, return_exceptions=True)
 
 
 def _start(errors: Errors, params: Mapping[str, str], last_event_id: str | None) -> Position | None:

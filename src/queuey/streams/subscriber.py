@@ -9,7 +9,6 @@ once per framing however many subscribers get it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -64,6 +63,9 @@ class Subscriber:
         self._chunks: list[Chunk] = []
         self._size = 0
         self._ready = asyncio.Event()
+        self._beat = False
+        #: Event-loop time of the last frames or heartbeat taken.
+        self.active = asyncio.get_running_loop().time()
 
     @property
     def queued(self) -> int:
@@ -99,14 +101,19 @@ class Subscriber:
         if self.on_end is not None:
             self.on_end(self)
 
-    async def take(self, timeout: float) -> list[Chunk]:
-        """The frames queued so far, waiting up to ``timeout`` seconds for one; [] when the
-        time passed (a heartbeat is due) or the stream ended."""
-        if not self._chunks and self.ended is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
+    def heartbeat(self) -> None:
+        """A heartbeat is due (nothing was sent for a while)."""
+        self._beat = True
+        self._ready.set()
+
+    async def take(self) -> list[Chunk]:
+        """The frames queued so far, waiting for one; [] when a heartbeat is due or the
+        stream ended."""
+        if not self._chunks and self.ended is None and not self._beat:
+            await self._ready.wait()
         self._ready.clear()
+        self._beat = False
+        self.active = asyncio.get_running_loop().time()
         chunks, self._chunks, self._size = self._chunks, [], 0
         if chunks and self.on_drain is not None:
             self.on_drain()
