@@ -133,6 +133,31 @@ def test_a_websocket_client_of_the_websockets_library(server: Server) -> None:
     asyncio.run(_websocket_roundrobin(server.url))
 
 
+async def _slow_websocket(url: str) -> int:
+    """A broadcast subscriber that reads nothing while 4 MB are posted; its close code."""
+    ws_url = url.replace("http://", "ws://") + "/v1/queuey/firehose/stream"
+    async with websockets.connect(
+        ws_url, additional_headers={"Authorization": AUTH["Authorization"]}, max_queue=4
+    ) as ws:
+        for _ in range(4):
+            post(url, "firehose", ["x" * 1000] * 1000)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 30)
+        assert closed.value.rcvd is not None
+        return closed.value.rcvd.code
+
+
+def test_a_broadcast_websocket_that_cannot_keep_up_is_closed_1008(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "\n[queuey]\nstream_buffer = 65536\n")
+    running = start_server(tmp_path, ["--config", str(config)])
+    try:
+        create(running.url, "firehose")
+        assert asyncio.run(_slow_websocket(running.url)) == 1008
+    finally:
+        running.stop()
+
+
 SUBSCRIBER = textwrap.dedent(
     """
     import sys, httpx
