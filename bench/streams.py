@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import secrets
 import tempfile
 import time
@@ -74,6 +76,12 @@ class Subscriber:
             writer.close()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def publish(port: int, key: str, count: int, rate: float) -> float:
     """Post ``count`` messages at ``rate`` per second; seconds it took."""
     conn = await Connection.open(port)
@@ -103,12 +111,16 @@ async def measure(args: argparse.Namespace, key: str, server: Server) -> dict[st
     rss_open = rss_kib(server.proc.pid)
     say(f"{len(subscribers)} streams open; publishing")
     await asyncio.sleep(1)
+    cpu = (cpu_s(server.proc.pid), resource.getrusage(resource.RUSAGE_SELF))
     took = await publish(server.port, key, args.messages, args.rate)
     expected = set(range(args.messages))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(len(s.seen) < args.messages for s in subscribers):
         await asyncio.sleep(0.1)
     drained = time.monotonic() - deadline + 10
+    client = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu = cpu_s(server.proc.pid) - cpu[0]
+    client_cpu = client.ru_utime + client.ru_stime - cpu[1].ru_utime - cpu[1].ru_stime
     for task in tasks:
         task.cancel()
     failures = [
@@ -131,6 +143,9 @@ async def measure(args: argparse.Namespace, key: str, server: Server) -> dict[st
         "p99_ms": round(percentile(latencies, 0.99), 1) if latencies else None,
         "lost": lost,
         "duplicated": duplicated,
+        "seconds": round(took + drained, 1),
+        "server_cpu_s": round(server_cpu, 1),
+        "client_cpu_s": round(client_cpu, 1),
         "rss_kib_before": rss_before,
         "rss_kib_open": rss_open,
         "rss_kib_after": rss_kib(server.proc.pid),
