@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.browser.conftest import DESKTOP, PHONE, Watch, open_page, screenshot
-from tests.e2e.conftest import KEY, Server
+from tests.e2e.conftest import AUTH, KEY, Server
 
 pytestmark = pytest.mark.e2e
 
@@ -254,6 +254,39 @@ def test_a_dead_letter_queue_is_inspected_redriven_and_purged(
         expected = error_text(api.delete("/jobs.dead/messages"))
         expect(notice(page)).to_have_text(expected)
         assert bodies(api, "jobs.dead") == ["poison"]
+
+
+def test_a_token_is_sent_as_a_bearer_credential_and_never_in_a_url(
+    watched: Watched, server: Server, api: httpx.Client
+) -> None:
+    page, watch = watched
+    create_queue(api, "shared")
+    api.post("/shared", content="for a page", headers={"Content-Type": "text/plain"})
+    tokens = documented(server, "/tokens/{app}")
+    if tokens:  # minted by the owner for one queue, as api.md Part 3 describes
+        minted = httpx.post(
+            f"{server.url}/tokens/queuey", headers=AUTH,
+            data={"subject": "user:ann", "queues": "shared", "rights": "read,stats,stream"},
+        )  # fmt: skip
+        token = minted.json()["token"]
+    else:
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJxdWV1ZXMiOlsic2hhcmVkIl19.c2lnbmF0dXJl"
+    page.goto(f"{server.url}/console/")
+    page.fill("#sign-in-app", "queuey")
+    page.check("input[name=scheme][value=Bearer]")
+    page.fill("#sign-in-secret", token)
+    with page.expect_request("**/v1/queuey?*") as listed:
+        page.click("#sign-in-form button[type=submit]")
+    assert listed.value.all_headers()["authorization"] == f"Bearer {token}"
+    if tokens:
+        page.get_by_role("button", name="shared", exact=True).click()
+        page.click("#browse-form button[type=submit]")
+        expect(page.locator("#browse-list pre")).to_have_text("for a page")
+    else:  # the server takes no token yet: its own answer is shown
+        refused = httpx.get(f"{server.url}/v1/queuey", headers={"Authorization": f"Bearer {token}"})
+        expect(notice(page)).to_have_text(error_text(refused))
+        expect(page.locator("#workspace")).to_be_hidden()
+    assert all(token not in url for url in watch.urls)
 
 
 def test_hostile_text_is_shown_as_text(watched: Watched, server: Server, api: httpx.Client) -> None:

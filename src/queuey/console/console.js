@@ -492,9 +492,14 @@ async function openQueue(name) {
   try {
     await refreshStats();
   } catch (error) {
-    closeQueue();
-    history.replaceState(null, "", "#/");
-    throw error;
+    // No such queue: back to the list. Otherwise (a token without the stats right) the
+    // queue stays open for what the credential may do.
+    if (!(error instanceof ApiError) || error.status === 404) {
+      closeQueue();
+      history.replaceState(null, "", "#/");
+      throw error;
+    }
+    notify(describe(error));
   }
   await loadSettings();
   $("queue-title").focus();
@@ -583,12 +588,17 @@ async function refreshStats() {
   const data = await call("GET", queuePath("stats"));
   if (state.queue !== name) return;
   const stats = data.stats;
+  const today = formatTime(Date.now() / 1000).slice(0, 11);
   $("stats").replaceChildren(
     ...STATS.map(([key, label]) => {
-      let value = stats[key];
-      if (key === "oldest" || key === "newest") value = value === null ? "—" : formatTime(value);
-      if (key === "paused") value = value ? "yes" : "no";
-      return h("div", { "data-stat": key }, h("dt", { text: label }), h("dd", { text: String(value) }));
+      let value = String(stats[key]);
+      let full = null;
+      if (key === "oldest" || key === "newest") {
+        full = stats[key] === null ? null : formatTime(stats[key]);
+        value = full === null ? "—" : full.startsWith(today) ? full.slice(11) : full;
+      }
+      if (key === "paused") value = stats[key] ? "yes" : "no";
+      return h("div", { "data-stat": key }, h("dt", { text: label }), h("dd", { text: value, title: full }));
     }),
   );
 }
@@ -1019,7 +1029,8 @@ function showDeadInfo() {
     ? "The settings of this queue cannot be read with this credential."
     : target
       ? `A message claimed ${limit || "any number of"} times without an ack moves to ${target}.`
-      : "This queue has no dead-letter queue (Settings: max deliveries and dead-letter queue).";
+      : "This queue keeps no dead letters of its own (Settings: max deliveries and dead-letter " +
+      "queue). When other queues send theirs here, redrive moves them back.";
   $("dead-open").hidden = !target;
 }
 
