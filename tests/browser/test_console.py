@@ -150,6 +150,17 @@ def test_a_user_signs_in_creates_a_queue_posts_claims_and_deletes_it(
     messages.filter(has_text="third, revised").get_by_role("button", name="Delete").click()
     expect(messages).to_have_count(2)
     assert bodies(api, "orders", "1") == []
+    refusals = {
+        "": "Enter one or more message ids.",
+        " ": "Enter one or more message ids.",
+        ".": "“.” is not a name or id that a URL can carry.",
+        "..": "“..” is not a name or id that a URL can carry.",
+    }
+    for ids, refusal in refusals.items():  # paths that would name the queue, or its parent
+        page.fill("#byid-ids", ids)
+        page.click("#byid-form button[value=delete]")
+        expect(notice(page)).to_have_text(refusal)
+        assert api.get("/orders/stats").status_code == 200
     expect(stat(page, "messages")).to_have_text("2")
 
     # Claim one and ack it; claim, extend and release another.
@@ -193,6 +204,11 @@ def test_a_user_signs_in_creates_a_queue_posts_claims_and_deletes_it(
     expect(stat(page, "paused")).to_have_text("no")
     screenshot(page, "settings")
 
+    # A reload keeps the tab signed in and on the same view.
+    page.reload()
+    expect(page.locator("#queue-name")).to_have_text("orders")
+    expect(page.locator("#edit-claim_ttl")).to_have_value("45")
+
     # Delete the queue, after a confirmation on the page (no dialog).
     page.click("#delete-queue")
     expect(page.locator("#delete-no")).to_be_focused()
@@ -201,6 +217,10 @@ def test_a_user_signs_in_creates_a_queue_posts_claims_and_deletes_it(
     expect(page.locator("#queue-rows")).not_to_contain_text("orders")
     assert api.get("/orders/stats").status_code == 404
     assert all(KEY not in url for url in watch.urls)  # the key never was in a URL
+
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
 
 
 def test_a_dead_letter_queue_is_inspected_redriven_and_purged(

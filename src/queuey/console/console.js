@@ -111,8 +111,18 @@ function authorization(credentials = session) {
   return `${credentials.scheme} ${credentials.secret}`;
 }
 
+// A path segment. Browsers resolve "." and ".." in paths and Queuey ignores a trailing slash,
+// so such a segment would reach another resource (an empty id list, the queue itself).
+function segment(part) {
+  const text = String(part);
+  if (text === "" || text === "." || text === "..") {
+    throw new Error(`“${text}” is not a name or id that a URL can carry.`);
+  }
+  return encodeURIComponent(text);
+}
+
 function appPath(...parts) {
-  return ["", "v1", session.app, ...parts].map(encodeURIComponent).join("/");
+  return ["/v1", ...[session.app, ...parts].map(segment)].join("/");
 }
 
 function queuePath(...parts) {
@@ -332,7 +342,7 @@ async function signIn(event) {
   }
   const credentials = { app, scheme, secret };
   try {
-    await call("GET", `/v1/${encodeURIComponent(app)}`, { query: { limit: 1 }, credentials });
+    await call("GET", `/v1/${segment(app)}`, { query: { limit: 1 }, credentials });
   } catch (error) {
     // A token may be unable to list queues and still open the ones it names.
     if (!(scheme === "Bearer" && error instanceof ApiError && error.status === 403)) throw error;
@@ -653,7 +663,9 @@ function messageButtons(message) {
 }
 
 function idsPath(ids) {
-  return queuePath(ids.replace(/\s+/g, ""));
+  const list = ids.replace(/\s+/g, "");
+  if (!list) throw new Error("Enter one or more message ids.");
+  return queuePath(list);
 }
 
 async function fetchByIds(ids) {
