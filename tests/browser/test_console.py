@@ -489,3 +489,38 @@ def test_the_console_is_usable_by_keyboard_on_a_phone(
         assert watch.errors == [] and watch.refused == [] and watch.dialogs == []
     finally:
         page.context.close()
+
+
+def test_the_event_stream_parser_joins_lines_split_across_chunks(
+    watched: Watched, server: Server
+) -> None:
+    """The console's own parser (console.js ``readEvents``), fed chunks that cut a CRLF, a
+    field and an event in two, as a network may deliver them."""
+    page, _ = watched
+    page.goto(f"{server.url}/console/")
+    chunks = [
+        'data: {"a":',
+        "1}\r",
+        "\ndata: x\r\n\r",
+        "\n: beat\n\nid: 5\nevent: end\nda",
+        "ta:\n\n",
+    ]
+    events = page.evaluate(
+        """async (chunks) => {
+            const encoder = new TextEncoder();
+            const body = new ReadableStream({
+                start(controller) {
+                    for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+                    controller.close();
+                },
+            });
+            const seen = [];
+            await readEvents(new Response(body), (event) => seen.push(event));
+            return seen;
+        }""",
+        chunks,
+    )
+    assert events == [
+        {"data": ['{"a":1}', "x"], "type": "", "id": None, "retry": None},
+        {"data": [""], "type": "end", "id": "5", "retry": None},
+    ]
