@@ -99,6 +99,7 @@ def test_a_user_signs_in_creates_a_queue_posts_claims_and_deletes_it(
     page.fill("#create-partitions", "2")
     page.select_option("#create-delivery", "exactly_once")
     page.click("#create-form button[type=submit]")
+    expect(notice(page)).to_have_text("orders was created.")
     expect(page.locator("#queue-name")).to_have_text("orders")
     expect(page.locator("#queue-rows")).to_contain_text("orders")
     created = settings_of(api, "orders")

@@ -455,7 +455,11 @@ function showTokenQueues(error) {
   const text = `This credential cannot list queues (${describe(error)}).`;
   $("queue-caption").textContent = names.length ? `${text} The token names:` : text;
   $("queue-rows").replaceChildren(
-    ...names.map((name) => (name.endsWith("*") ? h("tr", {}, h("th", { scope: "row", text: name })) : queueRow({ queue_name: name }))),
+    ...names.map((name) =>
+      name.endsWith("*") // a prefix: its queues are opened by name
+        ? h("tr", {}, h("th", { scope: "row", text: name }))
+        : queueRow({ queue_name: name }),
+    ),
   );
 }
 
@@ -713,8 +717,16 @@ function showPosted(messages) {
     h(
       "li",
       {},
-      `${posted.duplicate ? "Duplicate of" : "Posted"} ${posted.key} in partition ${posted.partition} at ${formatTime(posted.timestamp)} `,
-      h("button", { type: "button", text: "Fetch", onclick: guarded(() => fetchByIds(`${posted.partition}:${posted.key}`).then(() => selectTabOf("browse"))) }),
+      `${posted.duplicate ? "Duplicate of" : "Posted"} ${posted.key} in partition ` +
+        `${posted.partition} at ${formatTime(posted.timestamp)} `,
+      h("button", {
+        type: "button",
+        text: "Fetch",
+        onclick: guarded(async () => {
+          await fetchByIds(`${posted.partition}:${posted.key}`);
+          selectTabOf("browse");
+        }),
+      }),
     ),
   );
   $("posted-list").prepend(...items);
@@ -729,7 +741,8 @@ function selectTabOf(tab) {
 async function postRaw() {
   const values = formValues($("post-form"));
   const headers = { "Content-Type": values.content_type || "text/plain; charset=utf-8" };
-  for (const [field, header] of [["ttl", "X-TTL"], ["partition", "X-Partition"], ["delay", "X-Delay"], ["dedup_id", "X-Dedup-Id"]]) {
+  const fields = [["ttl", "X-TTL"], ["partition", "X-Partition"], ["delay", "X-Delay"], ["dedup_id", "X-Dedup-Id"]];
+  for (const [field, header] of fields) {
     if (values[field]) headers[header] = values[field];
   }
   const data = await call("POST", queuePath(), { body: $("post-body").value, headers });
@@ -974,7 +987,8 @@ async function createQueue(event) {
     if (type === "checkbox" ? value === "true" : value !== "") values[setting] = value;
   }
   const data = await call("POST", appPath(), { form: values });
-  notify(data.created === false ? `${data.queue_name} exists with these settings.` : `Created ${data.queue_name}.`, "ok");
+  const done = data.created === false ? "exists with these settings" : "was created";
+  notify(`${data.queue_name} ${done}.`, "ok");
   form.reset();
   $("create").open = false;
   await showPage();
