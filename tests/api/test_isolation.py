@@ -47,6 +47,7 @@ class Row:
 
 
 OPS = (200, 200, 200, 200, 200, 200)
+REDIRECT = (302, 302, 302, 302, 302, 302)  # open to all, as OPS
 OWNER_ONLY = (401, 401, 200, 403, 403, 401)
 READ = (401, 401, 200, 403, 200, 200)  # owner, principals, anyone on a public queue
 DELETE = (401, 401, 200, 403, 200, 401)  # owner and principals
@@ -59,6 +60,8 @@ MATRIX = [
         for path in ("/__heartbeat__", "/__lbheartbeat__", "/__version__", "/openapi.json")
         for m in ("GET", "HEAD")
     ),  # fmt: skip
+    *(Row(m, "/", REDIRECT) for m in ("GET", "HEAD")),
+    *(Row(m, path, OPS) for path in ("/console/", "/console/console.js") for m in ("GET", "HEAD")),
     Row("GET", "/v1/queuey", OWNER_ONLY),
     Row("HEAD", "/v1/queuey", OWNER_ONLY),
     Row("POST", "/v1/queuey", (401, 401, 201, 403, 403, 401), body="queue_name=created"),
@@ -82,7 +85,11 @@ MATRIX = [
 def test_the_matrix_covers_every_route_of_the_app() -> None:
     covered = {
         (
-            row.path.replace("/v1/queuey", "/v1/{app}", 1).replace("{claim}", "{claim_ids}"),
+            row.path.replace("/v1/queuey", "/v1/{app}", 1)
+            .replace("{claim}", "{claim_ids}")
+            .replace("console.js", "{asset}")
+            .rstrip("/")
+            or "/",
             row.method.lower(),
         )
         for row in MATRIX
@@ -179,7 +186,7 @@ async def test_denied_callers_cannot_tell_a_missing_queue_from_a_private_one(
 
 def test_the_matrix_statuses_follow_one_rule_per_right() -> None:
     """Every row is one of the rights of api.md (owner, read, delete/claim) or open to all."""
-    kinds = {OPS, OWNER_ONLY, READ, DELETE, STALE_CLAIM}
+    kinds = {OPS, REDIRECT, OWNER_ONLY, READ, DELETE, STALE_CLAIM}
     for row in MATRIX:
         statuses = row.statuses
         if statuses not in kinds:  # a create: the owner's success is 201

@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, errors, messages, openapi, ops, queues
+from queuey.api import claims, console, errors, messages, openapi, ops, queues
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.service import QueueService
@@ -50,6 +50,10 @@ def create_app(
     app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
     app.add_route("/__version__", ops.Version(service))
     app.add_route("/openapi.json", openapi.OpenApi())
+    site = console.Console()
+    app.add_route("/", site, suffix="root")
+    app.add_route("/console", site, suffix="index")
+    app.add_route("/console/{asset}", site)
     app.add_route("/v1/{app}", queues.ApplicationResource(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
     app.add_route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
