@@ -10,7 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from queuey import __version__
-from queuey.config import ConfigError, Settings, load_settings, with_default_application
+from queuey.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    token_secrets,
+    with_default_application,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +44,7 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
         os.environ["QUEUEY_CONFIG"] = config
     try:
         settings, generated_key = with_default_application(load_settings(config, os.environ))
+        token_secrets(settings)  # generated here once, before any worker reads it
     except ConfigError as error:
         print(f"queuey: configuration error: {error}", file=sys.stderr)
         return 2

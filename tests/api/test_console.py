@@ -11,13 +11,7 @@ from importlib import resources
 import falcon.testing
 import pytest
 
-from queuey.api.app import create_app
-from queuey.api.auth import KeyRing
-from queuey.core.clock import FakeClock
-from queuey.notify import POLL_INTERVAL, Notifier
-from queuey.service import QueueService
-from queuey.storage.memory import MemoryStorage
-from tests.api.conftest import KEYS
+from tests.api.conftest import memory_app
 
 ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
@@ -28,9 +22,7 @@ ASSETS = {
 
 @pytest.fixture
 async def http() -> AsyncIterator[falcon.testing.ASGIConductor]:
-    storage = MemoryStorage()
-    service = QueueService(storage, KEYS.keys(), FakeClock(), Notifier(storage, POLL_INTERVAL))
-    async with falcon.testing.ASGIConductor(create_app(service, KeyRing(KEYS))) as conductor:
+    async with falcon.testing.ASGIConductor(memory_app()) as conductor:
         yield conductor
 
 

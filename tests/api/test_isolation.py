@@ -62,6 +62,12 @@ MATRIX = [
     ),  # fmt: skip
     *(Row(m, "/", REDIRECT) for m in ("GET", "HEAD")),
     *(Row(m, path, OPS) for path in ("/console/", "/console/console.js") for m in ("GET", "HEAD")),
+    Row(
+        "POST",
+        "/tokens/queuey",
+        (401, 401, 201, 403, 403, 401),
+        body="subject=user:ann&queues=q&rights=read",
+    ),  # fmt: skip
     Row("GET", "/v1/queuey", OWNER_ONLY),
     Row("HEAD", "/v1/queuey", OWNER_ONLY),
     Row("POST", "/v1/queuey", (401, 401, 201, 403, 403, 401), body="queue_name=created"),
@@ -86,6 +92,7 @@ def test_the_matrix_covers_every_route_of_the_app() -> None:
     covered = {
         (
             row.path.replace("/v1/queuey", "/v1/{app}", 1)
+            .replace("/tokens/queuey", "/tokens/{app}")
             .replace("{claim}", "{claim_ids}")
             .replace("console.js", "{asset}")
             .rstrip("/")

@@ -66,7 +66,9 @@ def test_the_document_is_openapi_3_1_with_application_key_auth() -> None:
     assert doc["openapi"].startswith("3.1.")
     scheme = doc["components"]["securitySchemes"]["applicationKey"]
     assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "Authorization"}
-    assert doc["security"] == [{"applicationKey": []}]
+    assert doc["security"] == [{"applicationKey": []}, {"bearerToken": []}]
+    bearer = doc["components"]["securitySchemes"]["bearerToken"]
+    assert bearer == {**bearer, "type": "http", "scheme": "bearer"}
 
 
 # What api.md gives for each operation, beyond the success status.
@@ -80,6 +82,7 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/", "get"): {"302"},
     ("/console", "get"): {"200", "302", "304"},
     ("/console/{asset}", "get"): {"200", "304", "404"},
+    ("/tokens/{app}", "post"): {"201"} | WITH_BODY,
     ("/v1/{app}", "get"): {"200"} | COMMON,
     ("/v1/{app}", "post"): {"201", "409"} | WITH_BODY,
     ("/v1/{app}/{queue}", "get"): {"200"} | COMMON,

@@ -8,9 +8,10 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, console, errors, messages, openapi, ops, queues
+from queuey.api import claims, console, errors, messages, openapi, ops, queues, tokens
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
+from queuey.api.cors import Cors, CorsPolicy
 from queuey.service import QueueService
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
@@ -36,28 +37,37 @@ def create_app(
     keys: KeyRing,
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
+    cors: CorsPolicy | None = None,
 ) -> AsgiApp:
+    """The app; every route is added through :meth:`Cors.add_route`, so that preflights
+    answer with its methods."""
+    routes = Cors(cors or CorsPolicy())
     app: AsgiApp = QueueyApp(
         media_type=falcon.MEDIA_JSON,
-        middleware=[Lifespan(service, sweep_interval, sweep_batch)],
+        middleware=[routes, Lifespan(service, sweep_interval, sweep_batch)],
         cors_enable=False,
     )
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = False
     errors.install(app)
-    app.add_route("/__heartbeat__", ops.Heartbeat(service))
-    app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
-    app.add_route("/__version__", ops.Version(service))
-    app.add_route("/openapi.json", openapi.OpenApi())
+
+    def route(template: str, resource: object, suffix: str | None = None) -> None:
+        routes.add_route(app, template, resource, suffix)
+
+    route("/__heartbeat__", ops.Heartbeat(service))
+    route("/__lbheartbeat__", ops.LbHeartbeat())
+    route("/__version__", ops.Version(service))
+    route("/openapi.json", openapi.OpenApi())
     site = console.Console()
-    app.add_route("/", site, suffix="root")
-    app.add_route("/console", site, suffix="index")
-    app.add_route("/console/{asset}", site)
-    app.add_route("/v1/{app}", queues.ApplicationResource(service, keys))
-    app.add_route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
+    route("/", site, suffix="root")
+    route("/console", site, suffix="index")
+    route("/console/{asset}", site)
+    route("/tokens/{app}", tokens.TokensResource(service, keys))
+    route("/v1/{app}", queues.ApplicationResource(service, keys))
+    route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
+    route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
+    route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
+    route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
+    route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
     return app

@@ -1,4 +1,6 @@
-"""Application keys: ``Authorization: Application <key>`` → the calling application."""
+"""Credentials → the caller: ``Authorization: Application <key>`` (the application itself),
+``Authorization: Bearer <token>`` or ``token=<token>`` in the query string (a token's grant).
+An application key is never taken from a URL."""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from queuey.core.errors import InvalidApplicationKey
+import falcon.asgi
+
+from queuey.core.errors import InvalidApplicationKey, InvalidToken
 from queuey.core.models import Caller
+from queuey.service.tokens import Tokens
 
 ANONYMOUS = Caller(None)
 
@@ -45,3 +50,36 @@ class KeyRing:
             if found is ANONYMOUS:
                 found = entry[1]
         return found
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` credential, if the header has one."""
+    for part in (header or "").split(";"):
+        scheme, _, token = part.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip()
+    return None
+
+
+def authenticate(
+    req: falcon.asgi.Request, keys: KeyRing, tokens: Tokens, app: str | None
+) -> Caller:
+    """The caller of a request to ``app``'s URLs (``app`` None: a URL of no application, where
+    a token means nothing). Any route that takes credentials calls this: the resources through
+    :class:`queuey.api.resource.Resource`, the stream route directly.
+
+    Raises:
+        InvalidApplicationKey: an unknown application key.
+        InvalidToken: a token that is not valid for ``app``.
+    """
+    caller = keys.caller(req.auth)
+    if caller.app is not None:
+        return caller
+    token = bearer_token(req.auth)
+    if token is None:
+        token = req.get_param("token")
+    if token is None:
+        return caller
+    if app is None:
+        raise InvalidToken()
+    return Caller(None, tokens.verify(token, app))

@@ -65,6 +65,13 @@ class InvalidApplicationKey(QueueyError):
     message = "Invalid application key"
 
 
+class InvalidToken(QueueyError):
+    """A token that is expired, forged, unverifiable or not for this application."""
+
+    key = "InvalidToken"
+    message = "The token is expired, invalid or not for this application."
+
+
 class Forbidden(QueueyError):
     """Valid credentials that lack the right for this resource."""
 

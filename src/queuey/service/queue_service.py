@@ -3,6 +3,7 @@ only stores. The HTTP layer hands in raw parameters and renders what comes back.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Collection, Mapping
 from typing import TypeVar
 
@@ -17,6 +18,7 @@ from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
 from queuey.service.settle import settle_window_ms, settled
 from queuey.service.sweeper import Sweeper
+from queuey.service.tokens import Tokens
 from queuey.service.waiting import LongPoll
 from queuey.storage.base import Storage
 
@@ -35,11 +37,14 @@ class QueueService:
         clock: Clock,
         notifier: Notifier,
         limits: Limits | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         """``notifier`` carries "this queue changed" to waiting requests: the composition
-        root builds the process's one."""
+        root builds the process's one. ``tokens`` mints and verifies tokens (default: with a
+        secret of this process only)."""
         self.storage = storage
         self.limits = limits = limits or Limits()
+        self.tokens = tokens or Tokens([secrets.token_hex(32)], clock, limits.max_token_ttl)
         self.notifier = notifier
         self.sweeper = Sweeper(storage, clock)
         self._clock = clock
@@ -133,14 +138,14 @@ class QueueService:
         dedup_id: str | None = None,
     ) -> Posted:
         """Post one message whose body is the whole request body."""
-        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        queue = await self._rights.queue(caller, app, name, Right.POST)
         new = self._new.raw(queue, body, content_type, ttl, partition, delay, dedup_id)
         return await self._post(queue, new)
 
     async def post_batch(self, caller: Caller, app: str, name: str, payload: object) -> Posted:
         """Post a JSON batch (see :meth:`MessageFactory.batch`): the whole batch is validated
         before anything is written."""
-        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        queue = await self._rights.queue(caller, app, name, Right.POST)
         new = self._new.batch(queue, payload)
         if not new.messages:
             return [], None
@@ -259,8 +264,17 @@ class QueueService:
         return all_current(items, done, "extended"), now_ms + ttl * 1000
 
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
-        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        queue = await self._rights.queue(caller, app, name, Right.STATS)
         return queue, await self.storage.queue_stats(queue, self._now_ms())
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    async def mint_token(
+        self, caller: Caller, app: str, params: Mapping[str, object]
+    ) -> tuple[str, int]:
+        """A token of ``app`` (owner only) and when it expires."""
+        self._rights.require_owner(caller, app)
+        return self.tokens.mint(app, params, self.limits.max_name_length)
 
     def _now_ms(self) -> int:
         return self._clock.time_ns() // 1_000_000
