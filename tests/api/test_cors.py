@@ -29,6 +29,8 @@ ROUTES = {
     "/v1/queuey/q/claims": "OPTIONS, POST",
     "/v1/queuey/q/claims/c": "DELETE, OPTIONS, PATCH",
     "/v1/queuey/q/stats": "GET, HEAD, OPTIONS",
+    "/v1/queuey/q/messages": "DELETE, OPTIONS",
+    "/v1/queuey/q/redrive": "OPTIONS, POST",
     "/v1/queuey/q/a1": "DELETE, GET, HEAD, OPTIONS, PUT",
 }
 

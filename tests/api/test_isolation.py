@@ -84,6 +84,8 @@ MATRIX = [
     Row("DELETE", "/v1/queuey/{queue}/claims/{claim}", STALE_CLAIM),
     Row("PATCH", "/v1/queuey/{queue}/claims/{claim}", STALE_CLAIM, body="ttl=10"),
     Row("GET", "/v1/queuey/{queue}/stats", DELETE),
+    Row("DELETE", "/v1/queuey/{queue}/messages", OWNER_ONLY),
+    Row("POST", "/v1/queuey/{queue}/redrive", OWNER_ONLY, body=f"to={PUBLIC_QUEUE}"),
     Row("HEAD", "/v1/queuey/{queue}/stats", DELETE),
 ]
 

@@ -96,6 +96,8 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/v1/{app}/{queue}/claims/{claim_ids}", "delete"): {"200", "409"} | COMMON,
     ("/v1/{app}/{queue}/claims/{claim_ids}", "patch"): {"200", "409"} | WITH_BODY,
     ("/v1/{app}/{queue}/stats", "get"): {"200"} | COMMON,
+    ("/v1/{app}/{queue}/messages", "delete"): {"200"} | COMMON,
+    ("/v1/{app}/{queue}/redrive", "post"): {"200"} | WITH_BODY,
 }
 
 

@@ -8,7 +8,17 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, console, errors, messages, openapi, ops, queues, tokens
+from queuey.api import (
+    claims,
+    console,
+    errors,
+    maintenance,
+    messages,
+    openapi,
+    ops,
+    queues,
+    tokens,
+)
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.api.cors import Cors, CorsPolicy
@@ -69,5 +79,7 @@ def create_app(
     route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
     route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
     route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
+    route("/v1/{app}/{queue}/messages", maintenance.PurgeResource(service, keys))
+    route("/v1/{app}/{queue}/redrive", maintenance.RedriveResource(service, keys))
     route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
     return app

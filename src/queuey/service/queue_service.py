@@ -12,6 +12,7 @@ from queuey.core.errors import InvalidRequest, QueueNotFound
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
 from queuey.notify import Notifier
+from queuey.service import maintenance
 from queuey.service import params as parse
 from queuey.service.claim_ids import all_current, parse_claim_ids
 from queuey.service.posts import MessageFactory, NewMessages
@@ -266,6 +267,41 @@ class QueueService:
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
         queue = await self._rights.queue(caller, app, name, Right.STATS)
         return queue, await self.storage.queue_stats(queue, self._now_ms())
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    async def purge(self, caller: Caller, app: str, name: str) -> int:
+        """Delete every message of the queue (owner only); how many there were."""
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        return await self._changing(queue, self.storage.purge_messages(queue, self._now_ms()))
+
+    async def redrive(
+        self, caller: Caller, app: str, name: str, params: Mapping[str, object]
+    ) -> int:
+        """Move messages of a dead-letter queue back (owner only); how many were moved. See
+        :mod:`queuey.service.maintenance` for why each moves exactly once."""
+        source = await self._rights.queue(caller, app, name, Right.OWNER)
+        asked = maintenance.redrive_params(params, self.limits.max_name_length)
+        target = await maintenance.redrive_target(self.storage, source, asked.to)
+        partitions = list(range(1, source.partitions + 1))
+        count = 0
+        while asked.limit is None or count < asked.limit:
+            now_ms = self._now_ms()
+            size = maintenance.REDRIVE_BATCH
+            if asked.limit is not None:
+                size = min(size, asked.limit - count)
+            found = await self.storage.read_messages(source, partitions, None, False, size, now_ms)
+            batch = sorted(found, key=lambda m: (m.ticks, m.id))[:size]
+            if not batch:
+                break
+            window_ms = max(m.expires_ms for m in batch) - now_ms
+            copies = self._new.redriven(target, batch)
+            dedup_ids = [maintenance.redrive_dedup_id(m) for m in batch]
+            write = self.storage.write_unique(target, copies, dedup_ids, now_ms, window_ms)
+            await self._changing(target, write)
+            await self.storage.delete_messages(source, [(m.partition, m.id) for m in batch])
+            count += len(batch)
+        return count
 
     # --- tokens ----------------------------------------------------------------------------
 
