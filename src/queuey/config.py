@@ -15,7 +15,8 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
   may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
   ``database`` names the Cassandra metadata keyspace.
-- ``[queuey]``: limits, the expiry sweeper, the log level, ``cors_origins`` (a comma list of
+- ``[queuey]``: limits (streams' heartbeat, buffer and count among them), the expiry sweeper, and
+  the log level, ``cors_origins`` (a comma list of
   origins such as ``https://app.example``, or ``*``) and ``token_secrets`` (a comma list of
   secrets; tokens are signed with the first and accepted with any, so a new one goes first; when
   none is set one is generated into ``<storage path>/token_secret``, see :func:`token_secrets`).

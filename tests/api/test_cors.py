@@ -31,6 +31,7 @@ ROUTES = {
     "/v1/queuey/q/stats": "GET, HEAD, OPTIONS",
     "/v1/queuey/q/messages": "DELETE, OPTIONS",
     "/v1/queuey/q/redrive": "OPTIONS, POST",
+    "/v1/queuey/q/stream": "GET, HEAD, OPTIONS",
     "/v1/queuey/q/a1": "DELETE, GET, HEAD, OPTIONS, PUT",
 }
 

@@ -98,6 +98,7 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/v1/{app}/{queue}/stats", "get"): {"200"} | COMMON,
     ("/v1/{app}/{queue}/messages", "delete"): {"200"} | COMMON,
     ("/v1/{app}/{queue}/redrive", "post"): {"200"} | WITH_BODY,
+    ("/v1/{app}/{queue}/stream", "get"): {"200"} | COMMON,
 }
 
 

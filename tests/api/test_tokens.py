@@ -259,3 +259,14 @@ async def test_tokens_of_the_applications_identity_service(env: Env, kind: str) 
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     foreign = jwt.encode(claims_of(env), stranger, algorithm="RS256")
     assert await use(env, "read", "shop", foreign) == 401
+
+
+async def test_a_token_in_the_url_of_a_stream_needs_its_stream_right(env: Env) -> None:
+    streams = await env.token(queues="shop", rights="stream")
+    reads = await env.token(queues="shop", rights="read")
+    for token, status in ((streams, 200), (reads, 403), ("forged", 401)):
+        result = await env.http.simulate_head("/v1/queuey/shop/stream", params={"token": token})
+        assert result.status_code == status, token
+    round_robin = {"token": streams, "mode": "roundrobin"}
+    result = await env.http.simulate_head("/v1/queuey/shop/stream", params=round_robin)
+    assert result.status_code == 403  # round-robin needs claim too

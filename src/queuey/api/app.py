@@ -17,21 +17,27 @@ from queuey.api import (
     openapi,
     ops,
     queues,
+    streams,
     tokens,
 )
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.api.cors import Cors, CorsPolicy
 from queuey.service import QueueService
+from queuey.streams import Streams
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
 class Lifespan:
-    """Opens storage and starts the sweeper at start-up; finishes writes at shutdown."""
+    """Opens storage and starts the sweeper at start-up; ends the streams and finishes writes
+    at shutdown."""
 
-    def __init__(self, service: QueueService, sweep_interval: float, sweep_batch: int) -> None:
+    def __init__(
+        self, service: QueueService, streams: Streams, sweep_interval: float, sweep_batch: int
+    ) -> None:
         self.service = service
+        self.streams = streams
         self.sweep_interval = sweep_interval
         self.sweep_batch = sweep_batch
 
@@ -39,6 +45,7 @@ class Lifespan:
         await self.service.start(self.sweep_interval, self.sweep_batch)
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        await self.streams.stop()
         await self.service.stop()
 
 
@@ -52,11 +59,13 @@ def create_app(
     """The app; every route is added through :meth:`Cors.add_route`, so that preflights
     answer with its methods."""
     routes = Cors(cors or CorsPolicy())
-    app: AsgiApp = QueueyApp(
+    hub = Streams(service)
+    app = QueueyApp(
         media_type=falcon.MEDIA_JSON,
-        middleware=[routes, Lifespan(service, sweep_interval, sweep_batch)],
+        middleware=[routes, Lifespan(service, hub, sweep_interval, sweep_batch)],
         cors_enable=False,
     )
+    app.websocket = streams.StreamSocket(service, keys, hub)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = False
@@ -77,9 +86,10 @@ def create_app(
     route("/v1/{app}", queues.ApplicationResource(service, keys))
     route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
     route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
-    route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
+    route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys, hub))
     route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
     route("/v1/{app}/{queue}/messages", maintenance.PurgeResource(service, keys))
     route("/v1/{app}/{queue}/redrive", maintenance.RedriveResource(service, keys))
+    route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
     route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
     return app

@@ -65,21 +65,27 @@ def authenticate(
     req: falcon.asgi.Request, keys: KeyRing, tokens: Tokens, app: str | None
 ) -> Caller:
     """The caller of a request to ``app``'s URLs (``app`` None: a URL of no application, where
-    a token means nothing). Any route that takes credentials calls this: the resources through
-    :class:`queuey.api.resource.Resource`, the stream route directly.
+    a token means nothing): :func:`caller_of` its ``Authorization`` header and ``token=``."""
+    return caller_of(req.auth, req.get_param("token"), keys, tokens, app)
+
+
+def caller_of(
+    authorization: str | None, token: str | None, keys: KeyRing, tokens: Tokens, app: str | None
+) -> Caller:
+    """The caller named by an ``Authorization`` header (an application key, or a Bearer token)
+    or else by a ``token=`` query parameter (a token that is sent must be valid, even beside an
+    application key). Every route that takes credentials calls this: the
+    resources through :class:`queuey.api.resource.Resource`, the WebSocket stream directly.
 
     Raises:
         InvalidApplicationKey: an unknown application key.
         InvalidToken: a token that is not valid for ``app``.
     """
-    caller = keys.caller(req.auth)
-    if caller.app is not None:
-        return caller
-    token = bearer_token(req.auth)
-    if token is None:
-        token = req.get_param("token")
+    caller = keys.caller(authorization)
+    token = bearer_token(authorization) or token
     if token is None:
         return caller
     if app is None:
         raise InvalidToken()
-    return Caller(None, tokens.verify(token, app))
+    grant = tokens.verify(token, app)  # a token that is sent must be valid, key or not
+    return caller if caller.app is not None else Caller(None, grant)

@@ -23,6 +23,11 @@ class Limits:
     request_timeout: int = 60
     # The longest life of a minted token, in seconds.
     max_token_ttl: int = 86_400
+    # Streams (api.md "Streams (push)"): seconds between heartbeats, bytes queued for one
+    # subscriber before it is cut off (broadcast), and open streams per process.
+    stream_heartbeat: int = 15
+    stream_buffer: int = 1_048_576
+    max_streams: int = 20_000
 
 
 # Fixed bounds of the work-queue parameters (api.md Part 2); not settings.
