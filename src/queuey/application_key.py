@@ -6,6 +6,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -13,8 +14,9 @@ class KeyFileError(Exception):
     """The key file cannot be used; the message says why and what to do."""
 
 
-def new_key() -> str:
-    return secrets.token_hex(16)
+def new_key(size: int = 16) -> str:
+    """A random key of ``size`` bytes, written in hex."""
+    return secrets.token_hex(size)
 
 
 def bad_character(key: str) -> str | None:
@@ -23,7 +25,7 @@ def bad_character(key: str) -> str | None:
     return next((c for c in key if not 33 <= ord(c) <= 126 or c in ';,"'), None)
 
 
-def stored_key(path: Path, warnings: list[str]) -> str:
+def stored_key(path: Path, warnings: list[str], make: Callable[[], str] = new_key) -> str:
     """The key kept in ``path``, generated (mode 0600) if there is none; concurrent first
     starts agree on one key. A warning is added when others can read the file.
 
@@ -34,7 +36,7 @@ def stored_key(path: Path, warnings: list[str]) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = _read_key(path)
         while key is None:
-            key = _create_key(path) or _read_key(path)
+            key = _create_key(path, make()) or _read_key(path)
         if os.name == "posix" and path.stat().st_mode & 0o077:
             warnings.append(f"{path} can be read by other users; run: chmod 600 {path}")
     except OSError as error:
@@ -60,9 +62,8 @@ def _read_key(path: Path) -> str | None:
     raise KeyFileError(f"{path} is empty; delete it to generate a new application key")
 
 
-def _create_key(path: Path) -> str | None:
-    """Write a new key where concurrent starts see all of it or nothing; None if another won."""
-    key = new_key()
+def _create_key(path: Path, key: str) -> str | None:
+    """Write ``key`` where concurrent starts see all of it or nothing; None if another won."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:

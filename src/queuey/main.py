@@ -9,22 +9,35 @@ import os
 from queuey import logs
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
+from queuey.api.cors import CorsPolicy
 from queuey.api.metrics import Metrics
-from queuey.config import Settings, load_settings, with_default_application
+from queuey.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    token_secrets,
+    with_default_application,
+)
 from queuey.core.clock import Clock, SystemClock
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
+from queuey.service.tokens import Tokens, issuer_keys
 from queuey.storage import make_storage
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
+    clock = clock or SystemClock()
+    tokens = Tokens(
+        token_secrets(settings), clock, settings.limits.max_token_ttl, _issuers(settings)
+    )
     storage = make_storage(settings.storage)
     service = QueueService(
         storage,
         settings.application_keys.keys(),
-        clock or SystemClock(),
+        clock,
         Notifier(storage, poll_interval=POLL_INTERVAL),
         settings.limits,
+        tokens,
     )
     return create_app(
         service,
@@ -34,7 +47,18 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         access_log=settings.access_log,
         metrics=Metrics() if settings.metrics else None,
         metrics_token=settings.metrics_token,
+        cors=CorsPolicy.of(settings.cors_origins, settings.cors),
     )
+
+
+def _issuers(settings: Settings) -> dict[str, list[object]]:
+    issuers = {}
+    for app, path in settings.token_issuers.items():
+        try:
+            issuers[app] = issuer_keys(str(path))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"[token_issuers] {app}: {error}") from None
+    return issuers
 
 
 def tune_gc() -> None:

@@ -48,6 +48,7 @@ class Row:
 
 
 OPS = (200, 200, 200, 200, 200, 200)
+REDIRECT = (302, 302, 302, 302, 302, 302)  # open to all, as OPS
 OWNER_ONLY = (401, 401, 200, 403, 403, 401)
 READ = (401, 401, 200, 403, 200, 200)  # owner, principals, anyone on a public queue
 DELETE = (401, 401, 200, 403, 200, 401)  # owner and principals
@@ -59,6 +60,14 @@ MATRIX = [
         Row(m, path, OPS)
         for path in ("/__heartbeat__", "/__lbheartbeat__", "/__version__", "/openapi.json")
         for m in ("GET", "HEAD")
+    ),  # fmt: skip
+    *(Row(m, "/", REDIRECT) for m in ("GET", "HEAD")),
+    *(Row(m, path, OPS) for path in ("/console/", "/console/console.js") for m in ("GET", "HEAD")),
+    Row(
+        "POST",
+        "/tokens/queuey",
+        (401, 401, 201, 403, 403, 401),
+        body="subject=user:ann&queues=q&rights=read",
     ),  # fmt: skip
     Row("GET", "/v1/queuey", OWNER_ONLY),
     Row("HEAD", "/v1/queuey", OWNER_ONLY),
@@ -76,6 +85,8 @@ MATRIX = [
     Row("DELETE", "/v1/queuey/{queue}/claims/{claim}", STALE_CLAIM),
     Row("PATCH", "/v1/queuey/{queue}/claims/{claim}", STALE_CLAIM, body="ttl=10"),
     Row("GET", "/v1/queuey/{queue}/stats", DELETE),
+    Row("DELETE", "/v1/queuey/{queue}/messages", OWNER_ONLY),
+    Row("POST", "/v1/queuey/{queue}/redrive", OWNER_ONLY, body=f"to={PUBLIC_QUEUE}"),
     Row("HEAD", "/v1/queuey/{queue}/stats", DELETE),
     Row("GET", "/v1/queuey/{queue}/stream", READ, stream=True),  # broadcast: the read right
     Row("HEAD", "/v1/queuey/{queue}/stream", READ),
@@ -85,7 +96,12 @@ MATRIX = [
 def test_the_matrix_covers_every_route_of_the_app() -> None:
     covered = {
         (
-            row.path.replace("/v1/queuey", "/v1/{app}", 1).replace("{claim}", "{claim_ids}"),
+            row.path.replace("/v1/queuey", "/v1/{app}", 1)
+            .replace("/tokens/queuey", "/tokens/{app}")
+            .replace("{claim}", "{claim_ids}")
+            .replace("console.js", "{asset}")
+            .rstrip("/")
+            or "/",
             row.method.lower(),
         )
         for row in MATRIX
@@ -188,7 +204,7 @@ async def test_denied_callers_cannot_tell_a_missing_queue_from_a_private_one(
 
 def test_the_matrix_statuses_follow_one_rule_per_right() -> None:
     """Every row is one of the rights of api.md (owner, read, delete/claim) or open to all."""
-    kinds = {OPS, OWNER_ONLY, READ, DELETE, STALE_CLAIM}
+    kinds = {OPS, REDIRECT, OWNER_ONLY, READ, DELETE, STALE_CLAIM}
     for row in MATRIX:
         statuses = row.statuses
         if statuses not in kinds:  # a create: the owner's success is 201

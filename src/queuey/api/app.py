@@ -10,9 +10,21 @@ from typing import Any, TextIO
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, errors, messages, openapi, ops, queues, streams
+from queuey.api import (
+    claims,
+    console,
+    errors,
+    maintenance,
+    messages,
+    openapi,
+    ops,
+    queues,
+    streams,
+    tokens,
+)
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
+from queuey.api.cors import Cors, CorsPolicy
 from queuey.api.metrics import Metrics, MetricsResource
 from queuey.api.observe import Observer
 from queuey.service import QueueService
@@ -67,15 +79,19 @@ def create_app(
     metrics: Metrics | None = None,
     metrics_token: str | None = None,
     access_log_to: TextIO | None = None,
+    cors: CorsPolicy | None = None,
 ) -> AsgiApp:
     """The app; ``metrics`` None leaves out ``GET /metrics`` and the instrumentation. Access
-    log lines go to ``access_log_to`` (stdout by default)."""
+    log lines go to ``access_log_to`` (stdout by default). Every route is added through
+    :meth:`Cors.add_route`, so that preflights answer with its methods."""
+    routes = Cors(cors or CorsPolicy())
     hub = Streams(service)
     observer = Observer(access_log, metrics, access_log_to)
     app = QueueyApp(
         media_type=falcon.MEDIA_JSON,
         middleware=[
             observer,
+            routes,
             Lifespan(service, hub, sweep_interval, sweep_batch, metrics, observer),
         ],
         cors_enable=False,
@@ -85,17 +101,28 @@ def create_app(
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = False
     errors.install(app)
-    app.add_route("/__heartbeat__", ops.Heartbeat(service))
-    app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
-    app.add_route("/__version__", ops.Version(service))
-    app.add_route("/openapi.json", openapi.OpenApi())
+
+    def route(template: str, resource: object, suffix: str | None = None) -> None:
+        routes.add_route(app, template, resource, suffix)
+
+    route("/__heartbeat__", ops.Heartbeat(service))
+    route("/__lbheartbeat__", ops.LbHeartbeat())
+    route("/__version__", ops.Version(service))
+    route("/openapi.json", openapi.OpenApi())
     if metrics is not None:
-        app.add_route("/metrics", MetricsResource(metrics, metrics_token))
-    app.add_route("/v1/{app}", queues.ApplicationResource(service, keys))
-    app.add_route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys, hub))
-    app.add_route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
-    app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
+        route("/metrics", MetricsResource(metrics, metrics_token))
+    site = console.Console()
+    route("/", site, suffix="root")
+    route("/console", site, suffix="index")
+    route("/console/{asset}", site)
+    route("/tokens/{app}", tokens.TokensResource(service, keys))
+    route("/v1/{app}", queues.ApplicationResource(service, keys))
+    route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
+    route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
+    route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys, hub))
+    route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
+    route("/v1/{app}/{queue}/messages", maintenance.PurgeResource(service, keys))
+    route("/v1/{app}/{queue}/redrive", maintenance.RedriveResource(service, keys))
+    route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
+    route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
     return app

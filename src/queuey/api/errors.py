@@ -23,6 +23,7 @@ STATUS: tuple[tuple[type[errors.QueueyError], int], ...] = (
     (errors.IncompleteBody, 408),
     (errors.Unauthorized, 401),
     (errors.InvalidApplicationKey, 401),
+    (errors.InvalidToken, 401),
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.MethodNotAllowed, 405),

@@ -12,8 +12,9 @@ from queuey.core.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
 
 
 def query(req: falcon.asgi.Request) -> dict[str, str]:
-    """Query parameters; a repeated parameter counts with its last value."""
-    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items()}
+    """Query parameters; a repeated parameter counts with its last value. ``token`` is a
+    credential (api/auth.py), not a parameter."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items() if k != "token"}
 
 
 async def read_body(req: falcon.asgi.Request, limit: int, field: str = "body") -> bytes:

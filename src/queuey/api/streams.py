@@ -20,7 +20,7 @@ import falcon.asgi
 import orjson
 
 from queuey.api import errors, requests, responses
-from queuey.api.auth import KeyRing
+from queuey.api.auth import KeyRing, caller_of
 from queuey.api.resource import Resource
 from queuey.core.errors import (
     ClaimExpired,
@@ -203,7 +203,10 @@ class StreamSocket:
             if match is None:
                 raise NotFound()
             app, name = unquote(match.group(1)), unquote(match.group(2))
-            caller = self.keys.caller(headers.get("authorization"))
+            caller = caller_of(
+                headers.get("authorization"), params.pop("token", None), self.keys,
+                self.service.tokens, app,
+            )  # fmt: skip
             request = await self.streams.check(
                 caller, app, name, params, headers.get("last-event-id")
             )

@@ -12,7 +12,13 @@ import tempfile
 
 from queuey import __version__
 from queuey.cli.common import Commands
-from queuey.config import ConfigError, Settings, load_settings, with_default_application
+from queuey.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    token_secrets,
+    with_default_application,
+)
 
 
 def add_parser(commands: Commands) -> None:
@@ -36,6 +42,7 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
         os.environ["QUEUEY_CONFIG"] = config
     try:
         settings, generated_key = with_default_application(load_settings(config, os.environ))
+        token_secrets(settings)  # generated here once, before any worker reads it
     except ConfigError as error:
         print(f"queuey: configuration error: {error}", file=sys.stderr)
         return 2

@@ -66,11 +66,10 @@ class InvalidApplicationKey(QueueyError):
 
 
 class InvalidToken(InvalidApplicationKey):
-    """A token that is expired, forged or cannot be verified (and, until tokens exist, any
-    token)."""
+    """A token that is expired, forged, unverifiable or not for this application."""
 
     key = "InvalidToken"
-    message = "Invalid token"
+    message = "The token is expired, invalid or not for this application."
 
 
 class Forbidden(QueueyError):

@@ -21,6 +21,8 @@ class Limits:
     # Seconds a client has to send a whole request (head and body), from its first byte or,
     # on a new connection, from the connection's opening.
     request_timeout: int = 60
+    # The longest life of a minted token, in seconds.
+    max_token_ttl: int = 86_400
     # Streams (api.md "Streams (push)"): seconds between heartbeats, bytes queued for one
     # subscriber before it is cut off (broadcast), and open streams per process.
     stream_heartbeat: int = 15

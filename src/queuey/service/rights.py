@@ -19,12 +19,20 @@ def valid_name(name: str, max_length: int) -> bool:
 
 
 class Right(Enum):
-    """What a request needs on a queue: owners hold every right."""
+    """What a request needs on a queue: owners hold every right. The value is the name of
+    the right in a token (``None``: no token holds it)."""
 
-    OWNER = "owner"  # post, update, delete the queue, overwrite messages
+    OWNER = None  # update, delete, purge, redrive the queue, overwrite messages
+    POST = "post"  # post messages (owner only, or a token listing it)
     READ = "read"  # read messages (public queues: anyone)
     DELETE = "delete"  # delete messages (principals too)
-    CLAIM = "claim"  # claim, ack, extend, stats (principals too)
+    CLAIM = "claim"  # claim, ack, extend (principals too)
+    STATS = "stats"  # a queue's stats (principals too)
+    STREAM = "stream"  # open a stream (principals too)
+
+
+# What a principal listed in a queue's ``principles`` may do there.
+PRINCIPAL = frozenset({Right.READ, Right.DELETE, Right.CLAIM, Right.STATS, Right.STREAM})
 
 
 class Rights:
@@ -39,7 +47,7 @@ class Rights:
 
     def require_owner(self, caller: Caller, app: str) -> None:
         self.check_application(app)
-        if caller.app is None:
+        if caller.app is None and caller.grant is None:
             raise Unauthorized()
         if caller.app != app:
             raise Forbidden()
@@ -54,11 +62,17 @@ class Rights:
             if queue is None:
                 raise QueueNotFound()
             return queue
-        if queue is not None and right is not Right.OWNER:
+        grant = caller.grant
+        if grant and grant.app == app and right.value in grant.rights and grant.names(name):
+            if queue is None:
+                raise QueueNotFound()
+            return queue
+        if queue is not None and right in PRINCIPAL:
             if right is Right.READ and queue.settings.type == "public":
                 return queue
-            if caller.app is not None and f"app:{caller.app}" in queue.settings.principles:
+            principal = f"app:{caller.app}" if grant is None else grant.subject
+            if (caller.app or grant) and principal in queue.settings.principles:
                 return queue
-        if caller.app is None:
+        if caller.app is None and grant is None:
             raise Unauthorized()
         raise Forbidden()

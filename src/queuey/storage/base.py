@@ -135,6 +135,13 @@ class Storage(Protocol):
         """Delete the (partition, id) pairs that exist; durable on return."""
         ...
 
+    async def purge_messages(self, queue: Queue, now_ms: int) -> int:
+        """Delete every message of the queue (available, claimed, delayed and expired) with
+        its claims; the queue, its settings and dedup ids stay. Durable on return; a claim of a
+        purged message is never current again. Returns how many unexpired messages were
+        deleted (back-ends of several nodes may count approximately)."""
+        ...
+
     async def write_unique(
         self,
         queue: Queue,

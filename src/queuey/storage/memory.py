@@ -230,6 +230,14 @@ class MemoryStorage(Storage):
         for stored, index in self._locate(queue, ids):
             stored.remove(index)
 
+    async def purge_messages(self, queue: Queue, now_ms: int) -> int:
+        purged = 0
+        for partition in range(1, queue.partitions + 1):
+            stored = self._partitions.pop((queue.qid, partition), None)
+            if stored is not None:
+                purged += sum(1 for m in stored.messages if m is not None and m.expires_ms > now_ms)
+        return purged
+
     def _locate(
         self, queue: Queue, ids: Sequence[tuple[int, str]]
     ) -> Iterator[tuple[_Partition, int]]:

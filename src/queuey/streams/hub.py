@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from queuey.core.errors import InvalidToken, TooManyStreams
+from queuey.core.errors import TooManyStreams
 from queuey.core.ids import ticks_of
 from queuey.core.limits import MAX_CLAIM_TTL, Limits
 from queuey.core.models import POLICIES, Caller, Queue
@@ -68,8 +68,6 @@ class Streams:
         last_event_id: str | None = None,
     ) -> StreamRequest:
         """The stream asked for, or the error (400/401/403/404/503) to answer instead."""
-        if "token" in params:
-            raise InvalidToken()
         errors = Errors()
         mode = check_choice(errors, "mode", params.get("mode"), POLICIES, None)
         partitions = None
@@ -81,6 +79,9 @@ class Streams:
         errors.raise_if_any()
         assert ttl is not None and credit is not None
         right = Right.CLAIM if mode == "roundrobin" else Right.READ
+        if caller.grant is not None:  # a token opens streams with its stream right
+            await self.service.queue(caller, app, name, Right.STREAM)
+            right = Right.CLAIM if mode == "roundrobin" else Right.STREAM
         queue = await self.service.queue(caller, app, name, right)
         if mode is None:
             mode = queue.settings.policy

@@ -104,6 +104,9 @@ class CassandraStorage:
     ) -> list[Message]:
         return await self.messages.get(queue, ids, now_ms)
 
+    async def purge_messages(self, queue: Queue, now_ms: int) -> int:
+        return await self.messages.purge(queue, now_ms)
+
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         await self.messages.delete(queue, ids)
 

@@ -193,6 +193,9 @@ class SqliteStorage:
         many = self._keys(queue, ids, now_ms)
         return messages_of(self.reader.rows_of_each(message_sql.SQL_GET, many)) if many else []
 
+    async def purge_messages(self, queue: Queue, now_ms: int) -> int:
+        return await self.writer.submit(message_sql.purge, queue.qid, now_ms)
+
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         rows = self._keys(queue, ids)
         if rows:
