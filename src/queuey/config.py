@@ -15,7 +15,15 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
   may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
   ``database`` names the Cassandra metadata keyspace.
-- ``[queuey]``: limits, the expiry sweeper, and the log level.
+- ``[queuey]``: limits (streams' heartbeat, buffer and count among them), the expiry sweeper,
+  the log level, the access log (``access_log``: ``off``, ``text`` or ``json``), metrics
+  (``metrics`` on/off, ``metrics_token``), ``cors_origins`` (a comma list of origins such as
+  ``https://app.example``, or ``*``) and ``token_secrets`` (a comma list of secrets; tokens are
+  signed with the first and accepted with any, so a new one goes first; when none is set one is
+  generated into ``<storage path>/token_secret``, see :func:`token_secrets`).
+- ``[cors]``: ``<application> = <origins>``: origins allowed on that application's URLs only.
+- ``[token_issuers]``: ``<application> = <file>``: a PEM public key or a JWKS file whose keys
+  verify tokens (RS256, ES256) of that application's own identity service.
 
 A relative ``path`` is resolved against the current working directory when the settings are
 loaded; write ``%(here)s/data`` for a directory next to the config file. ``%(here)s`` (the config
@@ -73,12 +81,17 @@ KEY_FILE_NAME = "application_key"
 DEFAULT_PATH = "./queuey-data"
 CASSANDRA_PORT = 9042
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCESS_LOG_FORMATS = ("off", "text", "json")
 # What the other numeric settings may be, inclusive (the limits': LIMIT_RANGES).
 SWEEP_INTERVAL_RANGE = (0.1, 3600.0)  # seconds between expiry sweeps
 SWEEP_BATCH_RANGE = (1, 100_000)  # messages removed per sweep transaction
 CASSANDRA_TIMEOUT_RANGE = (0.1, 600.0)  # connect_timeout, request_timeout
 
-_SECTIONS = ("application_keys", "storage", "metadata", "queuey")
+_SECTIONS = ("application_keys", "storage", "metadata", "queuey", "cors", "token_issuers")
+# Sections keyed by application name, whose keys keep their case.
+_APPLICATION_SECTIONS = ("application_keys", "cors", "token_issuers")
+TOKEN_SECRET_FILE_NAME = "token_secret"
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s,?#*]+")
 _CASSANDRA_KEYS = (
     "host", "username", "password", "database", "multi_dc", "create_schema", "base_delay",
     "replication_factor", "replication", "local_dc", "connect_timeout", "request_timeout",
@@ -120,6 +133,16 @@ class Settings:
     sweep_interval: float = 10.0
     sweep_batch: int = 1000
     log_level: str = "info"
+    #: One line per request (``off``, ``text`` or ``json``).
+    access_log: str = "text"
+    #: ``GET /metrics`` and the instrumentation behind it.
+    metrics: bool = True
+    #: The bearer token ``GET /metrics`` needs from clients outside loopback.
+    metrics_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    cors: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    token_secrets: tuple[str, ...] = ()
+    token_issuers: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -151,6 +174,13 @@ def load_settings(
         sweep_interval=queuey.seconds("sweep_interval", 10.0, *SWEEP_INTERVAL_RANGE),
         sweep_batch=queuey.integer("sweep_batch", 1000, *SWEEP_BATCH_RANGE),
         log_level=queuey.choice("log_level", "info", LOG_LEVELS),
+        access_log=queuey.choice("access_log", "text", ACCESS_LOG_FORMATS),
+        metrics=queuey.boolean("metrics", True),
+        metrics_token=queuey.text("metrics_token", None),
+        cors_origins=_origins(queuey, "cors_origins", True),
+        cors=_per_application(sections["cors"], lambda s, app: _origins(s, app, False)),
+        token_secrets=_secrets(queuey),
+        token_issuers=_per_application(sections["token_issuers"], _issuer_file),
         config_path=config_path,
     )
     for section in sections.values():
@@ -183,6 +213,24 @@ def with_default_application(settings: Settings) -> tuple[Settings, str | None]:
     keys = MappingProxyType({DEFAULT_APPLICATION: (key,)})
     with_key = replace(settings, application_keys=keys, warnings=tuple(warnings))
     return with_key, key if generated else None
+
+
+def token_secrets(settings: Settings) -> tuple[str, ...]:
+    """The configured token secrets, else one generated once into ``<storage path>/token_secret``
+    (mode 0600) like the application key; the memory back-end gets a new one every start.
+
+    Raises:
+        ConfigError: the secret file cannot be used.
+    """
+    if settings.token_secrets:
+        return settings.token_secrets
+    if settings.storage.backend == "memory":
+        return (new_key(32),)
+    try:
+        path = settings.storage.path / TOKEN_SECRET_FILE_NAME
+        return (stored_key(path, [], lambda: new_key(32))[0],)
+    except KeyFileError as error:
+        raise ConfigError(str(error)) from None
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -220,7 +268,7 @@ def _read_file(path: Path, source: str) -> _Raw:
         values = raw[section] = {}
         for key, value in parser.items(section):
             value = value.replace("%(here)s", str(path.parent))
-            if section != "application_keys":
+            if section not in _APPLICATION_SECTIONS:
                 key, value = key.lower(), _unquote(value)
                 if key in values:
                     raise ConfigError(f"config file {path}: [{section}] {key} is set twice")
@@ -250,7 +298,7 @@ def _apply_environ(raw: _Raw, environ: Mapping[str, str], warnings: list[str]) -
             continue
         key = rest[len(section) + 1 :].lower()
         values = raw.setdefault(section, {})
-        if section == "application_keys":
+        if section in _APPLICATION_SECTIONS:
             key = _file_application(values, key, var)
             values[key] = _Value(environ[var], var)
         else:
@@ -411,6 +459,41 @@ def _application_keys(section: _Section, max_name_length: int) -> Mapping[str, t
             section.warnings.append(f"{section.where(name)} lists a key twice")
         applications[name] = tuple(dict.fromkeys(keys))
     return MappingProxyType(applications)
+
+
+def _origins(section: _Section, key: str, star: bool) -> tuple[str, ...]:
+    value = section.get(key)
+    if value is None:
+        return ()
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/").lower() for o in value.text.split(",")))
+    for origin in origins:
+        if not (_ORIGIN.fullmatch(origin) or (star and origin == "*")):
+            allowed = "scheme://host[:port]" + (" or *" if star else "")
+            raise section.fail(key, f"{origin!r} is not an origin ({allowed}, comma separated)")
+    return tuple(o for o in origins if o)
+
+
+def _per_application(section: _Section, parse: Callable[[_Section, str], T]) -> Mapping[str, T]:
+    return MappingProxyType({app: parse(section, app) for app in section.values})
+
+
+def _secrets(section: _Section) -> tuple[str, ...]:
+    value = section.get("token_secrets")
+    if value is None:
+        return ()
+    secrets = tuple(s for s in _KEY_SEPARATORS.split(value.text) if s)
+    if not secrets or any(len(s) < 32 for s in secrets):
+        raise section.fail("token_secrets", "needs secrets of at least 32 characters", True)
+    return secrets
+
+
+def _issuer_file(section: _Section, app: str) -> Path:
+    value = section.get(app)
+    assert value is not None
+    path = Path(os.path.abspath(value.text))
+    if not path.is_file():
+        raise section.fail(app, "is not a file (a PEM public key or a JWKS file)")
+    return path
 
 
 def _origin(value: _Value) -> str:

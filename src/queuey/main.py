@@ -4,33 +4,61 @@ CLI) sees every layer."""
 from __future__ import annotations
 
 import gc
-import logging
 import os
 
+from queuey import logs
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
-from queuey.config import Settings, load_settings, with_default_application
+from queuey.api.cors import CorsPolicy
+from queuey.api.metrics import Metrics
+from queuey.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    token_secrets,
+    with_default_application,
+)
 from queuey.core.clock import Clock, SystemClock
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
+from queuey.service.tokens import Tokens, issuer_keys
 from queuey.storage import make_storage
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
+    clock = clock or SystemClock()
+    tokens = Tokens(
+        token_secrets(settings), clock, settings.limits.max_token_ttl, _issuers(settings)
+    )
     storage = make_storage(settings.storage)
     service = QueueService(
         storage,
         settings.application_keys.keys(),
-        clock or SystemClock(),
+        clock,
         Notifier(storage, poll_interval=POLL_INTERVAL),
         settings.limits,
+        tokens,
     )
     return create_app(
         service,
         KeyRing(settings.application_keys),
         sweep_interval=settings.sweep_interval,
         sweep_batch=settings.sweep_batch,
+        access_log=settings.access_log,
+        metrics=Metrics() if settings.metrics else None,
+        metrics_token=settings.metrics_token,
+        cors=CorsPolicy.of(settings.cors_origins, settings.cors),
     )
+
+
+def _issuers(settings: Settings) -> dict[str, list[object]]:
+    issuers = {}
+    for app, path in settings.token_issuers.items():
+        try:
+            issuers[app] = issuer_keys(str(path))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"[token_issuers] {app}: {error}") from None
+    return issuers
 
 
 def tune_gc() -> None:
@@ -48,7 +76,7 @@ def create_app_from_env() -> AsgiApp:
     Usable by any ASGI server, e.g. ``granian --interface asgi --factory
     queuey.main:create_app_from_env``."""
     settings, _ = with_default_application(load_settings(None, os.environ))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    logs.configure(settings.log_level)
     app = build_app(settings)
     tune_gc()
     return app

@@ -34,7 +34,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from queuey.api.asgi import QueueyApp
-from queuey.api.errors import error_document
+from queuey.api.errors import error_body
 from queuey.core.limits import Limits
 
 # The request line of a request whose method the parser refused: a token, an origin-form
@@ -58,7 +58,7 @@ class Refused(Exception):
         self.headers = headers
 
     def response(self) -> bytes:
-        body = error_document(self.error_msg)
+        body = error_body(self.error_msg)
         phrase = http.HTTPStatus(self.status).phrase
         head = [
             f"HTTP/1.1 {self.status} {phrase}".encode(),
@@ -217,6 +217,16 @@ class QueueyHttpProtocol(HttpToolsProtocol):
         self._reading_since = None
         self._in_message = False
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """Server shutdown: a stream in progress ends (its client reconnects, elsewhere if
+        need be) instead of holding the shutdown up forever."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            end = cycle.scope.get("queuey.end_stream")
+            if callable(end):
+                end()
+        super().shutdown()
 
     def _head_too_large(self) -> Refused:
         return Refused(431, {"headers": f"Request head over {self.max_header_bytes} bytes"})

@@ -12,11 +12,14 @@ from urllib.parse import urlencode
 import falcon.testing
 import pytest
 
-from queuey.api.app import create_app
+from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
+from queuey.api.cors import CorsPolicy
 from queuey.core.clock import FakeClock
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
+from queuey.service.tokens import Tokens
+from queuey.storage.memory import MemoryStorage
 from tests.conftest import BACKENDS, make_storage
 
 KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
@@ -59,6 +62,17 @@ class Api:
         assert result.status_code == 200, result.text
         messages: list[dict[str, Any]] = result.json["messages"]
         return messages
+
+
+def memory_app(
+    clock: FakeClock | None = None, tokens: Tokens | None = None, cors: CorsPolicy | None = None
+) -> AsgiApp:
+    """The app on a fresh memory back-end, for tests of the HTTP edge."""
+    storage = MemoryStorage()
+    service = QueueService(
+        storage, KEYS.keys(), clock or FakeClock(), Notifier(storage, POLL_INTERVAL), tokens=tokens
+    )
+    return create_app(service, KeyRing(KEYS), cors=cors)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -44,9 +44,11 @@ class Row:
     statuses: tuple[int, int, int, int, int, int]  # in the order of CALLERS
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    stream: bool = False  # an accepted request opens a stream that never ends by itself
 
 
 OPS = (200, 200, 200, 200, 200, 200)
+REDIRECT = (302, 302, 302, 302, 302, 302)  # open to all, as OPS
 OWNER_ONLY = (401, 401, 200, 403, 403, 401)
 READ = (401, 401, 200, 403, 200, 200)  # owner, principals, anyone on a public queue
 DELETE = (401, 401, 200, 403, 200, 401)  # owner and principals
@@ -58,6 +60,14 @@ MATRIX = [
         Row(m, path, OPS)
         for path in ("/__heartbeat__", "/__lbheartbeat__", "/__version__", "/openapi.json")
         for m in ("GET", "HEAD")
+    ),  # fmt: skip
+    *(Row(m, "/", REDIRECT) for m in ("GET", "HEAD")),
+    *(Row(m, path, OPS) for path in ("/console/", "/console/console.js") for m in ("GET", "HEAD")),
+    Row(
+        "POST",
+        "/tokens/queuey",
+        (401, 401, 201, 403, 403, 401),
+        body="subject=user:ann&queues=q&rights=read",
     ),  # fmt: skip
     Row("GET", "/v1/queuey", OWNER_ONLY),
     Row("HEAD", "/v1/queuey", OWNER_ONLY),
@@ -75,14 +85,23 @@ MATRIX = [
     Row("DELETE", "/v1/queuey/{queue}/claims/{claim}", STALE_CLAIM),
     Row("PATCH", "/v1/queuey/{queue}/claims/{claim}", STALE_CLAIM, body="ttl=10"),
     Row("GET", "/v1/queuey/{queue}/stats", DELETE),
+    Row("DELETE", "/v1/queuey/{queue}/messages", OWNER_ONLY),
+    Row("POST", "/v1/queuey/{queue}/redrive", OWNER_ONLY, body=f"to={PUBLIC_QUEUE}"),
     Row("HEAD", "/v1/queuey/{queue}/stats", DELETE),
+    Row("GET", "/v1/queuey/{queue}/stream", READ, stream=True),  # broadcast: the read right
+    Row("HEAD", "/v1/queuey/{queue}/stream", READ),
 ]
 
 
 def test_the_matrix_covers_every_route_of_the_app() -> None:
     covered = {
         (
-            row.path.replace("/v1/queuey", "/v1/{app}", 1).replace("{claim}", "{claim_ids}"),
+            row.path.replace("/v1/queuey", "/v1/{app}", 1)
+            .replace("/tokens/queuey", "/tokens/{app}")
+            .replace("{claim}", "{claim_ids}")
+            .replace("console.js", "{asset}")
+            .rstrip("/")
+            or "/",
             row.method.lower(),
         )
         for row in MATRIX
@@ -130,6 +149,13 @@ async def test_each_caller_gets_exactly_its_status_and_sees_only_its_own(
     stale_claim = f"{ids[queue]}01{1:016x}"  # partition 1, a token never handed out
     path = row.path.format(queue=queue, ids=ids[queue], claim=stale_claim)
     before = await owner_view(api)
+    expected = row.statuses[list(CALLERS).index(caller)]
+    if row.stream:
+        async with api.http.get_stream(path, headers=CALLERS[caller]) as opened:
+            if opened.status_code == 200:  # streaming: it sends only what is posted from now
+                assert expected == 200
+                return
+        # a refusal is a plain response: asked again below to read it whole
     result = await api.http.simulate_request(
         row.method,
         path,
@@ -138,7 +164,6 @@ async def test_each_caller_gets_exactly_its_status_and_sees_only_its_own(
         content_type=FORM if row.body else None,
     )
 
-    expected = row.statuses[list(CALLERS).index(caller)]
     assert result.status_code == expected, result.text
     text = result.text + str(result.headers)
     assert OTHER_QUEUE not in text and OTHER_BODY not in text
@@ -179,7 +204,7 @@ async def test_denied_callers_cannot_tell_a_missing_queue_from_a_private_one(
 
 def test_the_matrix_statuses_follow_one_rule_per_right() -> None:
     """Every row is one of the rights of api.md (owner, read, delete/claim) or open to all."""
-    kinds = {OPS, OWNER_ONLY, READ, DELETE, STALE_CLAIM}
+    kinds = {OPS, REDIRECT, OWNER_ONLY, READ, DELETE, STALE_CLAIM}
     for row in MATRIX:
         statuses = row.statuses
         if statuses not in kinds:  # a create: the owner's success is 201

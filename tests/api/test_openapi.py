@@ -66,7 +66,9 @@ def test_the_document_is_openapi_3_1_with_application_key_auth() -> None:
     assert doc["openapi"].startswith("3.1.")
     scheme = doc["components"]["securitySchemes"]["applicationKey"]
     assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "Authorization"}
-    assert doc["security"] == [{"applicationKey": []}]
+    assert doc["security"] == [{"applicationKey": []}, {"bearerToken": []}]
+    bearer = doc["components"]["securitySchemes"]["bearerToken"]
+    assert bearer == {**bearer, "type": "http", "scheme": "bearer"}
 
 
 # What api.md gives for each operation, beyond the success status.
@@ -77,6 +79,10 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/__lbheartbeat__", "get"): {"200"},
     ("/__version__", "get"): {"200"},
     ("/openapi.json", "get"): {"200"},
+    ("/", "get"): {"302"},
+    ("/console", "get"): {"200", "302", "304"},
+    ("/console/{asset}", "get"): {"200", "304", "404"},
+    ("/tokens/{app}", "post"): {"201"} | WITH_BODY,
     ("/v1/{app}", "get"): {"200"} | COMMON,
     ("/v1/{app}", "post"): {"201", "409"} | WITH_BODY,
     ("/v1/{app}/{queue}", "get"): {"200"} | COMMON,
@@ -90,6 +96,9 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/v1/{app}/{queue}/claims/{claim_ids}", "delete"): {"200", "409"} | COMMON,
     ("/v1/{app}/{queue}/claims/{claim_ids}", "patch"): {"200", "409"} | WITH_BODY,
     ("/v1/{app}/{queue}/stats", "get"): {"200"} | COMMON,
+    ("/v1/{app}/{queue}/messages", "delete"): {"200"} | COMMON,
+    ("/v1/{app}/{queue}/redrive", "post"): {"200"} | WITH_BODY,
+    ("/v1/{app}/{queue}/stream", "get"): {"200"} | COMMON,
 }
 
 

@@ -249,3 +249,66 @@ def test_sigkill_mid_claims_keeps_every_unacknowledged_message_and_no_acknowledg
     missing = posted - consumers.acked - consumers.unanswered - readable
     assert not missing, f"{len(missing)} messages never acknowledged were lost"
     assert claimable == readable
+
+
+REDRIVEN = 20_000
+
+
+def bodies_of(http: httpx.Client, queue: str) -> list[str]:
+    found: list[str] = []
+    params = {"limit": "1000"}
+    while True:
+        page = http.get(f"/v1/queuey/{queue}", params=params)
+        assert page.status_code == 200, page.text
+        messages = page.json()["messages"]
+        if not messages:
+            return found
+        found += [m["body"] for m in messages]
+        params["after"] = messages[-1]["message_id"]
+
+
+def redrive_until_killed(url: str) -> None:
+    with contextlib.suppress(httpx.TransportError):
+        httpx.post(f"{url}/v1/queuey/dead/redrive", headers=AUTH, data={"to": "jobs"}, timeout=60)
+
+
+def test_sigkill_mid_redrive_then_a_repeat_moves_each_message_exactly_once(
+    tmp_path: Path,
+) -> None:
+    args = ["--config", str(write_config(tmp_path))]
+    server = start_server(tmp_path, args)
+    try:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http:
+            for name in ("dead", "jobs"):
+                assert http.post("/v1/queuey", data={"queue_name": name}).status_code == 201
+            for start in range(0, REDRIVEN, 1000):
+                batch = [{"body": f"dead letter {n}"} for n in range(start, start + 1000)]
+                assert http.post("/v1/queuey/dead", json={"messages": batch}).status_code == 201
+            redrive = threading.Thread(target=redrive_until_killed, args=(server.url,))
+            redrive.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until the redrive is under way
+                moved = http.get("/v1/queuey/jobs/stats").json()["stats"]["messages"]
+                if moved > 0:
+                    break
+                time.sleep(0.005)
+            kill(server)
+            redrive.join(timeout=30)
+    finally:
+        server.stop()
+    assert 0 < moved < REDRIVEN, "the kill came before or after the redrive"
+
+    restarted = start_server(tmp_path, args)
+    try:
+        with httpx.Client(base_url=restarted.url, headers=AUTH, timeout=120) as http:
+            left_before = len(bodies_of(http, "dead"))
+            assert 0 < left_before < REDRIVEN
+            repeated = http.post("/v1/queuey/dead/redrive", data={"to": "jobs"})
+            assert repeated.status_code == 200, repeated.text
+            assert repeated.json()["moved"] == left_before
+            assert bodies_of(http, "dead") == []
+            jobs = bodies_of(http, "jobs")
+    finally:
+        restarted.stop()
+    assert len(jobs) == len(set(jobs)), "a message was moved twice"
+    assert sorted(jobs) == sorted(f"dead letter {n}" for n in range(REDRIVEN))

@@ -17,6 +17,7 @@ from queuey.config import (
     Settings,
     StorageSettings,
     load_settings,
+    token_secrets,
     with_default_application,
 )
 from queuey.core.limits import LIMIT_RANGES
@@ -280,6 +281,22 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.log_level == "debug"
     assert settings.sweep_interval == 0.5
     assert settings.warnings == ()
+
+
+def test_stream_settings_are_limits_of_the_queuey_section(tmp_path: Path) -> None:
+    defaults = load(tmp_path, "", {}).limits
+    assert (defaults.stream_heartbeat, defaults.stream_buffer, defaults.max_streams) == (
+        15, 1_048_576, 20_000,
+    )  # fmt: skip
+    text = "[queuey]\nstream_heartbeat = 5\nstream_buffer = 65536\n"
+    settings = load(tmp_path, text, {"QUEUEY_QUEUEY_MAX_STREAMS": "100"})
+    limits = settings.limits
+    assert (limits.stream_heartbeat, limits.stream_buffer, limits.max_streams) == (5, 65536, 100)
+    assert settings.warnings == ()
+    assert "must be an integer from 1 to 3600" in config_error(
+        tmp_path, "[queuey]\nstream_heartbeat = 0\n"
+    )
+    assert "from 1024 to" in config_error(tmp_path, "[queuey]\nstream_buffer = 100\n")
 
 
 def test_environment_backend_override(tmp_path: Path) -> None:
@@ -737,3 +754,50 @@ def test_the_environment_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch)
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- browsers: CORS origins, token secrets and issuers ------------------------------------------
+
+
+def test_cors_origins_global_and_per_application(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        "[queuey]\ncors_origins = https://Console.example, http://localhost:8080/\n"
+        "[cors]\nShop = https://shop.example\n",
+        {"QUEUEY_CORS_OTHER": "https://other.example:8443"},
+    )
+    assert settings.cors_origins == ("https://console.example", "http://localhost:8080")
+    assert dict(settings.cors) == {
+        "Shop": ("https://shop.example",),
+        "other": ("https://other.example:8443",),
+    }
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize("value", ["console.example", "https://a.example/path", "null", "*x"])
+def test_a_cors_origin_that_is_not_one_stops_start_up(tmp_path: Path, value: str) -> None:
+    message = config_error(tmp_path, f"[queuey]\ncors_origins = {value}\n")
+    assert "cors_origins" in message and "is not an origin" in message
+
+
+def test_a_wildcard_is_global_only(tmp_path: Path) -> None:
+    assert "is not an origin" in config_error(tmp_path, "[cors]\nshop = *\n")
+
+
+def test_token_secrets_are_configured_or_generated_once(tmp_path: Path) -> None:
+    configured = load(tmp_path, f"[queuey]\ntoken_secrets = {'a' * 32}, {'b' * 40}\n")
+    assert token_secrets(configured) == ("a" * 32, "b" * 40)
+    assert "at least 32" in config_error(tmp_path, "[queuey]\ntoken_secrets = short\n")
+    data = load(tmp_path, f"[storage]\npath = {tmp_path / 'data'}\n")
+    first = token_secrets(data)
+    assert len(first[0]) == 64 and token_secrets(data) == first
+    assert (tmp_path / "data" / "token_secret").read_text().strip() == first[0]
+    memory = load(tmp_path, "[storage]\nbackend = memory\n")
+    assert token_secrets(memory) != token_secrets(memory)
+
+
+def test_token_issuers_name_files(tmp_path: Path) -> None:
+    (tmp_path / "shop.pem").write_text("key")
+    settings = load(tmp_path, f"[token_issuers]\nshop = {tmp_path / 'shop.pem'}\n")
+    assert dict(settings.token_issuers) == {"shop": tmp_path / "shop.pem"}
+    assert "is not a file" in config_error(tmp_path, "[token_issuers]\nshop = missing.pem\n")

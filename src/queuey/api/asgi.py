@@ -1,8 +1,10 @@
 """The Falcon ASGI app, refusing bodies that stop before their end or run over their limit,
-answering unknown methods with a 405, and handing large answers to the server in slices."""
+answering unknown methods with a 405, handing large answers to the server in slices, and with
+WebSocket connections handed to a raw ASGI handler (the stream route's)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import falcon
@@ -10,12 +12,13 @@ import falcon.asgi
 from falcon.constants import COMBINED_METHODS
 from falcon.routing import map_http_methods
 
-from queuey.api.errors import error_document
+from queuey.api.errors import error_body
 from queuey.core.errors import IncompleteBody, MethodNotAllowed, NotFound, PayloadTooLarge
 
 Receive = Any  # an ASGI receive callable
 Send = Any  # an ASGI send callable
 Event = dict[str, Any]
+WebSocketHandler = Callable[[Any, Receive, Any], Awaitable[None]]
 
 #: The scope key under which a resource states how many body bytes it accepts (see
 #: :func:`limit_body`); the request's receive refuses more than that, whatever the encoding.
@@ -50,13 +53,21 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     ``Allow``, as for any other method the resource does not support.
     """
 
+    #: Where WebSocket connections go (None: Falcon's own handling).
+    websocket: WebSocketHandler | None = None
+
     async def __call__(self, scope: Any, receive: Receive, send: Any) -> None:  # type: ignore[override]
-        if scope["type"] == "http":
+        kind = scope["type"]
+        if kind == "http":
             if scope["method"] not in COMBINED_METHODS:
                 await _send_error(send, *self.unknown_method(scope["path"]))
                 return
             receive = _whole_bodies(receive, scope)
+            scope["queuey.receive"] = receive  # streams watch it for the client leaving
             send = _in_slices(send)
+        elif kind == "websocket" and self.websocket is not None:
+            await self.websocket(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
     def allowed_methods(self, path: str) -> list[str] | None:
@@ -84,7 +95,7 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
 async def _send_error(
     send: Send, status: int, error_msg: dict[str, str], headers: list[tuple[bytes, bytes]]
 ) -> None:
-    body = error_document(error_msg)
+    body = error_body(error_msg)
     head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": head + headers})
     await send({"type": "http.response.body", "body": body})

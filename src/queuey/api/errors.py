@@ -23,11 +23,13 @@ STATUS: tuple[tuple[type[errors.QueueyError], int], ...] = (
     (errors.IncompleteBody, 408),
     (errors.Unauthorized, 401),
     (errors.InvalidApplicationKey, 401),
+    (errors.InvalidToken, 401),
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.MethodNotAllowed, 405),
     (errors.Conflict, 409),
     (errors.StorageUnavailable, 503),
+    (errors.TooManyStreams, 503),
 )
 
 # Errors the framework raises itself (no route, bad method, bad request line...).
@@ -44,7 +46,18 @@ def status_of(error: errors.QueueyError) -> int:
     return 500
 
 
-def error_document(error_msg: dict[str, str], details: dict[str, object] | None = None) -> bytes:
+def error_headers(status: int) -> dict[str, str]:
+    """The headers an error response of ``status`` carries."""
+    if status == 401:
+        return {"WWW-Authenticate": "Application"}
+    if status == 503:
+        return {"Retry-After": "1"}
+    if status in (408, 413):  # the rest of the body is not worth reading
+        return {"Connection": "close"}
+    return {}
+
+
+def error_body(error_msg: dict[str, str], details: dict[str, object] | None = None) -> bytes:
     """The JSON body of every error response."""
     return orjson.dumps({"status": "error", "error_msg": error_msg, **(details or {})})
 
@@ -57,13 +70,9 @@ def render_error(
 ) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = error_document(error_msg, details)
-    if status == 401:
-        resp.set_header("WWW-Authenticate", "Application")
-    elif status == 503:
-        resp.set_header("Retry-After", "1")
-    elif status in (408, 413):  # the rest of the body is not worth reading
-        resp.set_header("Connection", "close")
+    resp.data = error_body(error_msg, details)
+    for name, value in error_headers(status).items():
+        resp.set_header(name, value)
 
 
 async def queuey_error(

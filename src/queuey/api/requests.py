@@ -14,8 +14,9 @@ from queuey.core.errors import InvalidParameter, InvalidRequest
 
 
 def query(req: falcon.asgi.Request) -> dict[str, str]:
-    """Query parameters; a repeated parameter counts with its last value."""
-    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items()}
+    """Query parameters; a repeated parameter counts with its last value. ``token`` is a
+    credential (api/auth.py), not a parameter."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in req.params.items() if k != "token"}
 
 
 def limit_body(req: falcon.asgi.Request, limit: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon.asgi
 
-from queuey.api.auth import KeyRing
+from queuey.api.auth import KeyRing, authenticate
 from queuey.service import QueueService
 
 Responder = Callable[..., Awaitable[None]]
@@ -19,7 +19,7 @@ class Resource:
     """A REST resource. Its responders are written ``on_<method>(self, req, resp, caller,
     **route_params)``: the caller (:class:`queuey.core.models.Caller`) is resolved from the
     request's credentials once, here, before the responder runs; an unknown application key
-    answers 401 without running it."""
+    or an invalid token answers 401 without running it."""
 
     def __init__(self, service: QueueService, keys: KeyRing) -> None:
         self.service = service
@@ -37,6 +37,7 @@ def _with_caller(responder: Responder) -> Responder:
     async def resolved(
         self: Resource, req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: str
     ) -> None:
-        await responder(self, req, resp, self.keys.caller(req.auth), **params)
+        caller = authenticate(req, self.keys, self.service.tokens, params.get("app"))
+        await responder(self, req, resp, caller, **params)
 
     return resolved

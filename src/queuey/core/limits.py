@@ -27,6 +27,13 @@ class Limits:
     # more → 431 and the connection is closed.
     max_header_bytes: int = 65_536
     max_header_count: int = 100
+    # The longest life of a minted token, in seconds.
+    max_token_ttl: int = 86_400
+    # Streams (api.md "Streams (push)"): seconds between heartbeats, bytes queued for one
+    # subscriber before it is cut off (broadcast), and open streams per process.
+    stream_heartbeat: int = 15
+    stream_buffer: int = 1_048_576
+    max_streams: int = 20_000
 
 
 # The values each limit may be set to, inclusive; anything else is a configuration error.
@@ -46,6 +53,10 @@ LIMIT_RANGES: Mapping[str, tuple[int, int]] = MappingProxyType(
         "request_timeout": (1, 3600),
         "max_header_bytes": (1024, 1 << 20),
         "max_header_count": (8, 1000),
+        "max_token_ttl": (60, 31_536_000),  # a year
+        "stream_heartbeat": (1, 3600),
+        "stream_buffer": (1024, 256 << 20),
+        "max_streams": (1, 1_000_000),
     }
 )
 

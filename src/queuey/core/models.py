@@ -161,7 +161,26 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """What a token lets its bearer do: act for ``app`` as ``subject`` with ``rights`` on the
+    queues ``queues`` names (a trailing ``*`` matches a prefix)."""
+
+    app: str
+    subject: str
+    queues: tuple[str, ...]
+    rights: frozenset[str]
+
+    def names(self, queue: str) -> bool:
+        return any(
+            queue == name or (name.endswith("*") and queue.startswith(name[:-1]))
+            for name in self.queues
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking: an application authenticated by its key, or nobody (``app is None``)."""
+    """Who is asking: an application authenticated by its key, the bearer of a token
+    (``grant``, with ``app`` None: a token is never the owner), or nobody."""
 
     app: str | None
+    grant: Grant | None = None

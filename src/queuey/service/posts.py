@@ -37,6 +37,23 @@ class MessageFactory:
         self._ids = IdGenerator(clock)
         self._random = random.Random()
 
+    def redriven(self, target: Queue, messages: Sequence[Message]) -> list[Message]:
+        """Copies of dead letters for ``target``: new ids (now, so that no cursor sees them
+        appear in its past), body, content type and expiry kept, deliveries reset, partition
+        kept if ``target`` has it (else 1)."""
+        ids, first = self._ids.next_many(len(messages))
+        return [
+            Message(
+                new_id,
+                first + offset,
+                m.partition if m.partition <= target.partitions else 1,
+                m.body,
+                m.content_type,
+                m.expires_ms,
+            )  # fmt: skip
+            for offset, (new_id, m) in enumerate(zip(ids, messages, strict=True))
+        ]
+
     def raw(
         self,
         queue: Queue,
@@ -202,7 +219,7 @@ class MessageFactory:
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError:
-            errors[field] = "Body is not valid UTF-8 text"
+            errors[field] = "Body is not valid UTF-8 text; base64-encode binary data"
             return ""
 
     def _json_body(self, errors: Errors, field: str, body: object) -> str | None:

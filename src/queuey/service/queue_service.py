@@ -3,6 +3,7 @@ only stores. The HTTP layer hands in raw parameters and renders what comes back.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Collection, Mapping
 from typing import TypeVar
 
@@ -11,12 +12,14 @@ from queuey.core.errors import InvalidRequest, QueueNotFound
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, ClaimRef, Message, Queue, QueueSettings, QueueStats
 from queuey.notify import Notifier
+from queuey.service import maintenance
 from queuey.service import params as parse
 from queuey.service.claim_ids import all_current, parse_claim_ids, settle_claims
 from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
 from queuey.service.settle import settle_window_ms, settled
 from queuey.service.sweeper import Sweeper
+from queuey.service.tokens import Tokens
 from queuey.service.waiting import LongPoll
 from queuey.storage.base import Storage
 
@@ -35,11 +38,14 @@ class QueueService:
         clock: Clock,
         notifier: Notifier,
         limits: Limits | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         """``notifier`` carries "this queue changed" to waiting requests: the composition
-        root builds the process's one."""
+        root builds the process's one. ``tokens`` mints and verifies tokens (default: with a
+        secret of this process only)."""
         self.storage = storage
         self.limits = limits = limits or Limits()
+        self.tokens = tokens or Tokens([secrets.token_hex(32)], clock, limits.max_token_ttl)
         self.notifier = notifier
         self.sweeper = Sweeper(storage, clock)
         self._clock = clock
@@ -60,6 +66,14 @@ class QueueService:
 
     async def heartbeat(self) -> None:
         await self.storage.ping()
+
+    async def queue(self, caller: Caller, app: str, name: str, right: Right) -> Queue:
+        """The queue, if ``caller`` holds ``right`` on it (401/403/404 otherwise)."""
+        return await self._rights.queue(caller, app, name, right)
+
+    def now_ms(self) -> int:
+        """The clock's time, epoch ms."""
+        return self._clock.time_ns() // 1_000_000
 
     async def _changing(self, queue: Queue, write: Awaitable[T]) -> T:
         """Every write that may let a waiting request find something goes through here: once
@@ -117,6 +131,7 @@ class QueueService:
         await self._rights.queue(caller, app, name, Right.OWNER)
         if not await self.storage.delete_queue(app, name):
             raise QueueNotFound()
+        self.notifier.changed((app, name))  # its streams end
 
     # --- messages --------------------------------------------------------------------------
 
@@ -133,14 +148,14 @@ class QueueService:
         dedup_id: str | None = None,
     ) -> Posted:
         """Post one message whose body is the whole request body."""
-        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        queue = await self._rights.queue(caller, app, name, Right.POST)
         new = self._new.raw(queue, body, content_type, ttl, partition, delay, dedup_id)
         return await self._post(queue, new)
 
     async def post_batch(self, caller: Caller, app: str, name: str, payload: object) -> Posted:
         """Post a JSON batch (see :meth:`MessageFactory.batch`): the whole batch is validated
         before anything is written."""
-        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        queue = await self._rights.queue(caller, app, name, Right.POST)
         new = self._new.batch(queue, payload)
         if not new.messages:
             return [], None
@@ -249,9 +264,9 @@ class QueueService:
 
     async def extend(
         self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]
-    ) -> tuple[list[str], int]:
+    ) -> tuple[list[str], int | None]:
         """Lease the claimed messages ``ttl`` more seconds from now (0 releases them); the
-        claims and when their leases end (epoch ms)."""
+        claims and when their leases end (epoch ms), None when they were released."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         items, refs = parse_claim_ids(claim_ids)
         ttl = parse.lease_ttl(params)
@@ -263,11 +278,56 @@ class QueueService:
             return self._changing(queue, extended) if ttl == 0 else extended
 
         done = await settle_claims(queue, refs, extending)
+        if ttl == 0:
+            return all_current(items, done, "released"), None
         return all_current(items, done, "extended"), now_ms + ttl * 1000
 
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
-        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        queue = await self._rights.queue(caller, app, name, Right.STATS)
         return queue, await self.storage.queue_stats(queue, self._now_ms())
 
-    def _now_ms(self) -> int:
-        return self._clock.time_ns() // 1_000_000
+    # --- maintenance -----------------------------------------------------------------------
+
+    async def purge(self, caller: Caller, app: str, name: str) -> int:
+        """Delete every message of the queue (owner only); how many there were."""
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        return await self._changing(queue, self.storage.purge_messages(queue, self._now_ms()))
+
+    async def redrive(
+        self, caller: Caller, app: str, name: str, params: Mapping[str, object]
+    ) -> int:
+        """Move messages of a dead-letter queue back (owner only); how many were moved. See
+        :mod:`queuey.service.maintenance` for why each moves exactly once."""
+        source = await self._rights.queue(caller, app, name, Right.OWNER)
+        asked = maintenance.redrive_params(params, self.limits.max_name_length)
+        target = await maintenance.redrive_target(self.storage, source, asked.to)
+        partitions = list(range(1, source.partitions + 1))
+        count = 0
+        while asked.limit is None or count < asked.limit:
+            now_ms = self._now_ms()
+            size = maintenance.REDRIVE_BATCH
+            if asked.limit is not None:
+                size = min(size, asked.limit - count)
+            found = await self.storage.read_messages(source, partitions, None, False, size, now_ms)
+            batch = sorted(found, key=lambda m: (m.ticks, m.id))[:size]
+            if not batch:
+                break
+            window_ms = max(m.expires_ms for m in batch) - now_ms
+            copies = self._new.redriven(target, batch)
+            dedup_ids = [maintenance.redrive_dedup_id(m) for m in batch]
+            write = self.storage.write_unique(target, copies, dedup_ids, now_ms, window_ms)
+            await self._changing(target, write)
+            await self.storage.delete_messages(source, [(m.partition, m.id) for m in batch])
+            count += len(batch)
+        return count
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    async def mint_token(
+        self, caller: Caller, app: str, params: Mapping[str, object]
+    ) -> tuple[str, int]:
+        """A token of ``app`` (owner only) and when it expires."""
+        self._rights.require_owner(caller, app)
+        return self.tokens.mint(app, params, self.limits.max_name_length)
+
+    _now_ms = now_ms

@@ -19,12 +19,20 @@ def valid_name(name: str, max_length: int) -> bool:
 
 
 class Right(Enum):
-    """What a request needs on a queue: owners hold every right."""
+    """What a request needs on a queue: owners hold every right. The value is the name of
+    the right in a token (``None``: no token holds it)."""
 
-    OWNER = "owner"  # post, update, delete the queue, overwrite messages
+    OWNER = None  # update, delete, purge, redrive the queue, overwrite messages
+    POST = "post"  # post messages (owner only, or a token listing it)
     READ = "read"  # read messages (public queues: anyone)
     DELETE = "delete"  # delete messages (principals too)
-    CLAIM = "claim"  # claim, ack, extend, stats (principals too)
+    CLAIM = "claim"  # claim, ack, extend (principals too)
+    STATS = "stats"  # a queue's stats (principals too)
+    STREAM = "stream"  # open a stream (principals too)
+
+
+# What a principal listed in a queue's ``principles`` may do there.
+PRINCIPAL = frozenset({Right.READ, Right.DELETE, Right.CLAIM, Right.STATS, Right.STREAM})
 
 
 class Rights:
@@ -39,7 +47,7 @@ class Rights:
 
     def require_owner(self, caller: Caller, app: str) -> None:
         self.check_application(app)
-        if caller.app is None:
+        if caller.app is None and caller.grant is None:
             raise Unauthorized()
         if caller.app != app:
             raise Forbidden()
@@ -56,9 +64,14 @@ class Rights:
             if queue is None:
                 raise QueueNotFound()
             return queue
+        grant = caller.grant
+        if grant and grant.app == app and right.value in grant.rights and grant.names(name):
+            if queue is None:
+                raise QueueNotFound()
+            return queue
         if grants(caller, queue or _NO_QUEUE, right) and queue is not None:
             return queue
-        if caller.app is None:
+        if caller.app is None and grant is None:
             raise Unauthorized()
         raise Forbidden()
 
@@ -69,9 +82,12 @@ _NO_QUEUE = Queue("", "", 0, 0.0)
 
 def grants(caller: Caller, queue: Queue, right: Right) -> bool:
     """Whether ``queue`` gives ``right`` to ``caller``, who is not its owner: reads of a public
-    queue to anyone; reads, deletes and claims to the principals it lists."""
-    if right is Right.OWNER:
+    queue to anyone; the PRINCIPAL rights to the principals it lists (another application, or
+    a token's subject)."""
+    if right not in PRINCIPAL:
         return False
     if right is Right.READ and queue.settings.type == "public":
         return True
-    return caller.app is not None and f"app:{caller.app}" in queue.settings.principles
+    grant = caller.grant
+    principal = f"app:{caller.app}" if grant is None else grant.subject
+    return bool(caller.app or grant) and principal in queue.settings.principles

@@ -8,10 +8,9 @@ stopped half-way."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from dataclasses import dataclass
 
-from queuey.core.models import Queue
+from queuey.core.models import Queue, new_claim_token
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, tokened, unchanged
 from queuey.storage.cassandra.floors import Floors
 from queuey.storage.cassandra.index import ExpiryIndex
@@ -71,7 +70,7 @@ class DeadLetters:
         for row in rows:
             part = row[0]
             tpart = part if target is not None and part <= target.partitions else 1
-            token = secrets.randbits(62) + 1
+            token = new_claim_token()  # stored negated: no claim id presents it
             moves.append(Move(queue.qid, bucket, row, token, target.qid if target else 0, tpart))
         await asyncio.gather(
             *(

@@ -141,6 +141,19 @@ class Messages:
         )
         self._version.changed()
 
+    async def purge(self, queue: Queue, now_ms: int) -> int:
+        """Delete each bucket's partition: its messages and their claims. The count is of the
+        unexpired messages seen just before (approximate while posts go on)."""
+        session = self._session
+        read, write = session.levels_of(queue)
+        buckets = [b for (b,) in await session.execute("b_all", (queue.qid,), read)]
+        counts = await asyncio.gather(
+            *(session.execute("m_count", (queue.qid, b, now_ms, _TOP), read) for b in buckets)
+        )
+        await asyncio.gather(*(session.execute("m_purge", (queue.qid, b), write) for b in buckets))
+        self._version.changed()
+        return sum(rows[0][0] for rows in counts if rows)
+
     async def stored(self, queue: Queue, key: Key) -> bool:
         """Whether the message ``key`` is stored (live or not)."""
         level = self._session.levels_of(queue)[0]

@@ -161,6 +161,7 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "m_count": f"SELECT COUNT(*) FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? ALLOW FILTERING",
         "m_delete": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY}",
+        "m_purge": f"DELETE FROM {msgs}.messages WHERE qid = ? AND bucket = ?",
         "m_scan": f"SELECT part, ticks, sfx FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? LIMIT ?",
         "m_delete_upto": f"DELETE FROM {msgs}.messages"

@@ -104,6 +104,9 @@ class CassandraStorage:
     ) -> list[Message]:
         return await self.messages.get(queue, ids, now_ms)
 
+    async def purge_messages(self, queue: Queue, now_ms: int) -> int:
+        return await self.messages.purge(queue, now_ms)
+
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         await self.messages.delete(queue, ids)
 
@@ -146,8 +149,8 @@ class CassandraStorage:
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         return await self.messages.next_change_ms(queue, now_ms)
 
-    async def data_version(self) -> int:
-        return self.version.current()
+    async def changes(self, since: int | None) -> tuple[int, set[tuple[str, str]] | None]:
+        return self.version.changes(since)
 
     # --- sweep ---------------------------------------------------------------------------------
 

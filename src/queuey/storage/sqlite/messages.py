@@ -61,6 +61,8 @@ _SQL_INSERT_FULL = (
 SQL_INSERT_FULL = (_SQL_INSERT_FULL + _ON_CONFLICT[0], _SQL_INSERT_FULL + _ON_CONFLICT[1])
 SQL_DELETE = "DELETE FROM messages WHERE qid = ? AND part = ? AND ticks = ? AND sfx = ?"
 SQL_DELETE_RID = "DELETE FROM messages WHERE rid = ?"
+_SQL_PURGE_COUNT = "SELECT count(*) FROM messages WHERE qid = ? AND expires > ?"
+_SQL_PURGE = "DELETE FROM messages WHERE qid = ?"
 SQL_GET = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
     " WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4 AND " + _LIVE.format(n=5)
@@ -354,3 +356,11 @@ def delete(conn: sqlite3.Connection, alive: Alive, rows: list[Any]) -> None:
         return
     with savepoint(conn):
         conn.executemany(SQL_DELETE, rows)
+
+
+def purge(conn: sqlite3.Connection, alive: Alive, qid: int, now_ms: int) -> int:
+    """Delete every message (and so every claim) of the queue; how many were unexpired."""
+    with savepoint(conn):
+        [(count,)] = conn.execute(_SQL_PURGE_COUNT, (qid, now_ms)).fetchall()
+        conn.execute(_SQL_PURGE, (qid,))
+    return int(count)
