@@ -1726,6 +1726,31 @@ class CassandraStorage:
                     taken.pop(acked.key, None)
         return done
 
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        level = self._levels_of(queue)[0]
+        wanted = _keys_by_bucket(ids)
+        alive, replies = await asyncio.gather(
+            self._alive(queue, level),
+            asyncio.gather(
+                *(self._execute("m_keys", (queue.qid, b, ks), level) for b, ks in wanted.items())
+            ),
+        )
+        tokens: dict[_Key, int] = {}
+        for rows in replies if alive else []:
+            for part, ticks, sfx, expires, _, ctok, cexp in rows:
+                # A negative token marks a dead-letter move in progress, not a claim.
+                live = expires is not None and expires > now_ms
+                if live and (ctok or 0) > 0 and (cexp or 0) > now_ms:
+                    tokens[part, ticks, sfx] = ctok
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            key = _ref_key(ClaimRef(partition, message_id, 0))
+            token = tokens.get(key) if key is not None else None
+            found.append(None if token is None else ClaimRef(partition, message_id, token))
+        return found
+
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:

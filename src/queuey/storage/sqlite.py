@@ -364,6 +364,10 @@ _SQL_MOVE = (
 )
 _CLAIMED = "qid = ? AND part = ? AND ticks = ? AND sfx = ? AND ctok = ? AND cexp > ?"
 _SQL_ACK = f"DELETE FROM messages WHERE {_CLAIMED}"
+_SQL_CURRENT_CLAIM = (
+    "SELECT ctok FROM messages WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4"
+    " AND ctok > 0 AND cexp > ?5 AND expires > ?5"
+)
 _SQL_EXTEND = f"UPDATE messages SET cexp = ? WHERE {_CLAIMED}"
 _SQL_STATS = (
     "SELECT count(*) FILTER (WHERE due <= ?2 AND cexp <= ?2),"
@@ -852,6 +856,19 @@ class SqliteStorage:
             return []
         rows = self._claim_rows(queue, claims)
         return await self._submit(self._w_claimed, _SQL_ACK, [], rows, now_ms)
+
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            ticks = ticks_of(message_id)
+            rows = []
+            if ticks is not None:
+                params = (queue.qid, partition, ticks, _sfx_of(message_id), now_ms)
+                rows = self._read(_SQL_CURRENT_CLAIM, params)
+            found.append(ClaimRef(partition, message_id, rows[0][0]) if rows else None)
+        return found
 
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
