@@ -642,6 +642,19 @@ class QueueService:
         done = await self.storage.ack_messages(queue, refs, self._now_ms())
         return _all_current(items, done, "acked")
 
+    async def ack_message(self, caller: Caller, app: str, name: str, message_id: str) -> bool:
+        """Acknowledge the current claim of the message ``message_id`` (32 hex digits), in
+        whichever partition, for consumers that hand back only a message's id (AweQ). False
+        when the message has no current claim (never claimed, lease ended, gone): nothing
+        changes then, so a late ack never deletes a message delivered again."""
+        queue = await self._queue(caller, app, name, Right.CLAIM)
+        if ticks_of(message_id) is None:
+            raise InvalidMessageID()
+        pairs = [(partition, message_id) for partition in range(1, queue.partitions + 1)]
+        now_ms = self._now_ms()
+        refs = [ref for ref in await self.storage.current_claims(queue, pairs, now_ms) if ref]
+        return bool(refs) and any(await self.storage.ack_messages(queue, refs, now_ms))
+
     async def extend(
         self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]
     ) -> tuple[list[str], int]:
