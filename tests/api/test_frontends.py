@@ -26,6 +26,7 @@ async def test_the_applications_basic_credentials_or_key_are_accepted(
     for headers in (BASIC, AUTH):
         result = await front.http.simulate_get(path, headers=headers)
         assert result.status_code == 200, result.text
+    assert (await front.http.simulate_head(path, headers=BASIC)).status_code == 200
 
 
 @pytest.mark.parametrize("path", ROUTES)

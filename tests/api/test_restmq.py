@@ -169,8 +169,8 @@ async def test_stats_list_queues_with_length_status_and_policy(front: Api) -> No
     await post(front, "/p/beta", policy="roundrobin")
 
     one = await front.http.simulate_get("/stats/alpha", headers=BASIC)
-    every = await front.http.simulate_get("/stats", headers=BASIC)
-    statuses = await front.http.simulate_get("/control", headers=BASIC)
+    every = await front.http.simulate_get("/stats/", headers=BASIC)
+    statuses = await front.http.simulate_get("/control/", headers=BASIC)
 
     assert one.json == {"queue": "alpha", "len": 2, "status": 1, "policy": "broadcast"}
     assert every.json == {

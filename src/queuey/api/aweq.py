@@ -123,6 +123,8 @@ class GetStats(Route):
         }
         render.ok(resp, {"status": "okay", "stats": stats})
 
+    on_head = on_get
+
 
 def dashed(message_id: str) -> str:
     """A message id (32 hex digits) in AweQ's key form, the dashed UUID."""

@@ -83,7 +83,9 @@ class Access:
     def _allowed(self, address: str | None) -> bool:
         if "all" in self.hosts_allow:
             return True
-        return address is not None and address.startswith(self.hosts_allow or ("\0",))
+        return (
+            bool(self.hosts_allow) and address is not None and address.startswith(self.hosts_allow)
+        )
 
 
 def _basic(value: str) -> tuple[str, str]:

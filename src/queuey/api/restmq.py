@@ -153,6 +153,8 @@ class PolicyRoute(Route):
         state = await self.restmq.find(self.caller(req), queue)
         render.ok(resp, {"queue": queue, "value": state["policy"]})
 
+    on_head = on_get
+
     async def on_post(self, req: Request, resp: Response, queue: str) -> None:
         caller = self.caller(req)
         policy = _required(await self.params(req), "policy")
@@ -164,6 +166,8 @@ class ControlRoute(Route):
     async def on_get(self, req: Request, resp: Response, queue: str) -> None:
         state = await self.restmq.find(self.caller(req), queue)
         render.ok(resp, {"queue": queue, "status": _status(queue, state)})
+
+    on_head = on_get
 
     async def on_post(self, req: Request, resp: Response, queue: str) -> None:
         caller = self.caller(req)
@@ -181,11 +185,15 @@ class ControlsRoute(Route):
         statuses = {q.name: _status(q.name, _state(q, count)) for q, count in found}
         render.ok(resp, {"queues": statuses, "count": len(statuses)})
 
+    on_head = on_get
+
 
 class StatsRoute(Route):
     async def on_get(self, req: Request, resp: Response, queue: str) -> None:
         state = await self.restmq.find(self.caller(req), queue)
         render.ok(resp, {"queue": queue, **state})
+
+    on_head = on_get
 
 
 class AllStatsRoute(Route):
@@ -193,6 +201,8 @@ class AllStatsRoute(Route):
         found = await all_queues(self.service, self.caller(req), self.restmq.app)
         queues = {q.name: {"name": q.name, **_state(q, count)} for q, count in found}
         render.ok(resp, {"queues": queues, "count": len(queues)})
+
+    on_head = on_get
 
 
 class JsonProtocolRoute(Route):
