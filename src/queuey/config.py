@@ -16,6 +16,9 @@ The file is read as ini with these sections (every key is optional and has a def
   may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
   ``database`` names the Cassandra metadata keyspace.
 - ``[queuey]``: limits, the expiry sweeper, and the log level.
+- ``[restmq]`` and ``[aweq]``: the compatibility front ends (api.md Part 4), off unless
+  ``application`` names the application they serve; ``hosts_allow`` lists address prefixes
+  (or ``all``) whose requests need no credentials; AweQ's ``queue`` names its one queue.
 
 A relative ``path`` is resolved against the current working directory when the settings are
 loaded; write ``%(here)s/data`` for a directory next to the config file. ``%(here)s`` (the config
@@ -53,6 +56,7 @@ from queuey.storage.cassandra.settings import CassandraSettings
 __all__ = [
     "CassandraSettings",
     "ConfigError",
+    "FrontEndSettings",
     "Limits",
     "Settings",
     "StorageSettings",
@@ -68,7 +72,8 @@ DEFAULT_PATH = "./queuey-data"
 CASSANDRA_PORT = 9042
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-_SECTIONS = ("application_keys", "storage", "metadata", "queuey")
+_SECTIONS = ("application_keys", "storage", "metadata", "queuey", "restmq", "aweq")
+DEFAULT_AWEQ_QUEUE = "aweq"
 _CASSANDRA_KEYS = (
     "host", "username", "password", "database", "multi_dc", "create_schema", "base_delay",
     "replication_factor", "replication", "local_dc", "connect_timeout", "request_timeout",
@@ -101,6 +106,16 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontEndSettings:
+    """A compatibility front end: the application it serves, the address prefixes whose
+    requests need no credentials (``all``: every address), and AweQ's one queue."""
+
+    application: str
+    hosts_allow: tuple[str, ...] = ()
+    queue: str = DEFAULT_AWEQ_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     application_keys: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -110,6 +125,8 @@ class Settings:
     sweep_interval: float = 10.0
     sweep_batch: int = 1000
     log_level: str = "info"
+    restmq: FrontEndSettings | None = None
+    aweq: FrontEndSettings | None = None
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -134,13 +151,17 @@ def load_settings(
     sections = {name: _Section(name, raw.get(name, {}), warnings) for name in _SECTIONS}
     queuey = sections["queuey"]
     limits = _limits(queuey)
+    application_keys = _application_keys(sections["application_keys"], limits.max_name_length)
+    applications = set(application_keys) or {DEFAULT_APPLICATION}
     settings = Settings(
-        application_keys=_application_keys(sections["application_keys"], limits.max_name_length),
+        application_keys=application_keys,
         storage=_storage(sections["storage"], sections["metadata"]),
         limits=limits,
         sweep_interval=queuey.number("sweep_interval", 10.0),
         sweep_batch=queuey.integer("sweep_batch", 1000, 1),
         log_level=queuey.choice("log_level", "info", LOG_LEVELS),
+        restmq=_front_end(sections["restmq"], applications, limits.max_name_length),
+        aweq=_front_end(sections["aweq"], applications, limits.max_name_length),
         config_path=config_path,
     )
     for section in sections.values():
@@ -426,6 +447,33 @@ def _storage(storage: _Section, metadata: _Section) -> StorageSettings:
             metadata_keyspace=_metadata_cassandra(metadata, cassandra),
         )
     return result
+
+
+def _front_end(
+    section: _Section, applications: Iterable[str], max_name_length: int
+) -> FrontEndSettings | None:
+    options = ("hosts_allow", "queue") if section.name == "aweq" else ("hosts_allow",)
+    needs = f"setting that needs [{section.name}] application"
+    section.known = dict.fromkeys(options, needs)
+    application = section.text("application", None)
+    if application is None:
+        return None
+    if application not in applications:
+        raise section.fail(
+            "application", f"must be a configured application ({', '.join(sorted(applications))})"
+        )
+    hosts = tuple(
+        item for item in re.split(r"[\s,]+", section.text("hosts_allow", "") or "") if item
+    )
+    queue = DEFAULT_AWEQ_QUEUE
+    if section.name == "aweq":
+
+        def convert(text: str) -> str | None:
+            return text if _NAME.fullmatch(text) and len(text) <= max_name_length else None
+
+        allowed = f"must be a queue name: 1 to {max_name_length} characters from A-Z a-z 0-9 _ . -"
+        queue = section.parse("queue", DEFAULT_AWEQ_QUEUE, convert, allowed)
+    return FrontEndSettings(application, hosts, queue)
 
 
 def _owners(keys: Mapping[str, tuple[str, ...]], backend: str) -> dict[str, str]:

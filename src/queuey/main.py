@@ -9,6 +9,9 @@ import os
 
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
+from queuey.api.aweq import AweQ
+from queuey.api.frontend import Access, FrontEnd
+from queuey.api.restmq import RestMQ
 from queuey.config import Settings, load_settings, with_default_application
 from queuey.core.clock import Clock, SystemClock
 from queuey.notify import POLL_INTERVAL, Notifier
@@ -25,12 +28,26 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         Notifier(storage, poll_interval=POLL_INTERVAL),
         settings.limits,
     )
+    keys = KeyRing(settings.application_keys)
     return create_app(
         service,
-        KeyRing(settings.application_keys),
+        keys,
         sweep_interval=settings.sweep_interval,
         sweep_batch=settings.sweep_batch,
+        front_ends=front_ends(settings, service, keys),
     )
+
+
+def front_ends(settings: Settings, service: QueueService, keys: KeyRing) -> list[FrontEnd]:
+    """The compatibility front ends the settings turn on (api.md Part 4)."""
+    found: list[FrontEnd] = []
+    if settings.restmq is not None:
+        restmq = settings.restmq
+        found.append(RestMQ(service, Access(restmq.application, keys, restmq.hosts_allow)))
+    if settings.aweq is not None:
+        aweq = settings.aweq
+        found.append(AweQ(service, Access(aweq.application, keys, aweq.hosts_allow), aweq.queue))
+    return found
 
 
 def tune_gc() -> None:

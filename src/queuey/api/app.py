@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import falcon
@@ -11,6 +11,7 @@ import falcon.asgi
 from queuey.api import claims, errors, messages, openapi, ops, queues
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
+from queuey.api.frontend import FrontEnd
 from queuey.service import QueueService
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
@@ -36,6 +37,7 @@ def create_app(
     keys: KeyRing,
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
+    front_ends: Sequence[FrontEnd] = (),
 ) -> AsgiApp:
     app: AsgiApp = QueueyApp(
         media_type=falcon.MEDIA_JSON,
@@ -56,4 +58,6 @@ def create_app(
     app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
     app.add_route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
     app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
+    for front_end in front_ends:
+        front_end.install(app)
     return app

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Collection, Mapping
 from typing import TypeVar
 
 from queuey.core.clock import Clock
-from queuey.core.errors import InvalidRequest, QueueNotFound
+from queuey.core.errors import InvalidMessageID, InvalidRequest, QueueNotFound
+from queuey.core.ids import ticks_of
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
 from queuey.notify import Notifier
@@ -243,6 +244,19 @@ class QueueService:
             return items  # the messages left the queue when they were claimed
         done = await self.storage.ack_messages(queue, refs, self._now_ms())
         return all_current(items, done, "acked")
+
+    async def ack_message(self, caller: Caller, app: str, name: str, message_id: str) -> bool:
+        """Acknowledge the current claim of the message ``message_id`` (32 hex digits), in
+        whichever partition, for consumers that hand back only a message's id (AweQ). False
+        when the message has no current claim (never claimed, lease ended, gone): nothing
+        changes then, so a late ack never deletes a message delivered again."""
+        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        if ticks_of(message_id) is None:
+            raise InvalidMessageID()
+        pairs = [(partition, message_id) for partition in range(1, queue.partitions + 1)]
+        now_ms = self._now_ms()
+        refs = [ref for ref in await self.storage.current_claims(queue, pairs, now_ms) if ref]
+        return bool(refs) and any(await self.storage.ack_messages(queue, refs, now_ms))
 
     async def extend(
         self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]

@@ -192,6 +192,15 @@ class Storage(Protocol):
         nothing."""
         ...
 
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        """The current claim (lease ending after ``now_ms``) of each (partition, id), in the
+        order asked; None for a message that is missing, expired, not claimed, whose lease
+        ended or that is being dead-lettered. For consumers that hand back only a message's id
+        (AweQ's delete-message): an ack with the result still fails if the claim changed."""
+        ...
+
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:

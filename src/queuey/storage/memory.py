@@ -343,6 +343,22 @@ class MemoryStorage(Storage):
         self._version += 1
         return done
 
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            stored = self._partitions.get((queue.qid, partition))
+            claim = stored.claims.get(message_id) if stored is not None else None
+            ticks = ticks_of(message_id)
+            if stored is None or claim is None or claim[1] <= now_ms or ticks is None:
+                found.append(None)
+                continue
+            index = stored.find((ticks, message_id))
+            live = index is not None and stored.messages[index].expires_ms > now_ms
+            found.append(ClaimRef(partition, message_id, claim[0]) if live else None)
+        return found
+
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
