@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Collection, Mapping
 from typing import TypeVar
 
 from queuey.core.clock import Clock
-from queuey.core.errors import InvalidMessageID, InvalidRequest, QueueNotFound
+from queuey.core.errors import InvalidMessageID, InvalidRequest, QueueExists, QueueNotFound
 from queuey.core.ids import ticks_of
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, Message, Queue, QueueSettings, QueueStats
@@ -87,11 +87,25 @@ class QueueService:
             counts = [await self.storage.count_messages(q, now_ms) for q in queues]
         return queues, counts
 
-    async def create_queue(self, caller: Caller, app: str, params: Mapping[str, object]) -> Queue:
+    async def create_queue(
+        self, caller: Caller, app: str, params: Mapping[str, object]
+    ) -> tuple[Queue, bool]:
+        """The queue, and whether this request created it. Creating a queue that exists is
+        not an error when each setting ``params`` gives equals the existing queue's (then it
+        is that queue, not created); otherwise QueueExists."""
         self._rights.require_owner(caller, app)
         name, settings = parse.new_queue(params, self.limits)
         await self._check_dead_letter_queue(app, name, settings)
-        return await self.storage.create_queue(app, name, settings, self._clock.time_ns() / 1e9)
+        now = self._clock.time_ns() / 1e9
+        try:
+            return await self.storage.create_queue(app, name, settings, now), True
+        except QueueExists as exists:
+            # The queue the store found in the way, not a later read: of concurrent creations
+            # with the same settings, every one that lost sees the winner's settings.
+            found = exists.existing
+            if found is None or not parse.same_given_settings(params, settings, found.settings):
+                raise
+            return found, False
 
     async def update_queue(
         self, caller: Caller, app: str, name: str, params: Mapping[str, object]

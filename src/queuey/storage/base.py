@@ -51,7 +51,9 @@ class Storage(Protocol):
 
         Raises:
             QueueExists: ``app`` already has a queue called ``name`` (atomic: of two concurrent
-                creations of one name, exactly one succeeds).
+                creations of one name, exactly one succeeds); its ``existing`` is that queue as
+                the failed creation found it, the one that won (callers compare settings with
+                it: they cannot read it afterwards, when it may have changed or gone).
         """
         ...
 

@@ -101,7 +101,7 @@ class MemoryStorage(Storage):
     async def create_queue(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
         queues = self._queues.setdefault(app, {})
         if name in queues:
-            raise QueueExists()
+            raise QueueExists(queues[name])
         queue = Queue(app=app, name=name, qid=next(self._qids), created=now, settings=settings)
         queues[name] = queue
         bisect.insort(self._names.setdefault(app, []), name)
