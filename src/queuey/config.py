@@ -15,8 +15,9 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
   may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
   ``database`` names the Cassandra metadata keyspace.
-- ``[queuey]``: limits (streams' heartbeat, buffer and count among them), the expiry sweeper, and
-  the log level.
+- ``[queuey]``: limits (streams' heartbeat, buffer and count among them), the expiry sweeper,
+  the log level, the access log (``access_log``: ``off``, ``text`` or ``json``) and metrics
+  (``metrics`` on/off, ``metrics_token``).
 - ``[restmq]`` and ``[aweq]``: the compatibility front ends (api.md Part 4), off unless
   ``application`` names the application they serve; ``hosts_allow`` lists address prefixes
   (or ``all``) whose requests need no credentials; AweQ's ``queue`` names its one queue.
@@ -72,6 +73,7 @@ KEY_FILE_NAME = "application_key"
 DEFAULT_PATH = "./queuey-data"
 CASSANDRA_PORT = 9042
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCESS_LOG_FORMATS = ("off", "text", "json")
 
 _SECTIONS = ("application_keys", "storage", "metadata", "queuey", "restmq", "aweq")
 DEFAULT_AWEQ_QUEUE = "aweq"
@@ -126,6 +128,12 @@ class Settings:
     sweep_interval: float = 10.0
     sweep_batch: int = 1000
     log_level: str = "info"
+    #: One line per request (``off``, ``text`` or ``json``).
+    access_log: str = "text"
+    #: ``GET /metrics`` and the instrumentation behind it.
+    metrics: bool = True
+    #: The bearer token ``GET /metrics`` needs from clients outside loopback.
+    metrics_token: str | None = None
     restmq: FrontEndSettings | None = None
     aweq: FrontEndSettings | None = None
     config_path: Path | None = None
@@ -161,6 +169,9 @@ def load_settings(
         sweep_interval=queuey.number("sweep_interval", 10.0),
         sweep_batch=queuey.integer("sweep_batch", 1000, 1),
         log_level=queuey.choice("log_level", "info", LOG_LEVELS),
+        access_log=queuey.choice("access_log", "text", ACCESS_LOG_FORMATS),
+        metrics=queuey.boolean("metrics", True),
+        metrics_token=queuey.text("metrics_token", None),
         restmq=_front_end(sections["restmq"], applications, limits.max_name_length),
         aweq=_front_end(sections["aweq"], applications, limits.max_name_length),
         config_path=config_path,

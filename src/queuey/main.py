@@ -4,13 +4,14 @@ CLI) sees every layer."""
 from __future__ import annotations
 
 import gc
-import logging
 import os
 
+from queuey import logs
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
 from queuey.api.aweq import AweQ
 from queuey.api.frontend import Access, FrontEnd
+from queuey.api.metrics import Metrics
 from queuey.api.restmq import RestMQ
 from queuey.config import Settings, load_settings, with_default_application
 from queuey.core.clock import Clock, SystemClock
@@ -34,6 +35,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         keys,
         sweep_interval=settings.sweep_interval,
         sweep_batch=settings.sweep_batch,
+        access_log=settings.access_log,
+        metrics=Metrics() if settings.metrics else None,
+        metrics_token=settings.metrics_token,
         front_ends=front_ends(settings, service, keys),
     )
 
@@ -65,7 +69,7 @@ def create_app_from_env() -> AsgiApp:
     Usable by any ASGI server, e.g. ``granian --interface asgi --factory
     queuey.main:create_app_from_env``."""
     settings, _ = with_default_application(load_settings(None, os.environ))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    logs.configure(settings.log_level)
     app = build_app(settings)
     tune_gc()
     return app

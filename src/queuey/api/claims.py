@@ -7,6 +7,7 @@ import falcon.asgi
 
 from queuey.api import requests, responses
 from queuey.api.auth import KeyRing
+from queuey.api.observe import count
 from queuey.api.resource import Resource
 from queuey.core.models import Caller
 from queuey.service import QueueService
@@ -22,6 +23,7 @@ class ClaimsResource(Resource):
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
         found = await self.service.claim(caller, app, queue, params)
+        count(req, app, "claimed", len(found))
         responses.ok(resp, responses.claims(found))
 
 
@@ -39,6 +41,7 @@ class ClaimResource(Resource):
             acked = await self.service.ack(caller, app, queue, claim_ids)
         finally:  # acked or no longer current: either way not held any more
             self.streams.settle(app, queue, [c.strip() for c in claim_ids.lower().split(",")])
+        count(req, app, "acked", len(acked))
         responses.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(

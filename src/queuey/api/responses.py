@@ -58,7 +58,10 @@ def queue_list(
     return {"status": "ok", "queues": entries}
 
 
-def extended(claim_ids: list[str], until_ms: int) -> dict[str, Any]:
+def extended(claim_ids: list[str], until_ms: int | None) -> dict[str, Any]:
+    """An extension's answer; a release (``until_ms`` None) leaves no lease to end."""
+    if until_ms is None:
+        return {"status": "ok", "released": claim_ids}
     return {"status": "ok", "extended": claim_ids, "claim_expires": epoch(until_ms)}
 
 

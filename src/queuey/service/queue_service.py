@@ -283,17 +283,17 @@ class QueueService:
 
     async def extend(
         self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]
-    ) -> tuple[list[str], int]:
+    ) -> tuple[list[str], int | None]:
         """Lease the claimed messages ``ttl`` more seconds from now (0 releases them); the
-        claims and when their leases end (epoch ms)."""
+        claims and when their leases end (epoch ms), None when they were released."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         items, refs = parse_claim_ids(claim_ids)
         ttl = parse.lease_ttl(params)
         now_ms = self._now_ms()
         extending = self.storage.extend_claims(queue, refs, now_ms, ttl * 1000)
-        # Only a release makes messages available to waiting claims.
-        done = await (self._changing(queue, extending) if ttl == 0 else extending)
-        return all_current(items, done, "extended"), now_ms + ttl * 1000
+        if ttl == 0:  # only a release makes messages available to waiting claims
+            return all_current(items, await self._changing(queue, extending), "released"), None
+        return all_current(items, await extending, "extended"), now_ms + ttl * 1000
 
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
