@@ -13,7 +13,9 @@ from queuey.config import ConfigError, load_settings
 from queuey.core.clock import FakeClock
 from queuey.core.errors import QueueExists, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.core.models import Caller, Cursor, Message, Queue, QueueSettings
+from queuey.notify import POLL_INTERVAL, Notifier
+from queuey.service import QueueService
 from queuey.storage.cassandra import CassandraStorage
 from queuey.storage.cassandra.messages import BUCKET_PAGE
 from queuey.storage.cassandra.rows import MIN_TTL, index_ttl, message_ttl
@@ -179,14 +181,41 @@ async def test_two_servers_on_one_cluster_see_each_other_and_race_fairly(
             return_exceptions=True,
         )
         winners = [r for r in results if isinstance(r, Queue)]
-        assert len(winners) == 1 and sum(isinstance(r, QueueExists) for r in results) == 1
+        [loser] = [r for r in results if isinstance(r, QueueExists)]
+        assert len(winners) == 1
         queue = winners[0]
+        # The lightweight transaction's answer names the settings that won.
+        assert loser.existing == queue
         assert await second.get_queue(APP, "race") == await store.get_queue(APP, "race") == queue
 
         message_id, ticks = IdGenerator(clock).next()
         message = Message(message_id, ticks, 1, "hi", "text/plain", now_ms(clock) + HOUR_MS)
         await second.write_messages(queue, [message])
         assert await store.read_messages(queue, [1], None, False, 10, now_ms(clock)) == [message]
+    finally:
+        await second.close()
+
+
+async def test_two_servers_creating_one_queue_with_the_same_settings_both_succeed(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    second = await other_store()
+    try:
+        services = [
+            QueueService(s, [APP], clock, Notifier(s, POLL_INTERVAL)) for s in (store, second)
+        ]
+        caller = Caller(APP)
+        params = {"queue_name": "qdo_error", "partitions": "7"}
+        results = await asyncio.gather(
+            *(service.create_queue(caller, APP, params) for service in services * 3)
+        )
+
+        assert sorted(created for _, created in results) == [False] * 5 + [True]
+        [queue] = {queue for queue, _ in results}
+        assert queue.partitions == 7 and await second.get_queue(APP, "qdo_error") == queue
+        different = {"queue_name": "qdo_error", "partitions": "3"}
+        with pytest.raises(QueueExists):
+            await services[1].create_queue(caller, APP, different)
     finally:
         await second.close()
 

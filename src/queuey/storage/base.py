@@ -51,7 +51,9 @@ class Storage(Protocol):
 
         Raises:
             QueueExists: ``app`` already has a queue called ``name`` (atomic: of two concurrent
-                creations of one name, exactly one succeeds).
+                creations of one name, exactly one succeeds); its ``existing`` is that queue as
+                the failed creation found it, the one that won (callers compare settings with
+                it: they cannot read it afterwards, when it may have changed or gone).
         """
         ...
 
@@ -197,6 +199,15 @@ class Storage(Protocol):
         """Delete each message whose current claim (lease ending after ``now_ms``) has that
         token; per claim, whether it was current. A claim that is not current changes
         nothing."""
+        ...
+
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        """The current claim (lease ending after ``now_ms``) of each (partition, id), in the
+        order asked; None for a message that is missing, expired, not claimed, whose lease
+        ended or that is being dead-lettered. For consumers that hand back only a message's id
+        (AweQ's delete-message): an ack with the result still fails if the claim changed."""
         ...
 
     async def extend_claims(

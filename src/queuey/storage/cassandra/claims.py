@@ -18,7 +18,15 @@ from queuey.storage.cassandra.floors import Floors, Position
 from queuey.storage.cassandra.index import ExpiryIndex
 from queuey.storage.cassandra.messages import BUCKET_PAGE
 from queuey.storage.cassandra.queues import Queues
-from queuey.storage.cassandra.rows import Key, Row, by_bucket, message, ref_key, ttl_until
+from queuey.storage.cassandra.rows import (
+    Key,
+    Row,
+    by_bucket,
+    keys_in_order,
+    message,
+    ref_key,
+    ttl_until,
+)
 from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.taken import TakenRows
 from queuey.storage.cassandra.version import DataVersion
@@ -201,20 +209,35 @@ class Claims:
                 self._taken.acked(qid, op.key)
         return done
 
+    async def current(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        """The current claim of each (partition, id), None where there is none."""
+        level = self._session.levels_of(queue)[0]
+        alive, rows = await asyncio.gather(
+            self._queues.alive(queue, level), self._key_rows(queue, keys_in_order(ids), level)
+        )
+        tokens: dict[Key, int] = {}
+        for part, ticks, sfx, expires, _, ctok, cexp in rows if alive else []:
+            # A negative token marks a dead-letter move in progress, not a claim.
+            live = expires is not None and expires > now_ms
+            if live and (ctok or 0) > 0 and (cexp or 0) > now_ms:
+                tokens[part, ticks, sfx] = ctok
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            key = ref_key(ClaimRef(partition, message_id, 0))
+            token = tokens.get(key) if key is not None else None
+            found.append(None if token is None else ClaimRef(partition, message_id, token))
+        return found
+
     async def extend(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
         read_level, write_level = self._session.levels_of(queue)
         cexp = now_ms + lease_ms
         keys = [ref_key(ref) for ref in claims]
-        wanted = by_bucket(key for key in keys if key is not None)
-        replies = await asyncio.gather(
-            *(
-                self._session.execute("m_keys", (queue.qid, b, ks), read_level)
-                for b, ks in wanted.items()
-            )
-        )
-        state = {row[:3]: row for rows in replies for row in rows}
+        rows = await self._key_rows(queue, [key for key in keys if key is not None], read_level)
+        state = {row[:3]: row for row in rows}
         ops = [
             self._extend_op(queue.qid, ref, key, state, now_ms, cexp)
             for ref, key in zip(claims, keys, strict=True)
@@ -234,6 +257,16 @@ class Claims:
         )
         self._version.changed()
         return done
+
+    async def _key_rows(self, queue: Queue, keys: Sequence[Key], level: str) -> list[Row]:
+        """The claim state (``m_keys``'s columns) of the stored messages among ``keys``."""
+        replies = await asyncio.gather(
+            *(
+                self._session.execute("m_keys", (queue.qid, b, ks), level)
+                for b, ks in by_bucket(keys).items()
+            )
+        )
+        return [row for rows in replies for row in rows]
 
     def _extend_op(
         self,

@@ -11,11 +11,12 @@ from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.models import Queue, QueueSettings
-from queuey.storage.cassandra.rows import Row
-from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS
+from queuey.storage.cassandra.rows import Named, Row
+from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, SETTINGS_COLUMNS
 from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
 from queuey.storage.cassandra.version import DataVersion
 
+_GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
 
 
@@ -37,8 +38,9 @@ class Queues:
         # without a queue, which list_queues leaves out).
         listed = session.execute("n_insert", (app, name_shard(name), name), level)
         try:
-            rows, _ = await asyncio.gather(session.execute("q_create", params, level), listed)
-            applied = bool(rows and rows[0][0])
+            answer, _ = await asyncio.gather(session.named("q_create", params, level), listed)
+            # A transaction that did not apply answers with the row that won.
+            winner = _won(answer, qid)
         except StorageUnavailable as error:
             if not is_cas_timeout(error):
                 raise
@@ -46,9 +48,9 @@ class Queues:
             found = await session.execute("q_get", (app, name), session.serial_level)
             if not found:
                 raise
-            applied = found[0][0] == qid
-        if not applied:
-            raise QueueExists()
+            winner = None if found[0][0] == qid else found[0]
+        if winner is not None:
+            raise QueueExists(_queue_of(app, name, winner))
         return Queue(app=app, name=name, qid=qid, created=now, settings=settings)
 
     async def get(self, app: str, name: str) -> Queue | None:
@@ -135,6 +137,15 @@ def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
         settings.dead_letter_queue, settings.delay, settings.dedup_window, settings.policy,
         settings.paused,
     )  # fmt: skip
+
+
+def _won(answer: list[Named], qid: int) -> Row | None:
+    """The row (of ``q_get``'s columns) that won over the creation of ``qid``, from the answer
+    of its conditional insert; None if the creation applied."""
+    if not answer or answer[0]["[applied]"]:
+        return None
+    row = answer[0]
+    return tuple(row.get(column) for column in _GET_COLUMNS)
 
 
 def _queue_of(app: str, name: str, row: Row) -> Queue:

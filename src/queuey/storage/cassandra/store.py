@@ -138,6 +138,11 @@ class CassandraStorage:
     ) -> list[bool]:
         return await self.claims.ack(queue, claims, now_ms)
 
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        return await self.claims.current(queue, ids, now_ms)
+
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
