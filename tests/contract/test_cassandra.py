@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from queuey.config import ConfigError, load_settings
 from queuey.core.clock import FakeClock
-from queuey.core.errors import QueueExists, StorageUnavailable
+from queuey.core.errors import QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
 from queuey.storage.cassandra import CassandraStorage
 from queuey.storage.cassandra.messages import BUCKET_PAGE
+from queuey.storage.cassandra.queues import QUEUE_CACHE_S
 from queuey.storage.cassandra.rows import MIN_TTL, index_ttl, message_ttl
 from queuey.storage.cassandra.schema import replication
 from queuey.storage.cassandra.settings import CassandraSettings
@@ -189,6 +191,81 @@ async def test_two_servers_on_one_cluster_see_each_other_and_race_fairly(
         assert await store.read_messages(queue, [1], None, False, 10, now_ms(clock)) == [message]
     finally:
         await second.close()
+
+
+async def test_a_queue_deleted_or_recreated_through_another_server_is_noticed_within_the_cache_time(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    second = await other_store()
+    try:
+        queue = await store.create_queue(APP, "moved", QueueSettings(), 1.0)
+        assert await second.get_queue(APP, "moved") == queue  # second now holds a copy
+        gen = IdGenerator(clock)
+
+        def fresh() -> Message:
+            message_id, ticks = gen.next()
+            return Message(message_id, ticks, 1, "hi", "text/plain", now_ms(clock) + HOUR_MS)
+
+        await store.delete_queue(APP, "moved")
+        again = await store.create_queue(APP, "moved", QueueSettings(partitions=2), 2.0)
+        with pytest.raises(QueueNotFound):  # this server's own change is seen at once
+            await store.write_messages(queue, [fresh()])
+        assert await store.get_queue(APP, "moved") == again
+
+        # The other server answers from its copy until QUEUE_CACHE_S has passed, then from
+        # the row: the re-created queue, and the old one is gone.
+        started = asyncio.get_running_loop().time()
+        while await second.get_queue(APP, "moved") != again:
+            assert asyncio.get_running_loop().time() - started < QUEUE_CACHE_S + 0.5
+            await asyncio.sleep(0.05)
+        with pytest.raises(QueueNotFound):
+            await second.write_messages(queue, [fresh()])
+        assert await second.read_messages(queue, [1], None, False, 10, now_ms(clock)) == []
+        assert await second.claim_messages(queue, [1], 10, now_ms(clock), 1000, False) == []
+        posted = fresh()
+        await second.write_messages(again, [posted])
+        assert await store.read_messages(again, [1], None, False, 10, now_ms(clock)) == [posted]
+
+        await store.delete_queue(APP, "moved")
+        started = asyncio.get_running_loop().time()
+        while await second.get_queue(APP, "moved") is not None:
+            assert asyncio.get_running_loop().time() - started < QUEUE_CACHE_S + 0.5
+            await asyncio.sleep(0.05)
+        with pytest.raises(QueueNotFound):
+            await second.write_messages(again, [fresh()])
+    finally:
+        await second.close()
+
+
+async def test_a_post_of_new_ids_is_one_request_and_a_repeated_id_is_looked_up_first(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    queue = await store.create_queue(APP, "one", QueueSettings(), 1.0)
+    gen = IdGenerator(clock)
+    sent: list[str] = []
+    submit = store.session.submit
+
+    def counting(build: Any, what: str = "", named: bool = False) -> Any:
+        sent.append(what)
+        return submit(build, what, named)
+
+    store.session.submit = counting  # type: ignore[method-assign]
+    message_id, ticks = gen.next()
+    first = Message(message_id, ticks, 1, "first", "text/plain", now_ms(clock) + HOUR_MS)
+    await store.write_messages(queue, [first])
+    assert len(sent) == 1  # the batch (message and index rows), nothing read before
+    batch = [Message(i, t, 1, "b", "text/plain", now_ms(clock) + HOUR_MS) for i, t in
+             (gen.next() for _ in range(5))]  # fmt: skip
+    sent.clear()
+    await store.write_messages(queue, batch)
+    assert len(sent) == 1
+
+    sent.clear()
+    clash = Message(first.id, first.ticks, 1, "clash", "text/plain", now_ms(clock) + HOUR_MS)
+    await store.write_messages(queue, [clash])
+    assert sent[0] == "m_keys"  # an id written before is looked up, and stays as it was
+    found = await store.get_messages(queue, [(1, first.id)], now_ms(clock))
+    assert [m.body for m in found] == ["first"]
 
 
 async def test_driver_failures_become_storage_unavailable(

@@ -61,6 +61,17 @@ def ticks_from_ns(ns: int) -> int:
     return ns // 100 + UUID_EPOCH_OFFSET
 
 
+# The suffixes (clock sequence and node) of this process's generators: an id that carries one
+# was made here, as no other process draws the same 62 random bits.
+_MINTED_HERE: set[str] = set()
+
+
+def minted_here(message_id: str) -> bool:
+    """Whether ``message_id`` was made by :meth:`IdGenerator.next` or :meth:`next_many` of a
+    generator of this process (ids made there strictly increase in time per generator)."""
+    return message_id[16:] in _MINTED_HERE
+
+
 def _suffix(clock_seq: int, node: str) -> str:
     return f"{(clock_seq >> 8) | 0x80:02x}{clock_seq & 0xFF:02x}{node}"
 
@@ -79,6 +90,7 @@ class IdGenerator:
         self._clock_seq = clock_seq
         self._node = f"{node:012x}"
         self._suffix = _suffix(clock_seq, self._node)
+        _MINTED_HERE.add(self._suffix)
         self._last = 0
 
     def next(self) -> tuple[str, int]:

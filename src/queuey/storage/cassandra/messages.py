@@ -21,6 +21,7 @@ from queuey.storage.cassandra.rows import (
     message,
     message_ttl,
     unique,
+    writing,
 )
 from queuey.storage.cassandra.session import Session, Statements
 from queuey.storage.cassandra.version import DataVersion
@@ -54,18 +55,24 @@ class Messages:
 
     async def write(self, queue: Queue, messages: Sequence[Message], replace: bool) -> None:
         """Write ``messages`` (all or nothing), their bucket, index and wake-up rows in one
-        batch; a message already stored stays (``replace``: is replaced, keeping its claim)."""
+        batch; a message already stored stays (``replace``: is replaced, keeping its claim).
+        Nothing is read first when their ids are new (see :func:`writing`) and this process's
+        copy of the queue is fresh: a post is then one request."""
         read_level, write_level = self._session.levels_of(queue)
         qid = queue.qid
         started = asyncio.get_running_loop().time()
         wanted = _by_key(messages, replace)
-        checks = [
-            self._session.execute("m_keys", (qid, bucket, list(keys)), read_level)
-            for bucket, keys in wanted.items()
-        ]
-        alive, existing = await asyncio.gather(
-            self._queues.alive(queue, read_level), asyncio.gather(*checks)
-        )
+        if writing(messages) and not replace:  # the queue's liveness from its fresh copy
+            existing: list[list[Any]] = []
+            alive = await self._queues.alive(queue, read_level)
+        else:
+            checks = [
+                self._session.execute("m_keys", (qid, bucket, list(keys)), read_level)
+                for bucket, keys in wanted.items()
+            ]
+            alive, existing = await asyncio.gather(
+                self._queues.alive(queue, read_level), asyncio.gather(*checks)
+            )
         if not alive:
             raise QueueNotFound()
         kept = _stored(wanted, existing, replace)

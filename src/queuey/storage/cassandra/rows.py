@@ -7,10 +7,10 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from queuey.core.ids import UUID_EPOCH_OFFSET, ticks_of, uuid1_hex
+from queuey.core.ids import UUID_EPOCH_OFFSET, minted_here, ticks_of, uuid1_hex
 from queuey.core.models import ClaimRef, Message
 from queuey.storage.keys import SFX_OFFSET, sfx_of
 
@@ -100,3 +100,31 @@ _UNIQUE_COUNTER = itertools.count()
 
 def unique() -> uuid.UUID:
     return uuid.UUID(int=_UNIQUE_PREFIX | next(_UNIQUE_COUNTER) & 0xFFFFFFFFFFFFFFFF)
+
+
+# Per id suffix made by this process's generators, the latest ticks of a message with it that
+# this process has written to Cassandra (any store, any queue).
+_WRITTEN: dict[str, int] = {}
+
+
+def writing(messages: Sequence[Message]) -> bool:
+    """Note that ``messages`` are being written; whether none of them can be stored already.
+
+    True when each was made by a generator of this process (no other process makes its ids)
+    later than every message with the same suffix this process wrote before: nothing can
+    have stored it, as it never left this process before this write."""
+    fresh = True
+    latest: dict[str, int] = {}
+    for m in messages:
+        if not minted_here(m.id):
+            fresh = False
+            continue
+        suffix = m.id[16:]
+        if m.ticks <= _WRITTEN.get(suffix, -1):
+            fresh = False
+        if m.ticks > latest.get(suffix, -1):
+            latest[suffix] = m.ticks
+    for suffix, ticks in latest.items():
+        if ticks > _WRITTEN.get(suffix, -1):
+            _WRITTEN[suffix] = ticks
+    return fresh
