@@ -5,8 +5,8 @@ servers on one cluster, and driver failures turned into StorageUnavailable."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -238,18 +238,11 @@ async def test_a_queue_deleted_or_recreated_through_another_server_is_noticed_wi
 
 
 async def test_a_post_of_new_ids_is_one_request_and_a_repeated_id_is_looked_up_first(
-    store: CassandraStorage, clock: FakeClock
+    store: CassandraStorage, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue = await store.create_queue(APP, "one", QueueSettings(), 1.0)
     gen = IdGenerator(clock)
-    sent: list[str] = []
-    submit = store.session.submit
-
-    def counting(build: Any, what: str = "", named: bool = False) -> Any:
-        sent.append(what)
-        return submit(build, what, named)
-
-    store.session.submit = counting  # type: ignore[method-assign]
+    sent = node.count_requests(store, monkeypatch)
     message_id, ticks = gen.next()
     first = Message(message_id, ticks, 1, "first", "text/plain", now_ms(clock) + HOUR_MS)
     await store.write_messages(queue, [first])
@@ -266,6 +259,39 @@ async def test_a_post_of_new_ids_is_one_request_and_a_repeated_id_is_looked_up_f
     assert sent[0] == "m_keys"  # an id written before is looked up, and stays as it was
     found = await store.get_messages(queue, [(1, first.id)], now_ms(clock))
     assert [m.body for m in found] == ["first"]
+
+
+async def test_reads_from_a_cursor_and_claims_from_the_floors_go_straight_to_their_bucket(
+    store: CassandraStorage, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await store.create_queue(APP, "straight", QueueSettings(), 1.0)
+    gen = IdGenerator(clock)
+    posted = [
+        Message(i, t, 1, f"m{n}", "text/plain", now_ms(clock) + HOUR_MS)
+        for n, (i, t) in enumerate(gen.next() for _ in range(30))
+    ]
+    await store.write_messages(queue, posted)
+    sent = node.count_requests(store, monkeypatch)
+    cursor = Cursor(posted[5].ticks, posted[5].id, inclusive=True)
+    found = await store.read_messages(queue, [1], cursor, False, 10, now_ms(clock))
+    assert found == posted[5:15]
+    assert sent == ["r_False_True"]  # one request: no registry, no queue row
+    sent.clear()
+    found = await store.read_messages(queue, [1], cursor, True, 10, now_ms(clock))
+    assert found == posted[5::-1]  # not enough in the cursor's bucket: the registry is read
+    assert sent == ["r_True_True", "b_desc"]
+
+    sent.clear()
+    first = await store.claim_messages(queue, [1], 2, now_ms(clock), 60_000, False)
+    assert [c.message for c in first] == [replace(m, deliveries=1) for m in posted[:2]]
+    assert "b_asc" in sent  # no floor yet: the claim walks the registry
+    sent.clear()
+    second = await store.claim_messages(queue, [1], 2, now_ms(clock), 60_000, False)
+    assert [c.message for c in second] == [replace(m, deliveries=1) for m in posted[2:4]]
+    # From the floor's bucket at once: the candidates, then the transaction with the leases'
+    # index rows beside it.
+    assert sent[0].startswith("c_scan_") and "b_asc" not in sent and "q_get" not in sent
+    assert len(sent) == 3
 
 
 async def test_driver_failures_become_storage_unavailable(

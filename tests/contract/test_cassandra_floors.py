@@ -139,14 +139,7 @@ async def test_concurrent_slow_writes_lower_a_queues_floors_a_round_at_a_time(
 ) -> None:
     monkeypatch.setattr(messages_module, "FLOOR_SLOW_S", -1.0)  # every write lowers the floors
     queue = await work_queue(store, partitions=2)
-    sent: list[str] = []
-    submit = store.session.submit
-
-    def counting(build: Any, what: str = "", named: bool = False) -> Any:
-        sent.append(what)
-        return submit(build, what, named)
-
-    monkeypatch.setattr(store.session, "submit", counting)
+    sent = node.count_requests(store, monkeypatch)
     batches = [messages(gen, clock, 2) for _ in range(40)]
     for i, batch in enumerate(batches):  # both partitions in every write
         batches[i] = [replace(batch[0], partition=1), replace(batch[1], partition=2)]

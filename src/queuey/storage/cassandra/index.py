@@ -3,7 +3,6 @@ reads (with its hour list) and the wake-up times of delayed messages and leases.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from queuey.core.models import Queue
@@ -84,15 +83,18 @@ class ExpiryIndex:
         level = session.levels_of(queue)[1]
         shard, hour = qid % INDEX_SHARDS, cexp // HOUR_MS
         wid = uuid.UUID(int=token)
-        writes = []
+        writes: Statements = []
         for bucket, items in leased.items():
             keys = [key for key, _ in items]
             ttl = ttl_until(max(expires for _, expires in items), now_ms)
             params = (shard, hour, cexp, qid, bucket, wid, keys, token, queue.app, queue.name, ttl)
-            writes.append(session.execute("x_lease", params, level))
+            writes.append(("x_lease", params))
         if (shard, hour) not in self._hours:
-            writes.append(session.execute("h_insert", (shard, hour), level))
+            writes.append(("h_insert", (shard, hour)))
         if cexp > now_ms:
-            writes.append(session.execute("w_insert", (qid, cexp, ttl_until(cexp, now_ms)), level))
-        await asyncio.gather(*writes)
+            writes.append(("w_insert", (qid, cexp, ttl_until(cexp, now_ms))))
+        # Bookkeeping rows with fixed keys and values: one unlogged batch, one request.
+        await session.batch(writes, level, logged=False)
+        if len(self._hours) > _REMEMBERED:
+            self._hours.clear()
         self._hours.add((shard, hour))

@@ -108,7 +108,13 @@ class Messages:
             return []
         level = self._session.levels_of(queue)[0]
         reader = _Reader(self._session, queue.qid, parts, descending, limit, now_ms, level)
-        alive, found = await asyncio.gather(self._queues.alive(queue, level), reader.read(cursor))
+        alive = self._queues.known_alive(queue)
+        if alive is None:  # no fresh copy of the queue: its row is read beside the messages
+            alive, found = await asyncio.gather(
+                self._queues.alive(queue, level), reader.read(cursor)
+            )
+        elif alive:
+            found = await reader.read(cursor)
         if not alive:
             return []
         out: list[Message] = []
@@ -122,15 +128,17 @@ class Messages:
         if not wanted:
             return []
         level = self._session.levels_of(queue)[0]
-        alive, replies = await asyncio.gather(
-            self._queues.alive(queue, level),
-            asyncio.gather(
-                *(
-                    self._session.execute("m_get", (queue.qid, bucket, keys), level)
-                    for bucket, keys in wanted.items()
-                )
-            ),
+        reads = asyncio.gather(
+            *(
+                self._session.execute("m_get", (queue.qid, bucket, keys), level)
+                for bucket, keys in wanted.items()
+            )
         )
+        alive = self._queues.known_alive(queue)
+        if alive is None:
+            alive, replies = await asyncio.gather(self._queues.alive(queue, level), reads)
+        else:
+            replies = await reads
         if not alive:
             return []
         found = _live(replies, now_ms)
@@ -295,14 +303,22 @@ class _Reader:
         if cursor is not None:
             sfx, inclusive = cursor_position(cursor, self._descending)
             first, position = cursor.ticks >> 32, (cursor.ticks, sfx, inclusive)
-        start = first if first is not None else (_TOP if self._descending else _BOTTOM)
+        step = -1 if self._descending else 1
+        if first is not None:
+            # The cursor's bucket comes first whatever the registry lists: read it at once, and
+            # the registry only when it does not hold enough.
+            if not await self._walk([first], first, position):
+                return self.found
+            start = first + step
+        else:
+            start = _TOP if self._descending else _BOTTOM
         key = "b_desc" if self._descending else "b_asc"
         while True:
             rows = await self._session.execute(key, (self._qid, start, BUCKET_PAGE), self._level)
             buckets = [row[0] for row in rows]
             if not await self._walk(buckets, first, position) or len(buckets) < BUCKET_PAGE:
                 return self.found
-            start = buckets[-1] - 1 if self._descending else buckets[-1] + 1
+            start = buckets[-1] + step
 
     async def _walk(self, buckets: list[int], first: int | None, position: Position | None) -> bool:
         """Read ``buckets`` in turn (from ``position`` in the cursor's bucket ``first``);
@@ -314,7 +330,7 @@ class _Reader:
             replies = await self._bucket(bucket, active, position if bucket == first else None)
             for part, messages in replies.items():
                 self.found[part] += messages
-        return True
+        return any(len(got) < self._limit for got in self.found.values())
 
     async def _bucket(
         self, bucket: int, parts: list[int], position: Position | None

@@ -160,6 +160,12 @@ class Queues:
         merged = heapq.merge(*([row[0] for row in rows] for rows in slices))
         return [name for name, _ in zip(merged, range(limit), strict=False)]
 
+    def known_alive(self, queue: Queue) -> bool | None:
+        """Whether ``queue`` (this incarnation) still exists, as this process's fresh copy
+        says; None without a fresh copy."""
+        copy = self._copy(queue.app, queue.name)
+        return None if copy is None else copy.qid == queue.qid
+
     async def alive(self, queue: Queue, level: str) -> bool:
         """Whether ``queue`` (this incarnation: its qid) still exists."""
         return await self.current(queue, level) is not None
