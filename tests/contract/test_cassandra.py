@@ -5,13 +5,14 @@ servers on one cluster, and driver failures turned into StorageUnavailable."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from queuey.config import ConfigError, load_settings
-from queuey.core.clock import FakeClock
+from queuey.core.clock import FakeClock, SystemClock
 from queuey.core.errors import QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Cursor, Message, Queue, QueueSettings
@@ -292,6 +293,31 @@ async def test_reads_from_a_cursor_and_claims_from_the_floors_go_straight_to_the
     # index rows beside it.
     assert sent[0].startswith("c_scan_") and "b_asc" not in sent and "q_get" not in sent
     assert len(sent) == 3
+
+
+async def test_only_expiry_index_rows_that_outlive_their_messages_expiry_are_written(
+    store: CassandraStorage,
+) -> None:
+    queue = await store.create_queue(APP, "index", QueueSettings(), 1.0)
+    gen = IdGenerator(SystemClock())  # the rows' TTLs run on Cassandra's wall clock
+    wall_ms = time.time_ns() // 1_000_000
+    (long_id, long_ticks), (short_id, short_ticks) = gen.next(), gen.next()
+    lasting = Message(long_id, long_ticks, 1, "hour", "text/plain", wall_ms + HOUR_MS)
+    brief = Message(short_id, short_ticks, 1, "brief", "text/plain", wall_ms + 30_000)
+
+    await store.write_messages(queue, [lasting, brief])
+
+    # The hour-long message's row would be gone (TTL) before it expires: no sweep could read
+    # it. The 30-second one's lives a minute: the sweep finds it.
+    rows = cql(
+        store,
+        f"SELECT expires FROM {node.KEYSPACE}.expiry WHERE qid = %s ALLOW FILTERING",
+        queue.qid,
+    )
+    assert rows == [(brief.expires_ms,)]
+    later = brief.expires_ms + 1
+    assert await store.sweep(later, 100) == 1
+    assert await store.read_messages(queue, [1], None, False, 10, later) == [lasting]
 
 
 async def test_driver_failures_become_storage_unavailable(

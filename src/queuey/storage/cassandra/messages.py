@@ -85,7 +85,7 @@ class Messages:
         # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
         # log makes the write all or nothing.
         await self._session.batch(statements, write_level, logged=len(wanted) > 1)
-        self._index.written(qid, wanted)
+        self._index.written(statements)
         self._version.changed()
         # Messages that may land below a claim floor: replaced ones (a PUT can create one with
         # an old id, or revive an expired one), those of a slow write, and any below this
