@@ -153,3 +153,23 @@ async def test_concurrent_slow_writes_lower_a_queues_floors_a_round_at_a_time(
     assert sent.count("fl_create") + sent.count("fl_move") <= 2 * rounds + 2
     found = cql(store, f"SELECT part, ticks FROM {node.KEYSPACE}.floors WHERE qid = %s", queue.qid)
     assert sorted(part for part, _ in found) == [1, 2]
+
+
+async def test_concurrent_claims_read_and_raise_a_queues_floors_once(
+    store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await work_queue(store)
+    await store.write_messages(queue, messages(gen, clock, 100))
+    await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)  # reads them
+    monkeypatch.setattr(floors, "FLOOR_REFRESH_S", 0.0)  # every claim finds them due
+    sent = node.count_requests(store, monkeypatch)
+
+    claims = await asyncio.gather(
+        *(store.claim_messages(queue, [1], 5, now_ms(clock), LEASE_MS, False) for _ in range(8))
+    )
+
+    # One claim reads (and may raise) the floors; the others start from this process's copy
+    # instead of racing it with transactions on the same row.
+    assert sent.count("fl_read") == 1
+    ids = [c.message.id for batch in claims for c in batch]
+    assert len(ids) == len(set(ids)) == 40

@@ -56,6 +56,7 @@ class Floors:
         # Per queue: the lowering waiting for its turn (lowest position per part, its future,
         # the write level), and the task sending this process's lowerings of the queue.
         self._waiting: dict[int, tuple[dict[int, Position], asyncio.Future[None], str]] = {}
+        self._loading: dict[int, asyncio.Future[None]] = {}  # per queue: a read of its floors
         self._lowering: dict[int, asyncio.Task[None]] = {}
 
     def floor(self, qid: int, part: int) -> Floor | None:
@@ -67,14 +68,32 @@ class Floors:
     ) -> tuple[dict[int, Position | None], list[tuple[int, Floor]]]:
         """Where claim scans of ``parts`` start, after reading the floors that are due to be
         read again (or were never read); and those, which :meth:`raise_floors` may raise."""
-        loop_now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        loop_now = loop.time()
         due = []
         for part in parts:
             floor = self._floors.get((qid, part))
             if floor is None or loop_now - floor.checked >= FLOOR_REFRESH_S:
                 due.append(part)
-        if due:
-            await self._load(qid, parts, level, loop_now)
+        loading = self._loading.get(qid)
+        if due and loading is not None:
+            # Another claim of this process is reading (then raising) the queue's floors: this
+            # one starts from the copies it has, and waits only for those it lacks.
+            due = []
+            if any((qid, part) not in self._floors for part in parts):
+                await asyncio.shield(loading)
+        if due or any((qid, part) not in self._floors for part in parts):
+            future = self._loading[qid] = loop.create_future()
+            future.add_done_callback(_retrieved)  # its waiters may all have been cancelled
+            try:
+                await self._load(qid, parts, level, loop_now)
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+            else:
+                future.set_result(None)
+            finally:
+                del self._loading[qid]
         starts = {part: self._floors[qid, part].position for part in parts}
         return starts, [(part, self._floors[qid, part]) for part in due]
 
