@@ -8,12 +8,18 @@ base64-encoded like the bench's messages) with a TTL into a time-window-compacte
 from the previous one's callback). It uses its own keyspace (``--keyspace``, created, then
 dropped at the end) and prints one JSON line: requests, seconds, rows/s and latency
 percentiles (ms). ``bench/run.py`` runs it as the ``driver`` scenario.
+
+With ``--lwt`` it measures what the claims' floor costs instead: lightweight transactions
+(``UPDATE ... IF EXISTS``, one Paxos round each) on the rows of one partition, as Queuey's
+claims and acks of one queue bucket are, ``--in-flight`` at a time (Queuey sends one round per
+partition at a time).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import threading
@@ -34,10 +40,12 @@ class Loop:
     """``in_flight`` chains of requests, each sending its next request when one ends, until
     the deadline."""
 
-    def __init__(self, session: Any, insert: Any, in_flight: int, seconds: float) -> None:
+    def __init__(
+        self, session: Any, statement: Any, params: Any, in_flight: int, seconds: float
+    ) -> None:
         self._session = session
-        self._insert = insert
-        self._body = base64.b64encode(os.urandom(BODY_BYTES)).decode()
+        self._statement = statement
+        self._params = params  # makes the next request's values
         self._in_flight = in_flight
         self._seconds = seconds
         self._deadline = 0.0
@@ -58,8 +66,7 @@ class Loop:
 
     def _send(self) -> None:
         sent = time.monotonic()
-        params = (uuid.uuid1(), self._body, TTL_S)
-        future = self._session.execute_async(self._insert, params)
+        future = self._session.execute_async(self._statement, self._params())
         future.add_callbacks(self._ok, self._failed, callback_args=(sent,), errback_args=(sent,))
 
     def _ok(self, _rows: Any, sent: float) -> None:
@@ -91,7 +98,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def measure(
-    hosts: list[tuple[str, int]], keyspace: str, seconds: float, in_flight: int
+    hosts: list[tuple[str, int]], keyspace: str, seconds: float, in_flight: int, lwt: bool
 ) -> dict[str, Any]:
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.connection import DefaultEndPoint
@@ -123,11 +130,34 @@ def measure(
             " 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}",
             timeout=120,
         )
-        insert = session.prepare(
-            f"INSERT INTO {keyspace}.rows (id, body) VALUES (?, ?) USING TTL ?"
-        )
-        Loop(session, insert, in_flight, min(2.0, seconds)).run()  # warm-up
-        loop = Loop(session, insert, in_flight, seconds)
+        body = base64.b64encode(os.urandom(BODY_BYTES)).decode()
+        if lwt:
+            session.execute(
+                f"CREATE TABLE IF NOT EXISTS {keyspace}.cas"
+                " (p int, c int, v int, PRIMARY KEY ((p), c))",
+                timeout=120,
+            )
+            for c in range(1000):
+                session.execute(f"INSERT INTO {keyspace}.cas (p, c, v) VALUES (0, %s, 0)", (c,))
+            statement = session.prepare(
+                f"UPDATE {keyspace}.cas SET v = ? WHERE p = 0 AND c = ? IF EXISTS"
+            )
+            counter = itertools.count()
+
+            def params() -> tuple[Any, ...]:
+                n = next(counter)
+                return (n, n % 1000)
+
+        else:
+            statement = session.prepare(
+                f"INSERT INTO {keyspace}.rows (id, body) VALUES (?, ?) USING TTL ?"
+            )
+
+            def params() -> tuple[Any, ...]:
+                return (uuid.uuid1(), body, TTL_S)
+
+        Loop(session, statement, params, in_flight, min(2.0, seconds)).run()  # warm-up
+        loop = Loop(session, statement, params, in_flight, seconds)
         elapsed = loop.run()
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
     finally:
@@ -152,8 +182,9 @@ def main() -> None:
     parser.add_argument("--keyspace", default="queuey_bench_driver")
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--lwt", action="store_true", help="lightweight transactions instead")
     ns = parser.parse_args()
-    result = measure(parse_hosts(ns.hosts), ns.keyspace, ns.duration, ns.in_flight)
+    result = measure(parse_hosts(ns.hosts), ns.keyspace, ns.duration, ns.in_flight, ns.lwt)
     print(json.dumps(result), flush=True)
 
 

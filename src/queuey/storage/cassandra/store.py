@@ -1,5 +1,5 @@
 """CassandraStorage: the storage contract on Apache Cassandra 5 through the ``cassandra-driver``
-(native protocol v5), composed of one unit per concern. The data model, its consistency and its
+(native protocol v4), composed of one unit per concern. The data model, its consistency and its
 failure handling are described in ``docs/storage-cassandra.md``."""
 
 from __future__ import annotations
