@@ -15,7 +15,8 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
   may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
   ``database`` names the Cassandra metadata keyspace.
-- ``[queuey]``: limits, the expiry sweeper, and the log level.
+- ``[queuey]``: limits (streams' heartbeat, buffer and count among them), the expiry sweeper, and
+  the log level.
 
 A relative ``path`` is resolved against the current working directory when the settings are
 loaded; write ``%(here)s/data`` for a directory next to the config file. ``%(here)s`` (the config

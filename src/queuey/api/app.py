@@ -8,19 +8,24 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, errors, messages, openapi, ops, queues
+from queuey.api import claims, errors, messages, openapi, ops, queues, streams
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.service import QueueService
+from queuey.streams import Streams
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
 class Lifespan:
-    """Opens storage and starts the sweeper at start-up; finishes writes at shutdown."""
+    """Opens storage and starts the sweeper at start-up; ends the streams and finishes writes
+    at shutdown."""
 
-    def __init__(self, service: QueueService, sweep_interval: float, sweep_batch: int) -> None:
+    def __init__(
+        self, service: QueueService, streams: Streams, sweep_interval: float, sweep_batch: int
+    ) -> None:
         self.service = service
+        self.streams = streams
         self.sweep_interval = sweep_interval
         self.sweep_batch = sweep_batch
 
@@ -28,6 +33,7 @@ class Lifespan:
         await self.service.start(self.sweep_interval, self.sweep_batch)
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        await self.streams.stop()
         await self.service.stop()
 
 
@@ -37,11 +43,13 @@ def create_app(
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
 ) -> AsgiApp:
-    app: AsgiApp = QueueyApp(
+    hub = Streams(service)
+    app = QueueyApp(
         media_type=falcon.MEDIA_JSON,
-        middleware=[Lifespan(service, sweep_interval, sweep_batch)],
+        middleware=[Lifespan(service, hub, sweep_interval, sweep_batch)],
         cors_enable=False,
     )
+    app.websocket = streams.StreamSocket(service, keys, hub)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = False
@@ -53,7 +61,8 @@ def create_app(
     app.add_route("/v1/{app}", queues.ApplicationResource(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
     app.add_route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
+    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys, hub))
     app.add_route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
+    app.add_route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
     app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
     return app

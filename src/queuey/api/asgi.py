@@ -1,7 +1,9 @@
-"""The Falcon ASGI app, refusing bodies that stop before their end."""
+"""The Falcon ASGI app, refusing bodies that stop before their end, with WebSocket connections
+handed to a raw ASGI handler (the stream route's)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import falcon.asgi
@@ -10,6 +12,7 @@ from queuey.core.errors import IncompleteBody
 
 Receive = Any  # an ASGI receive callable
 Event = dict[str, Any]
+WebSocketHandler = Callable[[Any, Receive, Any], Awaitable[None]]
 
 
 class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
@@ -20,9 +23,17 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     body is due raises IncompleteBody (408) from the read instead, so nothing is stored.
     """
 
+    #: Where WebSocket connections go (None: Falcon's own handling).
+    websocket: WebSocketHandler | None = None
+
     async def __call__(self, scope: Any, receive: Receive, send: Any) -> None:  # type: ignore[override]
-        if scope["type"] == "http":
+        kind = scope["type"]
+        if kind == "http":
             receive = _whole_bodies(receive)
+            scope["queuey.receive"] = receive  # streams watch it for the client leaving
+        elif kind == "websocket" and self.websocket is not None:
+            await self.websocket(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
 

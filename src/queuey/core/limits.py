@@ -21,6 +21,11 @@ class Limits:
     # Seconds a client has to send a whole request (head and body), from its first byte or,
     # on a new connection, from the connection's opening.
     request_timeout: int = 60
+    # Streams (api.md "Streams (push)"): seconds between heartbeats, bytes queued for one
+    # subscriber before it is cut off (broadcast), and open streams per process.
+    stream_heartbeat: int = 15
+    stream_buffer: int = 1_048_576
+    max_streams: int = 20_000
 
 
 # Fixed bounds of the work-queue parameters (api.md Part 2); not settings.

@@ -61,6 +61,14 @@ class QueueService:
     async def heartbeat(self) -> None:
         await self.storage.ping()
 
+    async def queue(self, caller: Caller, app: str, name: str, right: Right) -> Queue:
+        """The queue, if ``caller`` holds ``right`` on it (401/403/404 otherwise)."""
+        return await self._rights.queue(caller, app, name, right)
+
+    def now_ms(self) -> int:
+        """The clock's time, epoch ms."""
+        return self._clock.time_ns() // 1_000_000
+
     async def _changing(self, queue: Queue, write: Awaitable[T]) -> T:
         """Every write that may let a waiting request find something goes through here: once
         it is done, the queue's subscribers hear of it."""
@@ -117,6 +125,7 @@ class QueueService:
         await self._rights.queue(caller, app, name, Right.OWNER)
         if not await self.storage.delete_queue(app, name):
             raise QueueNotFound()
+        self.notifier.changed((app, name))  # its streams end
 
     # --- messages --------------------------------------------------------------------------
 
@@ -262,5 +271,4 @@ class QueueService:
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         return queue, await self.storage.queue_stats(queue, self._now_ms())
 
-    def _now_ms(self) -> int:
-        return self._clock.time_ns() // 1_000_000
+    _now_ms = now_ms
