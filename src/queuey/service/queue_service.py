@@ -179,7 +179,7 @@ class QueueService:
     async def _post(self, queue: Queue, new: NewMessages) -> Posted:
         messages, dedup_ids = new.messages, new.dedup_ids
         if dedup_ids is None or not queue.settings.dedup_window:
-            await self._changing(queue, self.storage.write_messages(queue, messages))
+            await self._changing(queue, self.storage.write_messages(queue, messages, fresh=True))
             return messages, None
         window_ms = queue.settings.dedup_window * 1000
         firsts = await self._changing(

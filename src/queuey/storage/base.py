@@ -93,14 +93,16 @@ class Storage(Protocol):
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         """Store the messages; durable (per the back-end's durability setting) on return.
 
         Every partition is within 1..``queue.partitions`` (the service checks). With
         ``replace=False`` a message already stored with the same (partition, id) is left as it
         is; with ``replace=True`` it gets the new body, content type and expiry (id and ticks
-        stay). All messages of one call are written or none is.
+        stay). All messages of one call are written or none is. ``fresh=True`` promises that the
+        ids were just made for this write (a post), so none can be stored already: a back-end
+        may skip looking for them.
 
         Raises:
             QueueNotFound: the queue (this ``qid``) was deleted; nothing is written.

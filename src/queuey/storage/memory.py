@@ -157,7 +157,7 @@ class MemoryStorage(Storage):
         return current
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         self._current(queue)
         self._store(queue.qid, list(messages), replace)

@@ -51,7 +51,6 @@ class _Job:
     read_level: str
     write_level: str
     claims: list[Claim] = field(default_factory=list)
-    leased: Leased = field(default_factory=dict)
     moves: list[Move] = field(default_factory=list)
 
 
@@ -109,13 +108,10 @@ class Claims:
         return sorted(job.claims, key=lambda c: (c.message.ticks, sfx_of(c.message.id)))
 
     async def _complete(self, job: _Job) -> None:
-        """Finish the dead-letter moves the claim won and index its leases."""
-        writes: list[Awaitable[Any]] = [
-            self._dead_letters.finish(move, job.write_level) for move in job.moves
-        ]
-        if job.leased and not job.remove:
-            writes.append(self._index.lease(job.queue, job.token, job.cexp, job.leased, job.now_ms))
-        await asyncio.gather(*writes)
+        """Finish the dead-letter moves the claim won."""
+        await asyncio.gather(
+            *(self._dead_letters.finish(move, job.write_level) for move in job.moves)
+        )
         if job.claims or job.moves:
             self._version.changed()
 
@@ -125,20 +121,28 @@ class Claims:
         qid = job.queue.qid
         known = [s[0] >> 32 for s in starts.values() if s is not None]
         start = min(known) if len(known) == len(starts) else -(1 << 63)
+        if known and len(known) == len(starts):
+            # Nothing comes before the lowest floor's bucket: claim there at once, and read
+            # the registry only when that bucket does not hold enough.
+            await self._claim_in(job, starts, start)
+            start += 1
         while job.need > 0:
             rows = await self._session.execute("b_asc", (qid, start, BUCKET_PAGE), job.read_level)
             buckets = [row[0] for row in rows]
             for bucket in buckets:
-                here = _cursors(starts, bucket)
-                if here:
-                    candidates = partial(self._candidates, job, bucket)
-                    take = partial(self._take, job, bucket)
-                    await _BucketClaim(job, here, self._taken, candidates, take).run()
+                await self._claim_in(job, starts, bucket)
                 if job.need <= 0:
                     return
             if len(buckets) < BUCKET_PAGE:
                 return
             start = buckets[-1] + 1
+
+    async def _claim_in(self, job: _Job, starts: dict[int, Position | None], bucket: int) -> None:
+        here = _cursors(starts, bucket)
+        if here:
+            candidates = partial(self._candidates, job, bucket)
+            take = partial(self._take, job, bucket)
+            await _BucketClaim(job, here, self._taken, candidates, take).run()
 
     def _candidates(
         self, job: _Job, bucket: int, part: int, cursor: Cursor | None, limit: int
@@ -162,7 +166,16 @@ class Claims:
             moves = await self._dead_letters.prepare(job.queue, bucket, exhausted, job.now_ms)
             ops = [self._claim_op(job, bucket, row) for row in chosen]
             ops += [self._dead_letters.win_op(move, job.now_ms) for move in moves]
-            results = await self._combiner.run(qid, bucket, ops, job.write_level)
+            taking = self._combiner.run(qid, bucket, ops, job.write_level)
+            if job.remove or not chosen:
+                results = await taking
+            else:
+                # The leases are indexed beside the transaction, not after it: a row listed
+                # for a message this claim did not take is passed over by the sweep, which
+                # acts only on messages still held by the claim's token.
+                leases = {bucket: [(row[:3], row[5]) for row in chosen]}
+                lease = self._index.lease(job.queue, job.token, job.cexp, leases, job.now_ms)
+                results, _ = await asyncio.gather(taking, lease)
         claimed = [row for row, ok in zip(chosen, results, strict=False) if ok]
         self._taken.took(qid, [row[:3] for row in claimed], job.cexp)
         for row in claimed:
@@ -170,7 +183,6 @@ class Claims:
             m = message(part, ticks, sfx, body, ctype, expires, due, (dlv or 0) + 1)
             job.claims.append(Claim(m, job.token, job.cexp))
             job.need -= 1
-            job.leased.setdefault(bucket, []).append((row[:3], expires))
         failed: list[Move] = []
         for move, ok in zip(moves, results[len(chosen) :], strict=True):
             (job.moves if ok else failed).append(move)

@@ -127,7 +127,7 @@ class SqliteStorage:
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         qid = queue.qid
         if any(m.due_ms or m.deliveries for m in messages):
