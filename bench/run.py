@@ -43,7 +43,8 @@ REPO_DIR = BENCH_DIR.parent
 HOST = "127.0.0.1"
 APP = "bench"
 SMALL_APP = "few"
-SCENARIOS = ("post", "batch", "get", "claim", "queues")
+SCENARIOS = ("driver", "post", "batch", "get", "claim", "queues")
+DRIVER_IN_FLIGHT = 64  # the driver-only baseline's requests in flight (wrk's connections)
 
 # Messages like the original load tester's: 140 random bytes, base64-encoded (188 characters).
 MESSAGE_BYTES = 140
@@ -377,13 +378,7 @@ CASSANDRA_KEYSPACES = ("queuey_bench_messages", "queuey_bench_metadata")
 def cassandra_config(data_dir: Path) -> list[str]:
     """Start (or reuse) the single Cassandra node, empty the bench's keyspaces, and return the
     server's [storage] and [metadata] lines for them."""
-    sys.path.insert(0, str(REPO_DIR))
-    from tools.cassandra import node
-
-    try:
-        hosts = node.start(node.SINGLE)
-    except node.NodeError as exc:
-        raise BenchError(f"Cassandra: {exc}") from exc
+    hosts = cassandra_hosts()
     drop_keyspaces(hosts)
     messages, metadata = CASSANDRA_KEYSPACES
     return [
@@ -395,6 +390,17 @@ def cassandra_config(data_dir: Path) -> list[str]:
         "backend = cassandra",
         f"database = {metadata}",
     ]
+
+
+def cassandra_hosts() -> str:
+    """The single Cassandra node's ``host:port`` list, started if it is not running."""
+    sys.path.insert(0, str(REPO_DIR))
+    from tools.cassandra import node
+
+    try:
+        return str(node.start(node.SINGLE))
+    except node.NodeError as exc:
+        raise BenchError(f"Cassandra: {exc}") from exc
 
 
 def drop_keyspaces(hosts: str) -> None:
@@ -899,6 +905,52 @@ class Bench:
         if not self.server.alive():
             raise BenchError(f"the server died during {scenario}:\n{self.server.log_tail()}")
 
+    # 0. the Cassandra driver alone: the ceiling Queuey's Cassandra numbers are held to
+
+    def driver(self) -> None:
+        if self.opts.backend != "cassandra":
+            say("[driver] skipped: the driver-only baseline is for --backend cassandra")
+            return
+        say(
+            f"[driver] cassandra-driver alone: prepared INSERT of one {MESSAGE_BYTES}-byte row "
+            f"with a TTL (time-window compaction), {DRIVER_IN_FLIGHT} in flight, execute_async"
+        )
+        command = [
+            sys.executable, str(BENCH_DIR / "cassandra_driver.py"), "--hosts", cassandra_hosts(),
+            "--duration", str(self.opts.duration), "--in-flight", str(DRIVER_IN_FLIGHT),
+        ]  # fmt: skip
+        rates = []
+        rows = []
+        for _ in range(self.opts.repeat):
+            before = CpuSample.take(self.server.pgid)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            cpu = CpuSample.take(self.server.pgid).cores_since(before)
+            if done.returncode != 0:
+                raise BenchError(f"the driver-only loop failed:\n{done.stderr[-2000:]}")
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+            row = Row(
+                scenario="driver",
+                description=f"cassandra-driver only: INSERT of 1 row ({MESSAGE_BYTES} B, TTL), "
+                f"{DRIVER_IN_FLIGHT} in flight",
+                unit="rows", requests=got["requests"], duration_s=got["seconds"],
+                req_s=got["rows_s"], rate=got["rows_s"], per_request=1.0,
+                p50_ms=got["p50_ms"], p90_ms=got["p90_ms"], p99_ms=got["p99_ms"],
+                max_ms=got["max_ms"], non_2xx=0, socket_errors=0, bad_responses=0,
+                cpu_cores=cpu,
+            )  # fmt: skip
+            if got["errors"]:
+                row.notes.append(f"{got['errors']} driver errors")
+            rates.append(row.rate)
+            rows.append(row)
+        row = sorted(rows, key=lambda r: r.rate)[(len(rows) - 1) // 2]
+        row.runs = rates
+        say(
+            f"  driver: {fmt_int(row.rate)} rows/s, p50 {row.p50_ms:.2f} ms, "
+            f"p99 {row.p99_ms:.2f} ms (the bench's client and driver share the machine)"
+        )
+        self.report_cpu("driver", row.cpu_cores)
+        self.rows.append(row)
+
     # 1. one raw message per request
 
     def post(self) -> None:
@@ -1173,7 +1225,9 @@ def run(opts: Options) -> int:
         wrk = Wrk(binary, f"http://{HOST}:{server.port}", opts, raw_dir)
         bench = Bench(opts, wrk, server, client)
         for scenario in opts.scenarios:
-            if scenario == "post":
+            if scenario == "driver":
+                bench.driver()
+            elif scenario == "post":
                 bench.post()
             elif scenario == "batch":
                 bench.batch(workdir)

@@ -194,3 +194,17 @@ def row_of(store: CassandraStorage, queue: Queue, message: Message, columns: str
 
 async def work_queue(store: CassandraStorage, name: str = "work", **changes: Any) -> Queue:
     return await store.create_queue(APP, name, QueueSettings(**changes), 1.0)
+
+
+def count_requests(store: CassandraStorage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The list that the store's session fills from now on with what each request it sends
+    runs (a statement's key, "batch", "conditional batch")."""
+    sent: list[str] = []
+    submit = store.session.submit
+
+    def counting(build: Any, what: str = "", named: bool = False) -> Any:
+        sent.append(what)
+        return submit(build, what, named)
+
+    monkeypatch.setattr(store.session, "submit", counting)
+    return sent

@@ -24,6 +24,9 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[cors]``: ``<application> = <origins>``: origins allowed on that application's URLs only.
 - ``[token_issuers]``: ``<application> = <file>``: a PEM public key or a JWKS file whose keys
   verify tokens (RS256, ES256) of that application's own identity service.
+- ``[restmq]`` and ``[aweq]``: the compatibility front ends (api.md Part 4), off unless
+  ``application`` names the application they serve; ``hosts_allow`` lists address prefixes
+  (or ``all``) whose requests need no credentials; AweQ's ``queue`` names its one queue.
 
 A relative ``path`` is resolved against the current working directory when the settings are
 loaded; write ``%(here)s/data`` for a directory next to the config file. ``%(here)s`` (the config
@@ -67,6 +70,7 @@ from queuey.storage.cassandra.settings import CassandraSettings
 __all__ = [
     "CassandraSettings",
     "ConfigError",
+    "FrontEndSettings",
     "Limits",
     "Settings",
     "StorageSettings",
@@ -87,11 +91,14 @@ SWEEP_INTERVAL_RANGE = (0.1, 3600.0)  # seconds between expiry sweeps
 SWEEP_BATCH_RANGE = (1, 100_000)  # messages removed per sweep transaction
 CASSANDRA_TIMEOUT_RANGE = (0.1, 600.0)  # connect_timeout, request_timeout
 
-_SECTIONS = ("application_keys", "storage", "metadata", "queuey", "cors", "token_issuers")
+_SECTIONS = (
+    "application_keys", "storage", "metadata", "queuey", "cors", "token_issuers", "restmq", "aweq",
+)  # fmt: skip
 # Sections keyed by application name, whose keys keep their case.
 _APPLICATION_SECTIONS = ("application_keys", "cors", "token_issuers")
 TOKEN_SECRET_FILE_NAME = "token_secret"
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s,?#*]+")
+DEFAULT_AWEQ_QUEUE = "aweq"
 _CASSANDRA_KEYS = (
     "host", "username", "password", "database", "multi_dc", "create_schema", "base_delay",
     "replication_factor", "replication", "local_dc", "connect_timeout", "request_timeout",
@@ -124,6 +131,16 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontEndSettings:
+    """A compatibility front end: the application it serves, the address prefixes whose
+    requests need no credentials (``all``: every address), and AweQ's one queue."""
+
+    application: str
+    hosts_allow: tuple[str, ...] = ()
+    queue: str = DEFAULT_AWEQ_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     application_keys: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -143,6 +160,8 @@ class Settings:
     cors: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     token_secrets: tuple[str, ...] = ()
     token_issuers: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    restmq: FrontEndSettings | None = None
+    aweq: FrontEndSettings | None = None
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -167,8 +186,10 @@ def load_settings(
     sections = {name: _Section(name, raw.get(name, {}), warnings) for name in _SECTIONS}
     queuey = sections["queuey"]
     limits = _limits(queuey)
+    application_keys = _application_keys(sections["application_keys"], limits.max_name_length)
+    applications = set(application_keys) or {DEFAULT_APPLICATION}
     settings = Settings(
-        application_keys=_application_keys(sections["application_keys"], limits.max_name_length),
+        application_keys=application_keys,
         storage=_storage(sections["storage"], sections["metadata"]),
         limits=limits,
         sweep_interval=queuey.seconds("sweep_interval", 10.0, *SWEEP_INTERVAL_RANGE),
@@ -181,6 +202,8 @@ def load_settings(
         cors=_per_application(sections["cors"], lambda s, app: _origins(s, app, False)),
         token_secrets=_secrets(queuey),
         token_issuers=_per_application(sections["token_issuers"], _issuer_file),
+        restmq=_front_end(sections["restmq"], applications, limits.max_name_length),
+        aweq=_front_end(sections["aweq"], applications, limits.max_name_length),
         config_path=config_path,
     )
     for section in sections.values():
@@ -532,6 +555,33 @@ def _storage(storage: _Section, metadata: _Section) -> StorageSettings:
             metadata_keyspace=_metadata_cassandra(metadata, cassandra),
         )
     return result
+
+
+def _front_end(
+    section: _Section, applications: Iterable[str], max_name_length: int
+) -> FrontEndSettings | None:
+    options = ("hosts_allow", "queue") if section.name == "aweq" else ("hosts_allow",)
+    needs = f"setting that needs [{section.name}] application"
+    section.known = dict.fromkeys(options, needs)
+    application = section.text("application", None)
+    if application is None:
+        return None
+    if application not in applications:
+        raise section.fail(
+            "application", f"must be a configured application ({', '.join(sorted(applications))})"
+        )
+    hosts = tuple(
+        item for item in re.split(r"[\s,]+", section.text("hosts_allow", "") or "") if item
+    )
+    queue = DEFAULT_AWEQ_QUEUE
+    if section.name == "aweq":
+
+        def convert(text: str) -> str | None:
+            return text if _NAME.fullmatch(text) and len(text) <= max_name_length else None
+
+        allowed = f"must be a queue name: 1 to {max_name_length} characters from A-Z a-z 0-9 _ . -"
+        queue = section.parse("queue", DEFAULT_AWEQ_QUEUE, convert, allowed)
+    return FrontEndSettings(application, hosts, queue)
 
 
 def _owners(keys: Mapping[str, tuple[str, ...]], backend: str) -> dict[str, str]:

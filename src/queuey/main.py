@@ -9,8 +9,11 @@ import os
 from queuey import logs
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
+from queuey.api.aweq import AweQ
 from queuey.api.cors import CorsPolicy
+from queuey.api.frontend import Access, FrontEnd
 from queuey.api.metrics import Metrics
+from queuey.api.restmq import RestMQ
 from queuey.config import (
     ConfigError,
     Settings,
@@ -39,15 +42,17 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         settings.limits,
         tokens,
     )
+    keys = KeyRing(settings.application_keys)
     return create_app(
         service,
-        KeyRing(settings.application_keys),
+        keys,
         sweep_interval=settings.sweep_interval,
         sweep_batch=settings.sweep_batch,
         access_log=settings.access_log,
         metrics=Metrics() if settings.metrics else None,
         metrics_token=settings.metrics_token,
         cors=CorsPolicy.of(settings.cors_origins, settings.cors),
+        front_ends=front_ends(settings, service, keys),
     )
 
 
@@ -59,6 +64,18 @@ def _issuers(settings: Settings) -> dict[str, list[object]]:
         except (OSError, ValueError) as error:
             raise ConfigError(f"[token_issuers] {app}: {error}") from None
     return issuers
+
+
+def front_ends(settings: Settings, service: QueueService, keys: KeyRing) -> list[FrontEnd]:
+    """The compatibility front ends the settings turn on (api.md Part 4)."""
+    found: list[FrontEnd] = []
+    if settings.restmq is not None:
+        restmq = settings.restmq
+        found.append(RestMQ(service, Access(restmq.application, keys, restmq.hosts_allow)))
+    if settings.aweq is not None:
+        aweq = settings.aweq
+        found.append(AweQ(service, Access(aweq.application, keys, aweq.hosts_allow), aweq.queue))
+    return found
 
 
 def tune_gc() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,15 +11,59 @@ from tests.api.conftest import AUTH, FORM, Api
 JSON = "application/json"
 
 
-async def test_duplicate_queue_name_is_409(api: Api) -> None:
-    await api.mkq(queue_name="jobs", partitions=2)
-    result = await api.http.simulate_post(
-        "/v1/queuey", headers=AUTH, body="queue_name=jobs", content_type=FORM
+async def create(api: Api, body: str) -> Any:
+    return await api.http.simulate_post("/v1/queuey", headers=AUTH, body=body, content_type=FORM)
+
+
+async def test_a_new_queue_says_it_was_created(api: Api) -> None:
+    result = await create(api, "queue_name=jobs&partitions=2")
+
+    assert result.status_code == 201
+    assert (result.json["queue_name"], result.json["partitions"]) == ("jobs", 2)
+    assert result.json["created"] is True
+
+
+async def test_creating_an_existing_queue_with_the_same_settings_answers_it(api: Api) -> None:
+    first = await create(
+        api, "queue_name=qdo_error&partitions=7&type=public&principles=app:a,app:b"
     )
-    assert result.status_code == 409
-    assert result.json["error_msg"] == {"QueueAlreadyExists": "Queue of that name already exists."}
+    # What qdo workers send, and the same settings in another order: the queue as it is.
+    again = await create(api, "queue_name=qdo_error&partitions=7")
+    reordered = await create(api, "queue_name=qdo_error&principles=app:b,app:a&type=public")
+    named = await create(api, "queue_name=qdo_error")
+
+    for result in (again, reordered, named):
+        assert result.status_code == 201, result.text
+        assert result.json["created"] is False
+        assert result.json == {**first.json, "created": False}
+    assert (again.json["partitions"], again.json["type"]) == (7, "public")
+    listed = await api.http.simulate_get("/v1/queuey", headers=AUTH)
+    assert listed.json["queues"] == [{"queue_name": "qdo_error"}]
+
+
+async def test_creating_an_existing_queue_with_a_different_setting_is_409(api: Api) -> None:
+    await api.mkq(queue_name="jobs", partitions=2, claim_ttl=60)
+    await api.post("jobs", "kept")
+
+    for body in ("partitions=3", "claim_ttl=30", "type=public", "principles=app:other"):
+        result = await create(api, f"queue_name=jobs&{body}")
+        assert result.status_code == 409, body
+        assert result.json["error_msg"] == {
+            "QueueAlreadyExists": "Queue of that name already exists."
+        }
     info = await api.http.simulate_get("/v1/queuey", headers=AUTH, params={"details": "yes"})
-    assert info.json["queues"][0]["partitions"] == 2  # not overwritten
+    [queue] = info.json["queues"]
+    assert (queue["partitions"], queue["claim_ttl"]) == (2, 60)  # not overwritten
+    assert [m["body"] for m in await api.read("jobs", partitions="1,2")] == ["kept"]
+
+
+async def test_concurrent_creations_with_the_same_settings_all_answer_201(api: Api) -> None:
+    results = await asyncio.gather(
+        *(create(api, "queue_name=shared&partitions=3") for _ in range(8))
+    )
+
+    assert [r.status_code for r in results] == [201] * 8
+    assert sorted(r.json["created"] for r in results) == [False] * 7 + [True]
 
 
 async def test_create_queue_from_json_and_multipart(api: Api) -> None:

@@ -29,11 +29,11 @@ class FaultyStorage(MemoryStorage):
             raise StorageUnavailable()
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         if self.broken:
             raise StorageUnavailable()
-        await super().write_messages(queue, messages, replace)
+        await super().write_messages(queue, messages, replace, fresh)
 
 
 @pytest.fixture

@@ -102,6 +102,7 @@ async def test_create_queue_defaults_to_uuid4_hex_name(api: Api) -> None:  # ite
         "dedup_window": 300,
         "policy": "broadcast",
         "paused": False,
+        "created": True,  # a new queue (api.md: an existing one with these settings says false)
     }
 
 

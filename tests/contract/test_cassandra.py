@@ -5,17 +5,22 @@ servers on one cluster, and driver failures turned into StorageUnavailable."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from queuey.config import ConfigError, load_settings
-from queuey.core.clock import FakeClock
-from queuey.core.errors import QueueExists, StorageUnavailable
+from queuey.core.clock import FakeClock, SystemClock
+from queuey.core.errors import QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.ids import IdGenerator, uuid1_hex
-from queuey.core.models import Cursor, Message, Queue, QueueSettings
+from queuey.core.models import Caller, Cursor, Message, Queue, QueueSettings
+from queuey.notify import POLL_INTERVAL, Notifier
+from queuey.service import QueueService
 from queuey.storage.cassandra import CassandraStorage
 from queuey.storage.cassandra.messages import BUCKET_PAGE
+from queuey.storage.cassandra.queues import QUEUE_CACHE_S
 from queuey.storage.cassandra.rows import MIN_TTL, index_ttl, message_ttl
 from queuey.storage.cassandra.schema import replication
 from queuey.storage.cassandra.settings import CassandraSettings
@@ -179,8 +184,11 @@ async def test_two_servers_on_one_cluster_see_each_other_and_race_fairly(
             return_exceptions=True,
         )
         winners = [r for r in results if isinstance(r, Queue)]
-        assert len(winners) == 1 and sum(isinstance(r, QueueExists) for r in results) == 1
+        [loser] = [r for r in results if isinstance(r, QueueExists)]
+        assert len(winners) == 1
         queue = winners[0]
+        # The lightweight transaction's answer names the settings that won.
+        assert loser.existing == queue
         assert await second.get_queue(APP, "race") == await store.get_queue(APP, "race") == queue
 
         message_id, ticks = IdGenerator(clock).next()
@@ -189,6 +197,156 @@ async def test_two_servers_on_one_cluster_see_each_other_and_race_fairly(
         assert await store.read_messages(queue, [1], None, False, 10, now_ms(clock)) == [message]
     finally:
         await second.close()
+
+
+async def test_two_servers_creating_one_queue_with_the_same_settings_both_succeed(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    second = await other_store()
+    try:
+        services = [
+            QueueService(s, [APP], clock, Notifier(s, POLL_INTERVAL)) for s in (store, second)
+        ]
+        caller = Caller(APP)
+        params = {"queue_name": "qdo_error", "partitions": "7"}
+        results = await asyncio.gather(
+            *(service.create_queue(caller, APP, params) for service in services * 3)
+        )
+
+        assert sorted(created for _, created in results) == [False] * 5 + [True]
+        [queue] = {queue for queue, _ in results}
+        assert queue.partitions == 7 and await second.get_queue(APP, "qdo_error") == queue
+        different = {"queue_name": "qdo_error", "partitions": "3"}
+        with pytest.raises(QueueExists):
+            await services[1].create_queue(caller, APP, different)
+    finally:
+        await second.close()
+
+
+async def test_a_queue_deleted_or_recreated_through_another_server_is_noticed_within_the_cache_time(
+    store: CassandraStorage, clock: FakeClock
+) -> None:
+    second = await other_store()
+    try:
+        queue = await store.create_queue(APP, "moved", QueueSettings(), 1.0)
+        assert await second.get_queue(APP, "moved") == queue  # second now holds a copy
+        gen = IdGenerator(clock)
+
+        def fresh() -> Message:
+            message_id, ticks = gen.next()
+            return Message(message_id, ticks, 1, "hi", "text/plain", now_ms(clock) + HOUR_MS)
+
+        await store.delete_queue(APP, "moved")
+        again = await store.create_queue(APP, "moved", QueueSettings(partitions=2), 2.0)
+        with pytest.raises(QueueNotFound):  # this server's own change is seen at once
+            await store.write_messages(queue, [fresh()])
+        assert await store.get_queue(APP, "moved") == again
+
+        # The other server answers from its copy until QUEUE_CACHE_S has passed, then from
+        # the row: the re-created queue, and the old one is gone.
+        started = asyncio.get_running_loop().time()
+        while await second.get_queue(APP, "moved") != again:
+            assert asyncio.get_running_loop().time() - started < QUEUE_CACHE_S + 0.5
+            await asyncio.sleep(0.05)
+        with pytest.raises(QueueNotFound):
+            await second.write_messages(queue, [fresh()])
+        assert await second.read_messages(queue, [1], None, False, 10, now_ms(clock)) == []
+        assert await second.claim_messages(queue, [1], 10, now_ms(clock), 1000, False) == []
+        posted = fresh()
+        await second.write_messages(again, [posted])
+        assert await store.read_messages(again, [1], None, False, 10, now_ms(clock)) == [posted]
+
+        await store.delete_queue(APP, "moved")
+        started = asyncio.get_running_loop().time()
+        while await second.get_queue(APP, "moved") is not None:
+            assert asyncio.get_running_loop().time() - started < QUEUE_CACHE_S + 0.5
+            await asyncio.sleep(0.05)
+        with pytest.raises(QueueNotFound):
+            await second.write_messages(again, [fresh()])
+    finally:
+        await second.close()
+
+
+async def test_a_post_of_new_ids_is_one_request_and_a_repeated_id_is_looked_up_first(
+    store: CassandraStorage, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await store.create_queue(APP, "one", QueueSettings(), 1.0)
+    gen = IdGenerator(clock)
+    sent = node.count_requests(store, monkeypatch)
+    message_id, ticks = gen.next()
+    first = Message(message_id, ticks, 1, "first", "text/plain", now_ms(clock) + HOUR_MS)
+    await store.write_messages(queue, [first], fresh=True)
+    assert len(sent) == 1  # the batch (message and index rows), nothing read before
+    batch = [Message(i, t, 1, "b", "text/plain", now_ms(clock) + HOUR_MS) for i, t in
+             (gen.next() for _ in range(5))]  # fmt: skip
+    sent.clear()
+    await store.write_messages(queue, batch, fresh=True)
+    assert len(sent) == 1
+
+    sent.clear()
+    clash = Message(first.id, first.ticks, 1, "clash", "text/plain", now_ms(clock) + HOUR_MS)
+    await store.write_messages(queue, [clash])
+    assert sent[0] == "m_keys"  # an id written before is looked up, and stays as it was
+    found = await store.get_messages(queue, [(1, first.id)], now_ms(clock))
+    assert [m.body for m in found] == ["first"]
+
+
+async def test_reads_from_a_cursor_and_claims_from_the_floors_go_straight_to_their_bucket(
+    store: CassandraStorage, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await store.create_queue(APP, "straight", QueueSettings(), 1.0)
+    gen = IdGenerator(clock)
+    posted = [
+        Message(i, t, 1, f"m{n}", "text/plain", now_ms(clock) + HOUR_MS)
+        for n, (i, t) in enumerate(gen.next() for _ in range(30))
+    ]
+    await store.write_messages(queue, posted)
+    sent = node.count_requests(store, monkeypatch)
+    cursor = Cursor(posted[5].ticks, posted[5].id, inclusive=True)
+    found = await store.read_messages(queue, [1], cursor, False, 10, now_ms(clock))
+    assert found == posted[5:15]
+    assert sent == ["r_False_True"]  # one request: no registry, no queue row
+    sent.clear()
+    found = await store.read_messages(queue, [1], cursor, True, 10, now_ms(clock))
+    assert found == posted[5::-1]  # not enough in the cursor's bucket: the registry is read
+    assert sent == ["r_True_True", "b_desc"]
+
+    sent.clear()
+    first = await store.claim_messages(queue, [1], 2, now_ms(clock), 60_000, False)
+    assert [c.message for c in first] == [replace(m, deliveries=1) for m in posted[:2]]
+    assert "b_asc" in sent  # no floor yet: the claim walks the registry
+    sent.clear()
+    second = await store.claim_messages(queue, [1], 2, now_ms(clock), 60_000, False)
+    assert [c.message for c in second] == [replace(m, deliveries=1) for m in posted[2:4]]
+    # From the floor's bucket at once: the candidates, then the transaction with the leases'
+    # index rows beside it.
+    assert sent[0].startswith("c_scan_") and "b_asc" not in sent and "q_get" not in sent
+    assert len(sent) == 3
+
+
+async def test_only_expiry_index_rows_that_outlive_their_messages_expiry_are_written(
+    store: CassandraStorage,
+) -> None:
+    queue = await store.create_queue(APP, "index", QueueSettings(), 1.0)
+    gen = IdGenerator(SystemClock())  # the rows' TTLs run on Cassandra's wall clock
+    wall_ms = time.time_ns() // 1_000_000
+    (long_id, long_ticks), (short_id, short_ticks) = gen.next(), gen.next()
+    lasting = Message(long_id, long_ticks, 1, "hour", "text/plain", wall_ms + HOUR_MS)
+    brief = Message(short_id, short_ticks, 1, "brief", "text/plain", wall_ms + 30_000)
+
+    await store.write_messages(queue, [lasting, brief])
+
+    # The hour-long message's row would be gone (TTL) before it expires: no sweep could read
+    # it. The 30-second one's lives a minute: the sweep finds it.
+    rows = cql(
+        store,
+        f"SELECT expires FROM {node.KEYSPACE}.expiry WHERE qid = %s ALLOW FILTERING",
+        queue.qid,
+    )
+    assert rows == [(brief.expires_ms,)]
+    later = brief.expires_ms + 1
+    assert await store.sweep(later, 100) == 1
+    assert await store.read_messages(queue, [1], None, False, 10, later) == [lasting]
 
 
 async def test_driver_failures_become_storage_unavailable(

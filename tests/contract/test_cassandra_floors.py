@@ -3,6 +3,7 @@ shared by every process, stopped by claimed messages, lowered by writes below th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ from queuey.core.clock import FakeClock
 from queuey.core.ids import IdGenerator, uuid1_hex
 from queuey.core.models import Queue
 from queuey.storage.cassandra import CassandraStorage, floors
+from queuey.storage.cassandra import messages as messages_module
 from queuey.storage.keys import sfx_of
 from tests import cassandra as node
 from tests.cassandra import HOUR_MS, LEASE_MS, cql, messages, now_ms, refs, work_queue
@@ -130,3 +132,44 @@ async def test_a_write_racing_the_first_floor_of_a_queue_is_not_passed_over(
     assert await store.floors.move(queue.qid, 1, floor, (message.ticks, 0), "QUORUM") is False
     [claim] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
     assert claim.message.id == old.id
+
+
+async def test_concurrent_slow_writes_lower_a_queues_floors_a_round_at_a_time(
+    store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages_module, "FLOOR_SLOW_S", -1.0)  # every write lowers the floors
+    queue = await work_queue(store, partitions=2)
+    sent = node.count_requests(store, monkeypatch)
+    batches = [messages(gen, clock, 2) for _ in range(40)]
+    for i, batch in enumerate(batches):  # both partitions in every write
+        batches[i] = [replace(batch[0], partition=1), replace(batch[1], partition=2)]
+
+    await asyncio.gather(*(store.write_messages(queue, batch) for batch in batches))
+
+    # Each round is one read of the floors and one transaction per partition; the writes
+    # that came while a round was out wait for the next one instead of racing it.
+    rounds = sent.count("fl_read")
+    assert 1 <= rounds < len(batches) / 2
+    assert sent.count("fl_create") + sent.count("fl_move") <= 2 * rounds + 2
+    found = cql(store, f"SELECT part, ticks FROM {node.KEYSPACE}.floors WHERE qid = %s", queue.qid)
+    assert sorted(part for part, _ in found) == [1, 2]
+
+
+async def test_concurrent_claims_read_and_raise_a_queues_floors_once(
+    store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await work_queue(store)
+    await store.write_messages(queue, messages(gen, clock, 100))
+    await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)  # reads them
+    monkeypatch.setattr(floors, "FLOOR_REFRESH_S", 0.0)  # every claim finds them due
+    sent = node.count_requests(store, monkeypatch)
+
+    claims = await asyncio.gather(
+        *(store.claim_messages(queue, [1], 5, now_ms(clock), LEASE_MS, False) for _ in range(8))
+    )
+
+    # One claim reads (and may raise) the floors; the others start from this process's copy
+    # instead of racing it with transactions on the same row.
+    assert sent.count("fl_read") == 1
+    ids = [c.message.id for batch in claims for c in batch]
+    assert len(ids) == len(set(ids)) == 40

@@ -214,6 +214,31 @@ async def test_acks_report_each_claim_separately(
     assert done == [False, True, True, False]
 
 
+async def test_the_current_claim_of_a_message_is_found_by_its_id(
+    storage: Storage, clock: FakeClock, gen: IdGenerator
+) -> None:
+    queue = await work_queue(storage, clock, partitions=2)
+    held, free = [make_message(gen, clock, partition=p) for p in (2, 1)]
+    await storage.write_messages(queue, [held, free])
+    [first] = await claim(storage, queue, clock, partitions=(2,))
+    wanted = [(2, held.id), (1, held.id), (1, free.id), (1, make_message(gen, clock).id)]
+
+    assert await storage.current_claims(queue, wanted, now_ms(clock)) == [
+        *refs([first]),
+        None,
+        None,
+        None,
+    ]
+    clock.advance(LEASE_MS / 1000)  # the lease ended, then another claim took the message
+    assert await storage.current_claims(queue, wanted[:1], now_ms(clock)) == [None]
+    [second] = await claim(storage, queue, clock, partitions=(2,))
+    [found] = await storage.current_claims(queue, wanted[:1], now_ms(clock))
+    assert found == refs([second])[0] and found.token != first.token
+
+    assert await storage.ack_messages(queue, [found], now_ms(clock)) == [True]
+    assert await storage.current_claims(queue, wanted[:1], now_ms(clock)) == [None]
+
+
 async def test_extending_a_claim_moves_its_lease_end(
     storage: Storage, clock: FakeClock, gen: IdGenerator
 ) -> None:

@@ -203,9 +203,10 @@ async def test_create_queue_raises_queue_exists_for_a_duplicate_name(
 ) -> None:
     first = await make_queue(storage, clock, "fredrick", partitions=2)
 
-    with pytest.raises(QueueExists):
+    with pytest.raises(QueueExists) as raised:
         await storage.create_queue(APP, "fredrick", QueueSettings(partitions=7), now_s(clock) + 1)
     assert await storage.get_queue(APP, "fredrick") == first
+    assert raised.value.existing == first  # the queue in the way, for the caller to compare
 
 
 async def test_of_concurrent_creations_of_one_name_exactly_one_succeeds(
@@ -221,8 +222,11 @@ async def test_of_concurrent_creations_of_one_name_exactly_one_succeeds(
 
     winners = [r for r in results if isinstance(r, Queue)]
     assert len(winners) == 1
-    assert all(isinstance(r, QueueExists) for r in results if not isinstance(r, Queue))
+    losers = [r for r in results if not isinstance(r, Queue)]
+    assert all(isinstance(r, QueueExists) for r in losers)
     assert await storage.get_queue(APP, "race") == winners[0]
+    # Each loser learns the winner's settings from its own creation, not from a later read.
+    assert [r.existing for r in losers if isinstance(r, QueueExists)] == winners * 9
 
 
 async def test_every_created_queue_gets_a_qid_never_used_before(

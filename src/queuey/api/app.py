@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import falcon
@@ -25,6 +25,7 @@ from queuey.api import (
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
 from queuey.api.cors import Cors, CorsPolicy
+from queuey.api.frontend import FrontEnd
 from queuey.api.metrics import Metrics, MetricsResource
 from queuey.api.observe import Observer
 from queuey.service import QueueService
@@ -80,6 +81,7 @@ def create_app(
     metrics_token: str | None = None,
     access_log_to: TextIO | None = None,
     cors: CorsPolicy | None = None,
+    front_ends: Sequence[FrontEnd] = (),
 ) -> AsgiApp:
     """The app; ``metrics`` None leaves out ``GET /metrics`` and the instrumentation. Access
     log lines go to ``access_log_to`` (stdout by default). Every route is added through
@@ -125,4 +127,6 @@ def create_app(
     route("/v1/{app}/{queue}/redrive", maintenance.RedriveResource(service, keys))
     route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
     route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
+    for front_end in front_ends:
+        front_end.install(app)
     return app

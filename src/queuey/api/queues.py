@@ -24,8 +24,10 @@ class ApplicationResource(Resource):
 
     async def on_post(self, req: Request, resp: Response, caller: Caller, app: str) -> None:
         params = await requests.form(req, self.service.limits.max_message_bytes)
-        queue = await self.service.create_queue(caller, app, params)
-        responses.ok(resp, {"status": "ok", **responses.queue_settings(queue)}, 201)
+        queue, created = await self.service.create_queue(caller, app, params)
+        responses.ok(
+            resp, {"status": "ok", **responses.queue_settings(queue), "created": created}, 201
+        )
 
 
 class QueueResource(Resource):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from queuey.core.models import Queue
+
 
 class QueueyError(Exception):
     """Root of every error Queuey raises on purpose."""
@@ -109,8 +114,15 @@ class Conflict(QueueyError):
 
 
 class QueueExists(Conflict):
+    """A queue of that name exists: ``existing`` is that queue, as the store found it when the
+    creation failed (None when it could not tell)."""
+
     key = "QueueAlreadyExists"
     message = "Queue of that name already exists."
+
+    def __init__(self, existing: Queue | None = None) -> None:
+        super().__init__()
+        self.existing = existing
 
 
 class ClaimExpired(Conflict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from queuey.core.errors import InvalidMessageID
 from queuey.core.ids import ticks_from_timestamp, ticks_of
@@ -83,6 +83,20 @@ def new_queue(params: Mapping[str, object], limits: Limits) -> tuple[str, QueueS
     settings = _settings(errors, params, QueueSettings(), limits)
     errors.raise_if_any()
     return name, settings
+
+
+def same_given_settings(
+    params: Mapping[str, object], wanted: QueueSettings, current: QueueSettings
+) -> bool:
+    """Whether each setting ``params`` gives (``wanted``, as parsed from them) equals
+    ``current``'s; principles are a set."""
+    for name in (f.name for f in fields(QueueSettings) if f.name in params):
+        mine, theirs = getattr(wanted, name), getattr(current, name)
+        if name == "principles":
+            mine, theirs = set(mine), set(theirs)
+        if mine != theirs:
+            return False
+    return True
 
 
 def queue_update(

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Collection, Mapping
 from typing import TypeVar
 
 from queuey.core.clock import Clock
-from queuey.core.errors import InvalidRequest, QueueNotFound
+from queuey.core.errors import InvalidMessageID, InvalidRequest, QueueExists, QueueNotFound
+from queuey.core.ids import ticks_of
 from queuey.core.limits import Limits
 from queuey.core.models import Caller, Claim, ClaimRef, Message, Queue, QueueSettings, QueueStats
 from queuey.notify import Notifier
@@ -100,11 +101,25 @@ class QueueService:
             counts = [await self.storage.count_messages(q, now_ms) for q in queues]
         return queues, counts
 
-    async def create_queue(self, caller: Caller, app: str, params: Mapping[str, object]) -> Queue:
+    async def create_queue(
+        self, caller: Caller, app: str, params: Mapping[str, object]
+    ) -> tuple[Queue, bool]:
+        """The queue, and whether this request created it. Creating a queue that exists is
+        not an error when each setting ``params`` gives equals the existing queue's (then it
+        is that queue, not created); otherwise QueueExists."""
         self._rights.require_owner(caller, app)
         name, settings = parse.new_queue(params, self.limits)
         await self._check_dead_letter_queue(app, name, settings)
-        return await self.storage.create_queue(app, name, settings, self._clock.time_ns() / 1e9)
+        now = self._clock.time_ns() / 1e9
+        try:
+            return await self.storage.create_queue(app, name, settings, now), True
+        except QueueExists as exists:
+            # The queue the store found in the way, not a later read: of concurrent creations
+            # with the same settings, every one that lost sees the winner's settings.
+            found = exists.existing
+            if found is None or not parse.same_given_settings(params, settings, found.settings):
+                raise
+            return found, False
 
     async def update_queue(
         self, caller: Caller, app: str, name: str, params: Mapping[str, object]
@@ -164,7 +179,7 @@ class QueueService:
     async def _post(self, queue: Queue, new: NewMessages) -> Posted:
         messages, dedup_ids = new.messages, new.dedup_ids
         if dedup_ids is None or not queue.settings.dedup_window:
-            await self._changing(queue, self.storage.write_messages(queue, messages))
+            await self._changing(queue, self.storage.write_messages(queue, messages, fresh=True))
             return messages, None
         window_ms = queue.settings.dedup_window * 1000
         firsts = await self._changing(
@@ -261,6 +276,19 @@ class QueueService:
             queue, refs, lambda chosen: self.storage.ack_messages(queue, chosen, now_ms)
         )
         return all_current(items, done, "acked")
+
+    async def ack_message(self, caller: Caller, app: str, name: str, message_id: str) -> bool:
+        """Acknowledge the current claim of the message ``message_id`` (32 hex digits), in
+        whichever partition, for consumers that hand back only a message's id (AweQ). False
+        when the message has no current claim (never claimed, lease ended, gone): nothing
+        changes then, so a late ack never deletes a message delivered again."""
+        queue = await self._rights.queue(caller, app, name, Right.CLAIM)
+        if ticks_of(message_id) is None:
+            raise InvalidMessageID()
+        pairs = [(partition, message_id) for partition in range(1, queue.partitions + 1)]
+        now_ms = self._now_ms()
+        refs = [ref for ref in await self.storage.current_claims(queue, pairs, now_ms) if ref]
+        return bool(refs) and any(await self.storage.ack_messages(queue, refs, now_ms))
 
     async def extend(
         self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]

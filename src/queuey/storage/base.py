@@ -51,7 +51,9 @@ class Storage(Protocol):
 
         Raises:
             QueueExists: ``app`` already has a queue called ``name`` (atomic: of two concurrent
-                creations of one name, exactly one succeeds).
+                creations of one name, exactly one succeeds); its ``existing`` is that queue as
+                the failed creation found it, the one that won (callers compare settings with
+                it: they cannot read it afterwards, when it may have changed or gone).
         """
         ...
 
@@ -91,14 +93,16 @@ class Storage(Protocol):
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         """Store the messages; durable (per the back-end's durability setting) on return.
 
         Every partition is within 1..``queue.partitions`` (the service checks). With
         ``replace=False`` a message already stored with the same (partition, id) is left as it
         is; with ``replace=True`` it gets the new body, content type and expiry (id and ticks
-        stay). All messages of one call are written or none is.
+        stay). All messages of one call are written or none is. ``fresh=True`` promises that the
+        ids were just made for this write (a post), so none can be stored already: a back-end
+        may skip looking for them.
 
         Raises:
             QueueNotFound: the queue (this ``qid``) was deleted; nothing is written.
@@ -197,6 +201,15 @@ class Storage(Protocol):
         """Delete each message whose current claim (lease ending after ``now_ms``) has that
         token; per claim, whether it was current. A claim that is not current changes
         nothing."""
+        ...
+
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        """The current claim (lease ending after ``now_ms``) of each (partition, id), in the
+        order asked; None for a message that is missing, expired, not claimed, whose lease
+        ended or that is being dead-lettered. For consumers that hand back only a message's id
+        (AweQ's delete-message): an ack with the result still fails if the claim changed."""
         ...
 
     async def extend_claims(

@@ -100,7 +100,7 @@ class MemoryStorage(Storage):
     async def create_queue(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
         queues = self._queues.setdefault(app, {})
         if name in queues:
-            raise QueueExists()
+            raise QueueExists(queues[name])
         queue = Queue(app=app, name=name, qid=next(self._qids), created=now, settings=settings)
         queues[name] = queue
         bisect.insort(self._names.setdefault(app, []), name)
@@ -157,7 +157,7 @@ class MemoryStorage(Storage):
         return current
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         self._current(queue)
         self._store(queue.qid, list(messages), replace)
@@ -342,6 +342,22 @@ class MemoryStorage(Storage):
             if found is not None:
                 found[0].remove(found[1])
         return done
+
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            stored = self._partitions.get((queue.qid, partition))
+            claim = stored.claims.get(message_id) if stored is not None else None
+            ticks = ticks_of(message_id)
+            if stored is None or claim is None or claim[1] <= now_ms or ticks is None:
+                found.append(None)
+                continue
+            index = stored.find((ticks, message_id))
+            live = index is not None and stored.messages[index].expires_ms > now_ms
+            found.append(ClaimRef(partition, message_id, claim[0]) if live else None)
+        return found
 
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int

@@ -17,7 +17,15 @@ from queuey.storage.cassandra.floors import Floors, Position
 from queuey.storage.cassandra.index import ExpiryIndex
 from queuey.storage.cassandra.messages import BUCKET_PAGE
 from queuey.storage.cassandra.queues import Queues
-from queuey.storage.cassandra.rows import Key, Row, by_bucket, message, ref_key, ttl_until
+from queuey.storage.cassandra.rows import (
+    Key,
+    Row,
+    by_bucket,
+    keys_in_order,
+    message,
+    ref_key,
+    ttl_until,
+)
 from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.taken import TakenRows
 from queuey.storage.cassandra.version import DataVersion
@@ -42,7 +50,6 @@ class _Job:
     read_level: str
     write_level: str
     claims: list[Claim] = field(default_factory=list)
-    leased: Leased = field(default_factory=dict)
     moves: list[Move] = field(default_factory=list)
 
 
@@ -100,13 +107,10 @@ class Claims:
         return sorted(job.claims, key=lambda c: (c.message.ticks, sfx_of(c.message.id)))
 
     async def _complete(self, job: _Job) -> None:
-        """Finish the dead-letter moves the claim won and index its leases."""
-        writes: list[Awaitable[Any]] = [
-            self._dead_letters.finish(move, job.write_level) for move in job.moves
-        ]
-        if job.leased and not job.remove:
-            writes.append(self._index.lease(job.queue, job.token, job.cexp, job.leased, job.now_ms))
-        await asyncio.gather(*writes)
+        """Finish the dead-letter moves the claim won."""
+        await asyncio.gather(
+            *(self._dead_letters.finish(move, job.write_level) for move in job.moves)
+        )
         if job.claims or job.moves:
             self._version.changed()
 
@@ -116,20 +120,28 @@ class Claims:
         qid = job.queue.qid
         known = [s[0] >> 32 for s in starts.values() if s is not None]
         start = min(known) if len(known) == len(starts) else -(1 << 63)
+        if known and len(known) == len(starts):
+            # Nothing comes before the lowest floor's bucket: claim there at once, and read
+            # the registry only when that bucket does not hold enough.
+            await self._claim_in(job, starts, start)
+            start += 1
         while job.need > 0:
             rows = await self._session.execute("b_asc", (qid, start, BUCKET_PAGE), job.read_level)
             buckets = [row[0] for row in rows]
             for bucket in buckets:
-                here = _cursors(starts, bucket)
-                if here:
-                    candidates = partial(self._candidates, job, bucket)
-                    take = partial(self._take, job, bucket)
-                    await _BucketClaim(job, here, self._taken, candidates, take).run()
+                await self._claim_in(job, starts, bucket)
                 if job.need <= 0:
                     return
             if len(buckets) < BUCKET_PAGE:
                 return
             start = buckets[-1] + 1
+
+    async def _claim_in(self, job: _Job, starts: dict[int, Position | None], bucket: int) -> None:
+        here = _cursors(starts, bucket)
+        if here:
+            candidates = partial(self._candidates, job, bucket)
+            take = partial(self._take, job, bucket)
+            await _BucketClaim(job, here, self._taken, candidates, take).run()
 
     def _candidates(
         self, job: _Job, bucket: int, part: int, cursor: Cursor | None, limit: int
@@ -153,7 +165,16 @@ class Claims:
             moves = await self._dead_letters.prepare(job.queue, bucket, exhausted, job.now_ms)
             ops = [self._claim_op(job, bucket, row) for row in chosen]
             ops += [self._dead_letters.win_op(move, job.now_ms) for move in moves]
-            results = await self._combiner.run(qid, bucket, ops, job.write_level)
+            taking = self._combiner.run(qid, bucket, ops, job.write_level)
+            if job.remove or not chosen:
+                results = await taking
+            else:
+                # The leases are indexed beside the transaction, not after it: a row listed
+                # for a message this claim did not take is passed over by the sweep, which
+                # acts only on messages still held by the claim's token.
+                leases = {bucket: [(row[:3], row[5]) for row in chosen]}
+                lease = self._index.lease(job.queue, job.token, job.cexp, leases, job.now_ms)
+                results, _ = await asyncio.gather(taking, lease)
         claimed = [row for row, ok in zip(chosen, results, strict=False) if ok]
         self._taken.took(qid, [row[:3] for row in claimed], job.cexp)
         for row in claimed:
@@ -161,7 +182,6 @@ class Claims:
             m = message(part, ticks, sfx, body, ctype, expires, due, (dlv or 0) + 1)
             job.claims.append(Claim(m, job.token, job.cexp))
             job.need -= 1
-            job.leased.setdefault(bucket, []).append((row[:3], expires))
         failed: list[Move] = []
         for move, ok in zip(moves, results[len(chosen) :], strict=True):
             (job.moves if ok else failed).append(move)
@@ -200,20 +220,35 @@ class Claims:
                 self._taken.acked(qid, op.key)
         return done
 
+    async def current(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        """The current claim of each (partition, id), None where there is none."""
+        level = self._session.levels_of(queue)[0]
+        alive, rows = await asyncio.gather(
+            self._queues.alive(queue, level), self._key_rows(queue, keys_in_order(ids), level)
+        )
+        tokens: dict[Key, int] = {}
+        for part, ticks, sfx, expires, _, ctok, cexp in rows if alive else []:
+            # A negative token marks a dead-letter move in progress, not a claim.
+            live = expires is not None and expires > now_ms
+            if live and (ctok or 0) > 0 and (cexp or 0) > now_ms:
+                tokens[part, ticks, sfx] = ctok
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            key = ref_key(ClaimRef(partition, message_id, 0))
+            token = tokens.get(key) if key is not None else None
+            found.append(None if token is None else ClaimRef(partition, message_id, token))
+        return found
+
     async def extend(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
         read_level, write_level = self._session.levels_of(queue)
         cexp = now_ms + lease_ms
         keys = [ref_key(ref) for ref in claims]
-        wanted = by_bucket(key for key in keys if key is not None)
-        replies = await asyncio.gather(
-            *(
-                self._session.execute("m_keys", (queue.qid, b, ks), read_level)
-                for b, ks in wanted.items()
-            )
-        )
-        state = {row[:3]: row for rows in replies for row in rows}
+        rows = await self._key_rows(queue, [key for key in keys if key is not None], read_level)
+        state = {row[:3]: row for row in rows}
         ops = [
             self._extend_op(queue.qid, ref, key, state, now_ms, cexp)
             for ref, key in zip(claims, keys, strict=True)
@@ -233,6 +268,16 @@ class Claims:
         )
         self._version.changed()
         return done
+
+    async def _key_rows(self, queue: Queue, keys: Sequence[Key], level: str) -> list[Row]:
+        """The claim state (``m_keys``'s columns) of the stored messages among ``keys``."""
+        replies = await asyncio.gather(
+            *(
+                self._session.execute("m_keys", (queue.qid, b, ks), level)
+                for b, ks in by_bucket(keys).items()
+            )
+        )
+        return [row for rows in replies for row in rows]
 
     def _extend_op(
         self,

@@ -113,7 +113,8 @@ class DeadLetters:
         part, ticks, sfx = move.key
         where = (move.qid, move.bucket, part, ticks, sfx)
         counted = recovering and bool(await self._session.execute("dl_get", where, level))
-        copied = {} if counted else await self._copy(move, level)
+        if not counted:
+            await self._copy(move, level)
         if move.target:  # the copy has the message's old id: below the claim floors
             await self._floors.lower(move.target, [(move.tpart, ticks, sfx)], level, every=True)
         op = self._combiner.op(
@@ -121,16 +122,13 @@ class DeadLetters:
         )
         await self._combiner.run(move.qid, move.bucket, [op], level)
         await self.drop(move, level)
-        if copied:
-            self._index.written(move.target, copied)
         self._version.changed()
 
-    async def _copy(self, move: Move, level: str) -> ByBucket:
+    async def _copy(self, move: Move, level: str) -> None:
         """Write the copy (unless the dead-letter queue holds that id already) and the count
-        row in one logged batch; the copy written, by bucket."""
+        row in one logged batch."""
         part, ticks, sfx, body, ctype, expires, _, dlv = move.row[:8]
         statements: Statements = [("dl_insert", (move.qid, move.bucket, part, ticks, sfx))]
-        copied: ByBucket = {}
         if move.target:
             key = (move.tpart, ticks, sfx)
             present = await self._session.execute(
@@ -138,14 +136,14 @@ class DeadLetters:
             )
             if not any(row[3] is not None for row in present):
                 copy = message(move.tpart, ticks, sfx, body, ctype, expires, 0, dlv)
-                copied = {move.bucket: {key: copy}}
+                copied: ByBucket = {move.bucket: {key: copy}}
                 statements = [
                     *self._index.rows_of(move.target, copied),
                     *insert_statements(move.target, copied, {}),
                     *statements,
                 ]
         await self._session.batch(statements, level, logged=True)
-        return copied
+        self._index.written(statements)
 
     def drop(self, move: Move, level: str) -> asyncio.Future[list[Row]]:
         """Delete the record of a move (finished, or lost to another claim)."""

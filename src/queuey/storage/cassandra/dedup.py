@@ -55,7 +55,7 @@ class Dedup:
             else:
                 result.append(first)
         try:
-            await self._messages.write(queue, stored, replace=False)
+            await self._messages.write(queue, stored, replace=False, fresh=False)
         except BaseException:
             await self._release(queue, owned, firsts)
             raise

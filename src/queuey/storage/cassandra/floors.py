@@ -53,6 +53,11 @@ class Floors:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._floors: dict[tuple[int, int], Floor] = {}  # (qid, part) -> floor
+        # Per queue: the lowering waiting for its turn (lowest position per part, its future,
+        # the write level), and the task sending this process's lowerings of the queue.
+        self._waiting: dict[int, tuple[dict[int, Position], asyncio.Future[None], str]] = {}
+        self._loading: dict[int, asyncio.Future[None]] = {}  # per queue: a read of its floors
+        self._lowering: dict[int, asyncio.Task[None]] = {}
 
     def floor(self, qid: int, part: int) -> Floor | None:
         """This process's copy of a floor, if it has one."""
@@ -63,14 +68,32 @@ class Floors:
     ) -> tuple[dict[int, Position | None], list[tuple[int, Floor]]]:
         """Where claim scans of ``parts`` start, after reading the floors that are due to be
         read again (or were never read); and those, which :meth:`raise_floors` may raise."""
-        loop_now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        loop_now = loop.time()
         due = []
         for part in parts:
             floor = self._floors.get((qid, part))
             if floor is None or loop_now - floor.checked >= FLOOR_REFRESH_S:
                 due.append(part)
-        if due:
-            await self._load(qid, parts, level, loop_now)
+        loading = self._loading.get(qid)
+        if due and loading is not None:
+            # Another claim of this process is reading (then raising) the queue's floors: this
+            # one starts from the copies it has, and waits only for those it lacks.
+            due = []
+            if any((qid, part) not in self._floors for part in parts):
+                await asyncio.shield(loading)
+        if due or any((qid, part) not in self._floors for part in parts):
+            future = self._loading[qid] = loop.create_future()
+            future.add_done_callback(_retrieved)  # its waiters may all have been cancelled
+            try:
+                await self._load(qid, parts, level, loop_now)
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+            else:
+                future.set_result(None)
+            finally:
+                del self._loading[qid]
         starts = {part: self._floors[qid, part].position for part in parts}
         return starts, [(part, self._floors[qid, part]) for part in due]
 
@@ -133,15 +156,55 @@ class Floors:
 
     async def lower(self, qid: int, keys: Iterable[Key], level: str, every: bool) -> None:
         """Lower the floors of ``qid`` to the messages just written (``keys``): of every part
-        written when ``every``, else of the parts written below this process's floors."""
+        written when ``every``, else of the parts written below this process's floors.
+
+        Lowerings of one queue are sent one round at a time: the ones asked for meanwhile are
+        merged (lowest position per part) and sent together next, so concurrent writes do not
+        race each other's transactions on the queue's floors."""
         lowest = _lowest(keys)
         if not every:
             lowest = {part: key for part, key in lowest.items() if self._below(qid, part, key)}
-        for _ in range(FLOOR_TRIES):
-            if not lowest:
-                return
-            lowest = await self._lower_once(qid, lowest, level)
-        raise StorageUnavailable("Back-end storage unavailable: the claim floors keep changing.")
+        if not lowest:
+            return
+        waiting = self._waiting.get(qid)
+        if waiting is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieved)  # its waiters may all have been cancelled
+            waiting = self._waiting[qid] = (lowest, future, level)
+            if qid not in self._lowering:
+                task = asyncio.get_running_loop().create_task(self._lower_queue(qid))
+                self._lowering[qid] = task
+        else:
+            merged = waiting[0]
+            for part, key in lowest.items():
+                if part not in merged or key < merged[part]:
+                    merged[part] = key
+        await asyncio.shield(waiting[1])
+
+    async def _lower_queue(self, qid: int) -> None:
+        """Run the lowerings waiting for ``qid``, a round at a time, until none is left."""
+        try:
+            while qid in self._waiting:
+                lowest, future, level = self._waiting.pop(qid)
+                try:
+                    for _ in range(FLOOR_TRIES):
+                        if not lowest:
+                            break
+                        lowest = await self._lower_once(qid, lowest, level)
+                    else:
+                        raise StorageUnavailable(
+                            "Back-end storage unavailable: the claim floors keep changing."
+                        )
+                except BaseException as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            del self._lowering[qid]
 
     async def _lower_once(
         self, qid: int, lowest: dict[int, Position], level: str
@@ -214,6 +277,11 @@ class Floors:
                 return (ticks, sfx), True
             position = (ticks, sfx)  # expired, or being dead-lettered
         return position, len(rows) == FLOOR_SCAN
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _lowest(keys: Iterable[Key]) -> dict[int, Position]:

@@ -3,7 +3,7 @@ reads (with its hour list) and the wake-up times of delayed messages and leases.
 
 from __future__ import annotations
 
-import asyncio
+import time
 import uuid
 
 from queuey.core.models import Queue
@@ -27,6 +27,7 @@ class ExpiryIndex:
         """The bucket, expiry-index and wake-up rows of a write (bucket and hour rows only the
         first time this process writes them)."""
         shard = qid % INDEX_SHARDS
+        wall_ms = time.time_ns() // 1_000_000  # Cassandra counts the rows' TTLs on the wall
         writes: Statements = [
             ("b_insert", (qid, bucket))
             for bucket in by_bucket
@@ -43,9 +44,11 @@ class ExpiryIndex:
                 if message.due_ms > 0:
                     dues[message.due_ms] = min(dues.get(message.due_ms, key[1]), key[1])
             for expires, group in groups.items():
+                ttl = index_ttl(expires, latest[expires])
+                if wall_ms + ttl * 1000 <= expires:
+                    continue  # gone before its messages expire: no sweep could ever read it
                 hour = expires // HOUR_MS
                 hours.add(hour)
-                ttl = index_ttl(expires, latest[expires])
                 writes.append(
                     ("x_insert", (shard, hour, expires, qid, bucket, unique(), group, ttl))
                 )
@@ -57,16 +60,18 @@ class ExpiryIndex:
         ]
         return writes
 
-    def written(self, qid: int, by_bucket: ByBucket) -> None:
-        """The rows of :meth:`rows_of` were written: remember their bucket and hour rows."""
+    def written(self, statements: Statements) -> None:
+        """``statements`` (with rows of :meth:`rows_of`) were written: remember their bucket
+        and hour rows."""
         if len(self._buckets) > _REMEMBERED:
             self._buckets.clear()
         if len(self._hours) > _REMEMBERED:
             self._hours.clear()
-        self._buckets.update((qid, bucket) for bucket in by_bucket)
-        shard = qid % INDEX_SHARDS
-        for keys in by_bucket.values():
-            self._hours.update((shard, m.expires_ms // HOUR_MS) for m in keys.values())
+        for key, params in statements:
+            if key == "b_insert":
+                self._buckets.add((params[0], params[1]))
+            elif key == "h_insert":
+                self._hours.add((params[0], params[1]))
 
     async def lease(
         self,
@@ -84,15 +89,18 @@ class ExpiryIndex:
         level = session.levels_of(queue)[1]
         shard, hour = qid % INDEX_SHARDS, cexp // HOUR_MS
         wid = uuid.UUID(int=token)
-        writes = []
+        writes: Statements = []
         for bucket, items in leased.items():
             keys = [key for key, _ in items]
             ttl = ttl_until(max(expires for _, expires in items), now_ms)
             params = (shard, hour, cexp, qid, bucket, wid, keys, token, queue.app, queue.name, ttl)
-            writes.append(session.execute("x_lease", params, level))
+            writes.append(("x_lease", params))
         if (shard, hour) not in self._hours:
-            writes.append(session.execute("h_insert", (shard, hour), level))
+            writes.append(("h_insert", (shard, hour)))
         if cexp > now_ms:
-            writes.append(session.execute("w_insert", (qid, cexp, ttl_until(cexp, now_ms)), level))
-        await asyncio.gather(*writes)
+            writes.append(("w_insert", (qid, cexp, ttl_until(cexp, now_ms))))
+        # Bookkeeping rows with fixed keys and values: one unlogged batch, one request.
+        await session.batch(writes, level, logged=False)
+        if len(self._hours) > _REMEMBERED:
+            self._hours.clear()
         self._hours.add((shard, hour))

@@ -52,20 +52,28 @@ class Messages:
         self._floors = floors
         self._version = version
 
-    async def write(self, queue: Queue, messages: Sequence[Message], replace: bool) -> None:
+    async def write(
+        self, queue: Queue, messages: Sequence[Message], replace: bool, fresh: bool
+    ) -> None:
         """Write ``messages`` (all or nothing), their bucket, index and wake-up rows in one
-        batch; a message already stored stays (``replace``: is replaced, keeping its claim)."""
+        batch; a message already stored stays (``replace``: is replaced, keeping its claim).
+        Nothing is read first when their ids are ``fresh`` (just made, so none is stored) and
+        this process's copy of the queue is fresh: a post is then one request."""
         read_level, write_level = self._session.levels_of(queue)
         qid = queue.qid
         started = asyncio.get_running_loop().time()
         wanted = _by_key(messages, replace)
-        checks = [
-            self._session.execute("m_keys", (qid, bucket, list(keys)), read_level)
-            for bucket, keys in wanted.items()
-        ]
-        alive, existing = await asyncio.gather(
-            self._queues.alive(queue, read_level), asyncio.gather(*checks)
-        )
+        if fresh and not replace:  # the queue's liveness from its fresh copy
+            existing: list[list[Any]] = []
+            alive = await self._queues.alive(queue, read_level)
+        else:
+            checks = [
+                self._session.execute("m_keys", (qid, bucket, list(keys)), read_level)
+                for bucket, keys in wanted.items()
+            ]
+            alive, existing = await asyncio.gather(
+                self._queues.alive(queue, read_level), asyncio.gather(*checks)
+            )
         if not alive:
             raise QueueNotFound()
         kept = _stored(wanted, existing, replace)
@@ -78,7 +86,7 @@ class Messages:
         # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
         # log makes the write all or nothing.
         await self._session.batch(statements, write_level, logged=len(wanted) > 1)
-        self._index.written(qid, wanted)
+        self._index.written(statements)
         self._version.changed()
         # Messages that may land below a claim floor: replaced ones (a PUT can create one with
         # an old id, or revive an expired one), those of a slow write, and any below this
@@ -101,7 +109,13 @@ class Messages:
             return []
         level = self._session.levels_of(queue)[0]
         reader = _Reader(self._session, queue.qid, parts, descending, limit, now_ms, level)
-        alive, found = await asyncio.gather(self._queues.alive(queue, level), reader.read(cursor))
+        alive = self._queues.known_alive(queue)
+        if alive is None:  # no fresh copy of the queue: its row is read beside the messages
+            alive, found = await asyncio.gather(
+                self._queues.alive(queue, level), reader.read(cursor)
+            )
+        elif alive:
+            found = await reader.read(cursor)
         if not alive:
             return []
         out: list[Message] = []
@@ -115,15 +129,17 @@ class Messages:
         if not wanted:
             return []
         level = self._session.levels_of(queue)[0]
-        alive, replies = await asyncio.gather(
-            self._queues.alive(queue, level),
-            asyncio.gather(
-                *(
-                    self._session.execute("m_get", (queue.qid, bucket, keys), level)
-                    for bucket, keys in wanted.items()
-                )
-            ),
+        reads = asyncio.gather(
+            *(
+                self._session.execute("m_get", (queue.qid, bucket, keys), level)
+                for bucket, keys in wanted.items()
+            )
         )
+        alive = self._queues.known_alive(queue)
+        if alive is None:
+            alive, replies = await asyncio.gather(self._queues.alive(queue, level), reads)
+        else:
+            replies = await reads
         if not alive:
             return []
         found = _live(replies, now_ms)
@@ -301,14 +317,22 @@ class _Reader:
         if cursor is not None:
             sfx, inclusive = cursor_position(cursor, self._descending)
             first, position = cursor.ticks >> 32, (cursor.ticks, sfx, inclusive)
-        start = first if first is not None else (_TOP if self._descending else _BOTTOM)
+        step = -1 if self._descending else 1
+        if first is not None:
+            # The cursor's bucket comes first whatever the registry lists: read it at once, and
+            # the registry only when it does not hold enough.
+            if not await self._walk([first], first, position):
+                return self.found
+            start = first + step
+        else:
+            start = _TOP if self._descending else _BOTTOM
         key = "b_desc" if self._descending else "b_asc"
         while True:
             rows = await self._session.execute(key, (self._qid, start, BUCKET_PAGE), self._level)
             buckets = [row[0] for row in rows]
             if not await self._walk(buckets, first, position) or len(buckets) < BUCKET_PAGE:
                 return self.found
-            start = buckets[-1] - 1 if self._descending else buckets[-1] + 1
+            start = buckets[-1] + step
 
     async def _walk(self, buckets: list[int], first: int | None, position: Position | None) -> bool:
         """Read ``buckets`` in turn (from ``position`` in the cursor's bucket ``first``);
@@ -320,7 +344,7 @@ class _Reader:
             replies = await self._bucket(bucket, active, position if bucket == first else None)
             for part, messages in replies.items():
                 self.found[part] += messages
-        return True
+        return any(len(got) < self._limit for got in self.found.values())
 
     async def _bucket(
         self, bucket: int, parts: list[int], position: Position | None

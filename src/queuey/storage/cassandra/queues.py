@@ -11,12 +11,15 @@ from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.models import Queue, QueueSettings
-from queuey.storage.cassandra.rows import Row
-from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS
+from queuey.storage.cassandra.rows import Named, Row
+from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, SETTINGS_COLUMNS
 from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
 from queuey.storage.cassandra.version import DataVersion
 
+_GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
+QUEUE_CACHE_S = 1.0  # how long this process answers a queue's metadata from its copy
+_CACHED = 100_000  # queue rows this process keeps copies of
 
 
 def name_shard(name: str) -> int:
@@ -24,9 +27,35 @@ def name_shard(name: str) -> int:
 
 
 class Queues:
+    """Queue rows, with this process's copies of the ones it read lately.
+
+    A copy answers for QUEUE_CACHE_S after its row was read, so a queue that another server
+    deleted, re-created or changed is noticed here within that time (this process's own
+    changes at once). Only found queues are copied: a queue another server creates is seen at
+    once."""
+
     def __init__(self, session: Session, version: DataVersion) -> None:
         self._session = session
         self._version = version
+        self._copies: dict[tuple[str, str], tuple[Queue, float]] = {}  # -> (queue, read at)
+
+    def _copy(self, app: str, name: str) -> Queue | None:
+        """This process's copy of the queue, while it is fresh."""
+        copy = self._copies.get((app, name))
+        if copy is None:
+            return None
+        if self._session.loop.time() - copy[1] >= QUEUE_CACHE_S:
+            del self._copies[app, name]
+            return None
+        return copy[0]
+
+    def _remember(self, app: str, name: str, queue: Queue | None) -> None:
+        if queue is None:
+            self._copies.pop((app, name), None)
+            return
+        if len(self._copies) > _CACHED:
+            self._copies.clear()
+        self._copies[app, name] = (queue, self._session.loop.time())
 
     async def create(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
         session, level = self._session, self._session.meta_level
@@ -37,8 +66,9 @@ class Queues:
         # without a queue, which list_queues leaves out).
         listed = session.execute("n_insert", (app, name_shard(name), name), level)
         try:
-            rows, _ = await asyncio.gather(session.execute("q_create", params, level), listed)
-            applied = bool(rows and rows[0][0])
+            answer, _ = await asyncio.gather(session.named("q_create", params, level), listed)
+            # A transaction that did not apply answers with the row that won.
+            winner = _won(answer, qid)
         except StorageUnavailable as error:
             if not is_cas_timeout(error):
                 raise
@@ -46,12 +76,24 @@ class Queues:
             found = await session.execute("q_get", (app, name), session.serial_level)
             if not found:
                 raise
-            applied = found[0][0] == qid
-        if not applied:
-            raise QueueExists()
-        return Queue(app=app, name=name, qid=qid, created=now, settings=settings)
+            winner = None if found[0][0] == qid else found[0]
+        if winner is not None:
+            raise QueueExists(_queue_of(app, name, winner))
+        queue = Queue(app=app, name=name, qid=qid, created=now, settings=settings)
+        self._remember(app, name, queue)
+        return queue
 
     async def get(self, app: str, name: str) -> Queue | None:
+        """The queue, from this process's copy while it is fresh, else from its row."""
+        copy = self._copy(app, name)
+        if copy is not None:
+            return copy
+        queue = await self.read(app, name)
+        self._remember(app, name, queue)
+        return queue
+
+    async def read(self, app: str, name: str) -> Queue | None:
+        """The queue as its row is now."""
         session = self._session
         try:
             rows = await session.execute("q_get", (app, name), session.meta_level)
@@ -74,10 +116,13 @@ class Queues:
             params = (*_settings_row(settings), app, name, current.qid, settings.partitions)
             rows = await self._session.execute("q_update", params, self._session.meta_level)
             if rows and rows[0][0]:
-                return Queue(
+                queue = Queue(
                     app=app, name=name, qid=current.qid, created=current.created,
                     settings=settings,
                 )  # fmt: skip
+                self._remember(app, name, queue)
+                return queue
+            self._remember(app, name, None)  # changed meanwhile: read it again
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
 
     async def delete(self, app: str, name: str) -> bool:
@@ -87,6 +132,7 @@ class Queues:
             if current is None:
                 return False
             rows = await session.execute("q_delete", (app, name, current.qid), level)
+            self._remember(app, name, None)
             if rows and rows[0][0]:
                 await asyncio.gather(
                     session.execute("n_delete", (app, name_shard(name), name), level),
@@ -116,16 +162,26 @@ class Queues:
         merged = heapq.merge(*([row[0] for row in rows] for rows in slices))
         return [name for name, _ in zip(merged, range(limit), strict=False)]
 
+    def known_alive(self, queue: Queue) -> bool | None:
+        """Whether ``queue`` (this incarnation) still exists, as this process's fresh copy
+        says; None without a fresh copy."""
+        copy = self._copy(queue.app, queue.name)
+        return None if copy is None else copy.qid == queue.qid
+
     async def alive(self, queue: Queue, level: str) -> bool:
         """Whether ``queue`` (this incarnation: its qid) still exists."""
         return await self.current(queue, level) is not None
 
     async def current(self, queue: Queue, level: str) -> Queue | None:
-        """``queue`` with its current settings, or None if this incarnation is gone."""
+        """``queue`` with its current settings, or None if this incarnation is gone (from
+        this process's copy while it is fresh)."""
+        copy = self._copy(queue.app, queue.name)
+        if copy is not None:
+            return copy if copy.qid == queue.qid else None
         rows = await self._session.execute("q_get", (queue.app, queue.name), level)
-        if not rows or rows[0][0] != queue.qid:
-            return None
-        return _queue_of(queue.app, queue.name, rows[0])
+        found = _queue_of(queue.app, queue.name, rows[0]) if rows else None
+        self._remember(queue.app, queue.name, found)
+        return found if found is not None and found.qid == queue.qid else None
 
 
 def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
@@ -135,6 +191,15 @@ def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
         settings.dead_letter_queue, settings.delay, settings.dedup_window, settings.policy,
         settings.paused,
     )  # fmt: skip
+
+
+def _won(answer: list[Named], qid: int) -> Row | None:
+    """The row (of ``q_get``'s columns) that won over the creation of ``qid``, from the answer
+    of its conditional insert; None if the creation applied."""
+    if not answer or answer[0]["[applied]"]:
+        return None
+    row = answer[0]
+    return tuple(row.get(column) for column in _GET_COLUMNS)
 
 
 def _queue_of(app: str, name: str, row: Row) -> Queue:

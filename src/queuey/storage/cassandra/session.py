@@ -2,12 +2,14 @@
 turning every driver failure into :class:`StorageUnavailable` (in :meth:`Session.submit` and
 :func:`unavailable` only).
 
-The driver's event loop (libev) runs in its own thread; ``execute_async`` callbacks resolve
-asyncio futures with ``call_soon_threadsafe``. Statements are prepared once at open."""
+The driver's event loop (libev) runs in its own thread; ``execute_async`` callbacks queue the
+responses and wake the asyncio loop once for all that arrive before it runs. Statements are
+prepared once at open."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,6 +54,11 @@ class Session:
         self._prepared: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._levels: dict[str, Any] = {}
+        self._batch_class: Any = None  # the driver's BatchStatement and its kinds, while open
+        self._batch_types: dict[bool, Any] = {}
+        # Responses waiting for the event loop, and whether it has been woken for them.
+        self._answers: deque[tuple[asyncio.Future[Any], Any, str]] = deque()
+        self._waking = False
         multi_dc = settings.multi_dc
         self.meta_level = "LOCAL_QUORUM" if multi_dc else "QUORUM"
         self.serial_level = "LOCAL_SERIAL" if multi_dc else "SERIAL"
@@ -81,9 +88,9 @@ class Session:
         from cassandra.connection import DefaultEndPoint
         from cassandra.io.libevreactor import LibevConnection
         from cassandra.policies import ExponentialReconnectionPolicy
-        from cassandra.query import dict_factory, tuple_factory
+        from cassandra.query import BatchStatement, BatchType, dict_factory, tuple_factory
 
-        from cassandra import ConsistencyLevel
+        from cassandra import ConsistencyLevel, ProtocolVersion
 
         settings = self.settings
         auth = None
@@ -91,6 +98,9 @@ class Session:
             auth = PlainTextAuthProvider(username=settings.username, password=settings.password)
         self.cluster = Cluster(
             contact_points=[DefaultEndPoint(host, port) for host, port in settings.hosts],
+            # Version 5 frames carry checksums that the driver computes in Python: 3 % of the
+            # process's CPU in a post, for what TCP already checks on loopback and LANs.
+            protocol_version=ProtocolVersion.V4,
             connection_class=LibevConnection,
             execution_profiles={
                 EXEC_PROFILE_DEFAULT: self._profile(tuple_factory),
@@ -115,6 +125,8 @@ class Session:
             # not retry otherwise); lightweight transactions are not.
             prepared.is_idempotent = key not in schema.NOT_IDEMPOTENT
         self._levels = {name: getattr(ConsistencyLevel, name) for name in _LEVEL_NAMES}
+        self._batch_class = BatchStatement
+        self._batch_types = {True: BatchType.LOGGED, False: BatchType.UNLOGGED}
         self.nodes = max(1, len(self.cluster.metadata.all_hosts()))
 
     def _profile(self, row_factory: Callable[..., Any]) -> Any:
@@ -166,10 +178,8 @@ class Session:
     def build_batch(
         self, statements: Statements, level: str, logged: bool, idempotent: bool = True
     ) -> Any:
-        from cassandra.query import BatchStatement, BatchType
-
-        kind = BatchType.LOGGED if logged else BatchType.UNLOGGED
-        batch = BatchStatement(batch_type=kind, consistency_level=self._levels[level])
+        kind = self._batch_types[logged]
+        batch = self._batch_class(batch_type=kind, consistency_level=self._levels[level])
         batch.is_idempotent = idempotent  # plain rows with fixed keys and values; not CAS
         for key, params in statements:
             batch.add(self._prepared[key], params)
@@ -194,15 +204,34 @@ class Session:
         except Exception as exc:  # a value the driver cannot encode, no connection...
             future.set_exception(unavailable(exc, what))
             return future
-
-        def done(rows: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, future, list(rows or ()))
-
-        def failed(exc: BaseException) -> None:
-            loop.call_soon_threadsafe(_reject, future, exc, what)
-
-        response.add_callbacks(done, failed)
+        response.add_callbacks(
+            self._answered,
+            self._answered,
+            callback_args=(future, what),
+            errback_args=(future, what),
+        )
         return future
+
+    def _answered(self, outcome: Any, future: asyncio.Future[Any], what: str) -> None:
+        """A response (rows or a failure), on the driver's thread: queued for the event loop,
+        which is woken once for all the responses that arrive before it runs."""
+        self._answers.append((future, outcome, what))
+        if not self._waking:
+            self._waking = True
+            self.loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        """Resolve the futures of the queued responses (on the event loop)."""
+        self._waking = False
+        answers = self._answers
+        while answers:
+            future, outcome, what = answers.popleft()
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(unavailable(outcome, what))
+            else:
+                future.set_result(outcome if outcome is not None else [])
 
     def _bind(self, key: str, params: Sequence[Any], level: str | None) -> Any:
         bound = self._prepared[key].bind(params)
@@ -217,16 +246,6 @@ def unavailable(exc: BaseException, what: str = "") -> StorageUnavailable:
     error = StorageUnavailable(f"Back-end storage unavailable{during}: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
-
-
-def _resolve(future: asyncio.Future[list[Any]], rows: list[Any]) -> None:
-    if not future.done():
-        future.set_result(rows)
-
-
-def _reject(future: asyncio.Future[list[Any]], exc: BaseException, what: str) -> None:
-    if not future.done():
-        future.set_exception(unavailable(exc, what))
 
 
 def too_few_replicas(error: StorageUnavailable) -> bool:

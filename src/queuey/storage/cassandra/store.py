@@ -1,5 +1,5 @@
 """CassandraStorage: the storage contract on Apache Cassandra 5 through the ``cassandra-driver``
-(native protocol v5), composed of one unit per concern. The data model, its consistency and its
+(native protocol v4), composed of one unit per concern. The data model, its consistency and its
 failure handling are described in ``docs/storage-cassandra.md``."""
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ class CassandraStorage:
         return await self.messages.count(queue, now_ms)
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
-        await self.messages.write(queue, messages, replace)
+        await self.messages.write(queue, messages, replace, fresh)
 
     async def read_messages(
         self,
@@ -137,6 +137,11 @@ class CassandraStorage:
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
     ) -> list[bool]:
         return await self.claims.ack(queue, claims, now_ms)
+
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        return await self.claims.current(queue, ids, now_ms)
 
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int

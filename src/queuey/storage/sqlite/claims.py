@@ -45,6 +45,11 @@ _SQL_MOVE = (
 _CLAIMED = "qid = ? AND part = ? AND ticks = ? AND sfx = ? AND ctok = ? AND cexp > ?"
 SQL_ACK = f"DELETE FROM messages WHERE {_CLAIMED}"
 SQL_EXTEND = f"UPDATE messages SET cexp = ? WHERE {_CLAIMED}"
+# The claim token of message (?1, ?2, ?3, ?4) if its lease and its life go on after ?5.
+SQL_CURRENT_CLAIM = (
+    "SELECT ctok FROM messages WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4"
+    " AND ctok > 0 AND cexp > ?5 AND expires > ?5"
+)
 # A work queue's state at ?2: available, claimed, delayed, and the span of the due messages.
 SQL_STATS = (
     "SELECT count(*) FILTER (WHERE due <= ?2 AND cexp <= ?2),"

@@ -122,7 +122,9 @@ def create_queue(
     try:
         cursor = conn.execute(_SQL_INSERT_QUEUE, (app, name, now, *_settings_row(settings)))
     except sqlite3.IntegrityError:
-        raise QueueExists() from None
+        # In the same transaction as the failed insert: the queue that won.
+        rows = conn.execute(SQL_GET_QUEUE, (app, name)).fetchall()
+        raise QueueExists(queue_of(rows[0]) if rows else None) from None
     qid = cursor.lastrowid
     assert qid is not None
     alive[qid] = True

@@ -136,7 +136,7 @@ class SqliteStorage:
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
-        self, queue: Queue, messages: Sequence[Message], replace: bool = False
+        self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
         qid = queue.qid
         if any(m.due_ms or m.deliveries for m in messages):
@@ -251,6 +251,16 @@ class SqliteStorage:
         return await self.writer.submit(
             claim_sql.settle, self.hints, claim_sql.SQL_ACK, [], rows, now_ms
         )
+
+    async def current_claims(
+        self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
+    ) -> list[ClaimRef | None]:
+        found: list[ClaimRef | None] = []
+        for partition, message_id in ids:
+            keys = self._keys(queue, [(partition, message_id)], now_ms)
+            rows = self.reader.rows(claim_sql.SQL_CURRENT_CLAIM, keys[0]) if keys else []
+            found.append(ClaimRef(partition, message_id, rows[0][0]) if rows else None)
+        return found
 
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int

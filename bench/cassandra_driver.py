@@ -1,0 +1,192 @@
+"""The Cassandra driver's own insert rate on this machine: the baseline of the Cassandra bench.
+
+    python bench/cassandra_driver.py --hosts 127.0.0.1:9042 --duration 8 [--in-flight 64]
+
+A plain cassandra-driver loop, no Queuey: one prepared INSERT of one row (a 140-byte body,
+base64-encoded like the bench's messages) with a TTL into a time-window-compacted table, with
+``--in-flight`` requests outstanding at all times (``execute_async``, the next request sent
+from the previous one's callback). It uses its own keyspace (``--keyspace``, created, then
+dropped at the end) and prints one JSON line: requests, seconds, rows/s and latency
+percentiles (ms). ``bench/run.py`` runs it as the ``driver`` scenario.
+
+With ``--lwt`` it measures what the claims' floor costs instead: lightweight transactions
+(``UPDATE ... IF EXISTS``, one Paxos round each) on the rows of one partition, as Queuey's
+claims and acks of one queue bucket are, ``--in-flight`` at a time (Queuey sends one round per
+partition at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+TTL_S = 3600
+BODY_BYTES = 140
+
+
+def parse_hosts(text: str) -> list[tuple[str, int]]:
+    pairs = (item.partition(":") for item in text.split(","))
+    return [(host, int(port or 9042)) for host, _, port in pairs]
+
+
+class Loop:
+    """``in_flight`` chains of requests, each sending its next request when one ends, until
+    the deadline."""
+
+    def __init__(
+        self, session: Any, statement: Any, params: Any, in_flight: int, seconds: float
+    ) -> None:
+        self._session = session
+        self._statement = statement
+        self._params = params  # makes the next request's values
+        self._in_flight = in_flight
+        self._seconds = seconds
+        self._deadline = 0.0
+        self._lock = threading.Lock()
+        self._running = 0
+        self._done = threading.Event()
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def run(self) -> float:
+        started = time.monotonic()
+        self._deadline = started + self._seconds
+        self._running = self._in_flight
+        for _ in range(self._in_flight):
+            self._send()
+        self._done.wait(self._seconds + 30)
+        return time.monotonic() - started
+
+    def _send(self) -> None:
+        sent = time.monotonic()
+        future = self._session.execute_async(self._statement, self._params())
+        future.add_callbacks(self._ok, self._failed, callback_args=(sent,), errback_args=(sent,))
+
+    def _ok(self, _rows: Any, sent: float) -> None:
+        self._next(sent, failed=False)
+
+    def _failed(self, _exc: BaseException, sent: float) -> None:
+        self._next(sent, failed=True)
+
+    def _next(self, sent: float, failed: bool) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if failed:
+                self.errors += 1
+            else:
+                self.latencies.append(now - sent)
+            if now >= self._deadline:
+                self._running -= 1
+                if self._running == 0:
+                    self._done.set()
+                return
+        self._send()
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def measure(
+    hosts: list[tuple[str, int]], keyspace: str, seconds: float, in_flight: int, lwt: bool
+) -> dict[str, Any]:
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.connection import DefaultEndPoint
+    from cassandra.io.libevreactor import LibevConnection
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    from cassandra import ConsistencyLevel
+
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        consistency_level=ConsistencyLevel.QUORUM,
+        request_timeout=10.0,
+    )
+    cluster = Cluster(
+        contact_points=[DefaultEndPoint(host, port) for host, port in hosts],
+        connection_class=LibevConnection,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+    )
+    try:
+        session = cluster.connect()
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication ="
+            " {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            timeout=120,
+        )
+        session.execute(
+            f"CREATE TABLE IF NOT EXISTS {keyspace}.rows (id timeuuid PRIMARY KEY, body text)"
+            " WITH compaction = {'class': 'TimeWindowCompactionStrategy',"
+            " 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}",
+            timeout=120,
+        )
+        body = base64.b64encode(os.urandom(BODY_BYTES)).decode()
+        if lwt:
+            session.execute(
+                f"CREATE TABLE IF NOT EXISTS {keyspace}.cas"
+                " (p int, c int, v int, PRIMARY KEY ((p), c))",
+                timeout=120,
+            )
+            for c in range(1000):
+                session.execute(f"INSERT INTO {keyspace}.cas (p, c, v) VALUES (0, %s, 0)", (c,))
+            statement = session.prepare(
+                f"UPDATE {keyspace}.cas SET v = ? WHERE p = 0 AND c = ? IF EXISTS"
+            )
+            counter = itertools.count()
+
+            def params() -> tuple[Any, ...]:
+                n = next(counter)
+                return (n, n % 1000)
+
+        else:
+            statement = session.prepare(
+                f"INSERT INTO {keyspace}.rows (id, body) VALUES (?, ?) USING TTL ?"
+            )
+
+            def params() -> tuple[Any, ...]:
+                return (uuid.uuid1(), body, TTL_S)
+
+        Loop(session, statement, params, in_flight, min(2.0, seconds)).run()  # warm-up
+        loop = Loop(session, statement, params, in_flight, seconds)
+        elapsed = loop.run()
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+    done = len(loop.latencies)
+    ms = [latency * 1000 for latency in loop.latencies]
+    return {
+        "requests": done,
+        "errors": loop.errors,
+        "seconds": round(elapsed, 3),
+        "rows_s": round(done / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(percentile(ms, 0.5), 3),
+        "p90_ms": round(percentile(ms, 0.9), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "max_ms": round(max(ms, default=0.0), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", default="127.0.0.1:9042")
+    parser.add_argument("--keyspace", default="queuey_bench_driver")
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--lwt", action="store_true", help="lightweight transactions instead")
+    ns = parser.parse_args()
+    result = measure(parse_hosts(ns.hosts), ns.keyspace, ns.duration, ns.in_flight, ns.lwt)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
