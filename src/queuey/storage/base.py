@@ -200,6 +200,16 @@ class Storage(Protocol):
         current."""
         ...
 
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        """Give back claims whose answer never reached the consumer: each current claim's
+        lease ends now and its message's ``deliveries`` goes back down by one, so the message
+        is available at once as if the claim had not been made (it does not count towards
+        ``max_deliveries``). Per claim, whether it was current; one that is not changes
+        nothing."""
+        ...
+
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         """Counts of the queue's live messages: due and available (exhausted ones included
         until dead-lettered), due and claimed, not yet due; and the dead-letter count."""

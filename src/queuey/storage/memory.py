@@ -354,6 +354,22 @@ class MemoryStorage(Storage):
         self._version += 1
         return done
 
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        done: list[bool] = []
+        for ref, found in zip(claims, self._current_claims(queue, claims, now_ms), strict=True):
+            done.append(found is not None)
+            if found is not None:
+                stored, index = found
+                message = stored.messages[index]
+                stored.messages[index] = dc_replace(
+                    message, deliveries=max(message.deliveries - 1, 0)
+                )
+                del stored.claims[ref.id]
+        self._version += 1
+        return done
+
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         available = claimed = delayed = 0
         oldest: int | None = None

@@ -140,6 +140,11 @@ class CassandraStorage:
     ) -> list[bool]:
         return await self.claims.extend(queue, claims, now_ms, lease_ms)
 
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        return await self.claims.extend(queue, claims, now_ms, 0, uncount=True)
+
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         return await self.messages.stats(queue, now_ms)
 

@@ -45,6 +45,8 @@ _SQL_MOVE = (
 _CLAIMED = "qid = ? AND part = ? AND ticks = ? AND sfx = ? AND ctok = ? AND cexp > ?"
 SQL_ACK = f"DELETE FROM messages WHERE {_CLAIMED}"
 SQL_EXTEND = f"UPDATE messages SET cexp = ? WHERE {_CLAIMED}"
+# Un-claim: no lease, and the claim's delivery is not counted.
+SQL_UNCLAIM = f"UPDATE messages SET cexp = 0, dlv = max(dlv - 1, 0) WHERE {_CLAIMED}"
 # A work queue's state at ?2: available, claimed, delayed, and the span of the due messages.
 SQL_STATS = (
     "SELECT count(*) FILTER (WHERE due <= ?2 AND cexp <= ?2),"
@@ -262,8 +264,8 @@ def settle(
     rows: list[list[Any]],
     now_ms: int,
 ) -> list[bool]:
-    """Run an ack or extend statement for each claim; whether each was current."""
-    if sql is SQL_EXTEND:  # a lease may end sooner than it would have
+    """Run an ack, extend or unclaim statement for each claim; whether each was current."""
+    if sql is not SQL_ACK:  # a lease may end sooner than it would have
         for qid in {row[0] for row in rows if row}:
             hints.forget(qid)
     return [bool(row) and conn.execute(sql, [*head, *row, now_ms]).rowcount > 0 for row in rows]

@@ -230,24 +230,27 @@ class SqliteStorage:
     async def ack_messages(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
     ) -> list[bool]:
-        if not claims:
-            return []
-        rows = claim_sql.claim_refs(queue, claims)
-        return await self.writer.submit(
-            claim_sql.settle, self.hints, claim_sql.SQL_ACK, [], rows, now_ms
-        )
+        return await self._settle(queue, claims, claim_sql.SQL_ACK, [], now_ms)
 
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
+        # A release (lease 0) ends the lease now: the message is available at once.
+        return await self._settle(queue, claims, claim_sql.SQL_EXTEND, [now_ms + lease_ms], now_ms)
+
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+    ) -> list[bool]:
+        return await self._settle(queue, claims, claim_sql.SQL_UNCLAIM, [], now_ms)
+
+    async def _settle(
+        self, queue: Queue, claims: Sequence[ClaimRef], sql: str, head: list[Any], now_ms: int
+    ) -> list[bool]:
+        """Run ``sql`` (ack, extend or unclaim) on each claim; whether each was current."""
         if not claims:
             return []
         rows = claim_sql.claim_refs(queue, claims)
-        # A release (lease 0) ends the lease now: the message is available at once.
-        head = [now_ms + lease_ms]
-        return await self.writer.submit(
-            claim_sql.settle, self.hints, claim_sql.SQL_EXTEND, head, rows, now_ms
-        )
+        return await self.writer.submit(claim_sql.settle, self.hints, sql, head, rows, now_ms)
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         [counts] = self.reader.rows(claim_sql.SQL_STATS, (queue.qid, now_ms))
