@@ -261,10 +261,10 @@ class Claims:
             return None
         where = (qid, key[1] >> 32, *key, ref.token, now_ms)
         ttl = ttl_until(row[3], now_ms)
+        params: tuple[int, ...] = (ttl, cexp, *where)
+        statement = "c_extend"
         if uncount:
             statement, params = "c_unclaim", (ttl, cexp, max((row[4] or 0) - 1, 0), *where)
-        else:
-            statement, params = "c_extend", (ttl, cexp, *where)
         return self._combiner.op(
             key, statement, params, holding(ref.token, now_ms), tokened(ref.token, cexp)
         )
