@@ -6,6 +6,7 @@ from typing import Any
 
 import falcon.asgi
 
+from queuey.api import delivery
 from queuey.core.errors import IncompleteBody
 
 Receive = Any  # an ASGI receive callable
@@ -18,12 +19,22 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
 
     Falcon's request stream ends quietly at a disconnect; here a disconnect while more of the
     body is due raises IncompleteBody (408) from the read instead, so nothing is stored.
+
+    Every request gets a :class:`queuey.api.delivery.Connection` (in its scope): long polls
+    stop waiting when their client disconnects, and what a claim took for an answer that did
+    not reach its client is given back.
     """
 
     async def __call__(self, scope: Any, receive: Receive, send: Any) -> None:  # type: ignore[override]
-        if scope["type"] == "http":
-            receive = _whole_bodies(receive)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        client = scope[delivery.SCOPE_KEY] = delivery.Connection()
+        receive = client.receiving(_whole_bodies(receive))
+        try:
+            await super().__call__(scope, receive, client.sending(send))
+        finally:
+            await client.finish()
 
 
 def _whole_bodies(receive: Receive) -> Receive:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from queuey.api import requests, responses
+from queuey.api.delivery import connection
 from queuey.api.resource import Resource
 from queuey.core.models import Caller
 
@@ -18,7 +19,7 @@ class ClaimsResource(Resource):
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
-        found = await self.service.claim(caller, app, queue, params)
+        found = await self.service.claim(caller, app, queue, params, connection(req))
         responses.ok(resp, responses.claims(found))
 
 

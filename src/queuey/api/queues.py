@@ -6,6 +6,7 @@ import falcon.asgi
 import orjson
 
 from queuey.api import requests, responses
+from queuey.api.delivery import connection
 from queuey.api.resource import Resource
 from queuey.core.errors import InvalidParameter
 from queuey.core.models import Caller
@@ -31,7 +32,8 @@ class QueueResource(Resource):
     async def on_get(
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
-        found = await self.service.read_messages(caller, app, queue, requests.query(req))
+        query = requests.query(req)
+        found = await self.service.read_messages(caller, app, queue, query, connection(req))
         responses.ok(resp, responses.messages(found))
 
     on_head = on_get

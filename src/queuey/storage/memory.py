@@ -355,10 +355,18 @@ class MemoryStorage(Storage):
         return done
 
     async def unclaim_messages(
-        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
     ) -> list[bool]:
+        if removed:
+            current = self._live(queue)
+            if current is None:
+                return [False] * len(claims)
+            self._store(current.qid, [claim.unclaimed() for claim in claims], replace=False)
+            self._version += 1
+            return [True] * len(claims)
+        refs = [claim.ref for claim in claims]
         done: list[bool] = []
-        for ref, found in zip(claims, self._current_claims(queue, claims, now_ms), strict=True):
+        for ref, found in zip(refs, self._current_claims(queue, refs, now_ms), strict=True):
             done.append(found is not None)
             if found is not None:
                 stored, index = found

@@ -201,6 +201,13 @@ class Claims:
                 self._taken.acked(qid, op.key)
         return done
 
+    def untaken(self, qid: int, claims: Sequence[ClaimRef]) -> None:
+        """The claims' rows were stored again: claims of this process take them at once."""
+        for ref in claims:
+            key = ref_key(ref)
+            if key is not None:
+                self._taken.acked(qid, key)
+
     async def extend(
         self,
         queue: Queue,

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from queuey.core.errors import StorageUnavailable
+from queuey.core.errors import QueueNotFound, StorageUnavailable
 from queuey.core.ids import ticks_of
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
 from queuey.storage.keys import cursor_position, sfx_of
@@ -239,9 +239,16 @@ class SqliteStorage:
         return await self._settle(queue, claims, claim_sql.SQL_EXTEND, [now_ms + lease_ms], now_ms)
 
     async def unclaim_messages(
-        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
     ) -> list[bool]:
-        return await self._settle(queue, claims, claim_sql.SQL_UNCLAIM, [], now_ms)
+        if removed:
+            try:
+                await self.write_messages(queue, [claim.unclaimed() for claim in claims])
+            except QueueNotFound:
+                return [False] * len(claims)
+            return [True] * len(claims)
+        refs = [claim.ref for claim in claims]
+        return await self._settle(queue, refs, claim_sql.SQL_UNCLAIM, [], now_ms)
 
     async def _settle(
         self, queue: Queue, claims: Sequence[ClaimRef], sql: str, head: list[Any], now_ms: int
