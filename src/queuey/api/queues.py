@@ -33,8 +33,8 @@ class QueueResource(Resource):
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
         query = requests.query(req)
-        found = await self.service.read_messages(caller, app, queue, query, connection(req))
-        responses.ok(resp, responses.messages(found))
+        read = await self.service.read_messages(caller, app, queue, query, connection(req))
+        responses.ok(resp, responses.read(read))
 
     on_head = on_get
 

@@ -20,10 +20,10 @@ from queuey.core.models import (
 )
 from queuey.notify import Notifier
 from queuey.service import params as parse
+from queuey.service.bounded_read import Read, bounded_read
 from queuey.service.claim_ids import all_current, parse_claim_ids
 from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
-from queuey.service.settle import settle_window_ms, settled
 from queuey.service.sweeper import Sweeper
 from queuey.service.waiting import Client, LongPoll
 from queuey.storage.base import Storage
@@ -175,32 +175,25 @@ class QueueService:
         name: str,
         params: Mapping[str, str],
         client: Client | None = None,
-    ) -> list[Message]:
-        """Read messages, waiting up to ``wait`` s for one (not past the ``client``'s going
-        away)."""
+    ) -> Read:
+        """Read messages (without those still in the settle window, and at most the read
+        bound: :func:`bounded_read`), waiting up to ``wait`` s for one (not past the
+        ``client``'s going away)."""
         queue = await self._rights.queue(caller, app, name, Right.READ)
         asked = parse.read_params(params, self.limits)
-        found, held = await self._read_settled(queue, asked)
-        if found or not asked.wait:
-            return found
+        read = await self._read(queue, asked)
+        if read.messages or not asked.wait:
+            return read
         deadline = self._long_poll.deadline(asked.wait)
         # A message held back by the settle window is looked at again after a short pause.
-        while not found and await self._long_poll.wait(
-            queue, deadline, 0.1 if held else None, client
+        while not read.messages and await self._long_poll.wait(
+            queue, deadline, 0.1 if read.held else None, client
         ):
-            found, held = await self._read_settled(queue, asked)
-        return found
+            read = await self._read(queue, asked)
+        return read
 
-    async def _read_settled(
-        self, queue: Queue, asked: parse.ReadParams
-    ) -> tuple[list[Message], bool]:
-        """A read without the messages still in the settle window; whether any was held."""
-        now_ms = self._now_ms()
-        found = await self.storage.read_messages(
-            queue, asked.partitions, asked.cursor, asked.descending, asked.limit, now_ms
-        )
-        shown = settled(found, settle_window_ms(self.storage, queue.settings.consistency), now_ms)
-        return shown, len(shown) < len(found)
+    async def _read(self, queue: Queue, asked: parse.ReadParams) -> Read:
+        return await bounded_read(self.storage, self.limits, queue, asked, self._now_ms())
 
     async def get_messages(self, caller: Caller, app: str, name: str, ids: str) -> list[Message]:
         queue = await self._rights.queue(caller, app, name, Right.READ)
