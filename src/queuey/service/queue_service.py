@@ -22,6 +22,7 @@ from queuey.notify import Notifier
 from queuey.service import params as parse
 from queuey.service.bounded_read import Read, bounded_read
 from queuey.service.claim_ids import all_current, parse_claim_ids
+from queuey.service.counts import CountCache
 from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
 from queuey.service.sweeper import Sweeper
@@ -54,6 +55,8 @@ class QueueService:
         self._rights = Rights(storage, applications, limits.max_name_length)
         self._new = MessageFactory(limits, clock)
         self._long_poll = LongPoll(storage, self.notifier, clock)
+        self._counts = CountCache[int](storage, limits.max_count_age_ms)
+        self._stats = CountCache[QueueStats](storage, limits.max_count_age_ms)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -91,7 +94,11 @@ class QueueService:
         counts = None
         if asked.include_count:
             now_ms = self._now_ms()
-            counts = [await self.storage.count_messages(q, now_ms) for q in queues]
+            count = self.storage.count_messages
+            counts = [
+                await self._counts.get(q, now_ms, functools.partial(count, q, now_ms))
+                for q in queues
+            ]
         return queues, counts
 
     async def create_queue(self, caller: Caller, app: str, params: Mapping[str, object]) -> Queue:
@@ -290,7 +297,9 @@ class QueueService:
 
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
-        return queue, await self.storage.queue_stats(queue, self._now_ms())
+        now_ms = self._now_ms()
+        counting = functools.partial(self.storage.queue_stats, queue, now_ms)
+        return queue, await self._stats.get(queue, now_ms, counting)
 
     def _now_ms(self) -> int:
         return self._clock.time_ns() // 1_000_000
