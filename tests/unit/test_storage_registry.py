@@ -46,7 +46,7 @@ def test_the_cassandra_driver_is_imported_only_when_chosen(tmp_path: Path) -> No
         "from queuey.config import Settings\n"
         f"build_app(Settings(storage=StorageSettings(path=Path({str(tmp_path)!r}))))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'cassandra'"
-        " or m == 'queuey.storage.cassandra'))\n"
+        " or m == 'queuey.storage.cassandra.store'))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
