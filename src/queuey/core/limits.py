@@ -18,7 +18,7 @@ class Limits:
     max_read_bytes: int = 10_485_760
     # Milliseconds a queue's counts (stats, include_count) are given again while no write
     # committed (see queuey.service.counts).
-    max_count_age_ms: int = 1000
+    max_count_age_ms: int = 5000
     default_list_limit: int = 1000
     max_list_limit: int = 10_000
     default_ttl: int = 259_200

@@ -55,8 +55,8 @@ class QueueService:
         self._rights = Rights(storage, applications, limits.max_name_length)
         self._new = MessageFactory(limits, clock)
         self._long_poll = LongPoll(storage, self.notifier, clock)
-        self._counts = CountCache[int](storage, limits.max_count_age_ms)
-        self._stats = CountCache[QueueStats](storage, limits.max_count_age_ms)
+        self._counts = CountCache[int](storage, clock, limits.max_count_age_ms)
+        self._stats = CountCache[QueueStats](storage, clock, limits.max_count_age_ms)
 
     # --- life cycle ------------------------------------------------------------------------
 
