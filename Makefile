@@ -19,24 +19,27 @@ serve: install
 	$(BIN)/queuey serve $(ARGS)
 
 check: install
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools examples
+	$(BIN)/ruff format --check src tests bench tools examples
 	$(BIN)/mypy
 
-# The Cassandra tests start a single node themselves (tools/cassandra/node.py) and leave it
-# running for the next run; `make cassandra-stop` stops it.
+# The Cassandra tests start a single node themselves (tools/cassandra/node.py); `make test`
+# stops it at the end unless it was running before (or KEEP_CASSANDRA=1: the next run then
+# starts faster; `make cassandra-stop` stops it).
 # Every test: the ones of pytest's default selection, then the 3-node Cassandra failure test.
 test: check
-	$(BIN)/pytest -q
-	$(BIN)/pytest -q -m cluster
+	@was_up=$$($(CASSANDRA) status | grep -c ' up ' || true); status=0; \
+	$(BIN)/pytest -q && $(BIN)/pytest -q -m cluster || status=$$?; \
+	if [ "$$was_up" = 0 ] && [ -z "$(KEEP_CASSANDRA)" ]; then $(CASSANDRA) stop; fi; \
+	exit $$status
 
 # The 3-node Cassandra failure test alone (about 2.5 minutes).
 test-cluster: install
 	$(BIN)/pytest -q -m cluster
 
 fmt: install
-	$(BIN)/ruff check --fix src tests bench tools
-	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools examples
+	$(BIN)/ruff format src tests bench tools examples
 
 # Apache Cassandra 5 from Maven Central (needs Java 17 and Maven), state in .cassandra/.
 CASSANDRA := $(BIN)/python tools/cassandra/node.py

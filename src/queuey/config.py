@@ -15,7 +15,9 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[metadata]``: Queuey keeps queue metadata in the same store as the messages, so this section
   may only repeat ``[storage]`` (same back-end, same SQLite path, same Cassandra cluster); its
   ``database`` names the Cassandra metadata keyspace.
-- ``[queuey]``: limits, the expiry sweeper, and the log level.
+- ``[queuey]``: limits (streams' heartbeat, buffer and count among them), the expiry sweeper,
+  the log level, the access log (``access_log``: ``off``, ``text`` or ``json``) and metrics
+  (``metrics`` on/off, ``metrics_token``).
 
 A relative ``path`` is resolved against the current working directory when the settings are
 loaded; write ``%(here)s/data`` for a directory next to the config file. ``%(here)s`` (the config
@@ -67,6 +69,7 @@ KEY_FILE_NAME = "application_key"
 DEFAULT_PATH = "./queuey-data"
 CASSANDRA_PORT = 9042
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCESS_LOG_FORMATS = ("off", "text", "json")
 
 _SECTIONS = ("application_keys", "storage", "metadata", "queuey")
 _CASSANDRA_KEYS = (
@@ -110,6 +113,12 @@ class Settings:
     sweep_interval: float = 10.0
     sweep_batch: int = 1000
     log_level: str = "info"
+    #: One line per request (``off``, ``text`` or ``json``).
+    access_log: str = "text"
+    #: ``GET /metrics`` and the instrumentation behind it.
+    metrics: bool = True
+    #: The bearer token ``GET /metrics`` needs from clients outside loopback.
+    metrics_token: str | None = None
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -141,6 +150,9 @@ def load_settings(
         sweep_interval=queuey.number("sweep_interval", 10.0),
         sweep_batch=queuey.integer("sweep_batch", 1000, 1),
         log_level=queuey.choice("log_level", "info", LOG_LEVELS),
+        access_log=queuey.choice("access_log", "text", ACCESS_LOG_FORMATS),
+        metrics=queuey.boolean("metrics", True),
+        metrics_token=queuey.text("metrics_token", None),
         config_path=config_path,
     )
     for section in sections.values():

@@ -4,11 +4,12 @@ CLI) sees every layer."""
 from __future__ import annotations
 
 import gc
-import logging
 import os
 
+from queuey import logs
 from queuey.api.app import AsgiApp, create_app
 from queuey.api.auth import KeyRing
+from queuey.api.metrics import Metrics
 from queuey.config import Settings, load_settings, with_default_application
 from queuey.core.clock import Clock, SystemClock
 from queuey.notify import POLL_INTERVAL, Notifier
@@ -30,6 +31,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         KeyRing(settings.application_keys),
         sweep_interval=settings.sweep_interval,
         sweep_batch=settings.sweep_batch,
+        access_log=settings.access_log,
+        metrics=Metrics() if settings.metrics else None,
+        metrics_token=settings.metrics_token,
     )
 
 
@@ -48,7 +52,7 @@ def create_app_from_env() -> AsgiApp:
     Usable by any ASGI server, e.g. ``granian --interface asgi --factory
     queuey.main:create_app_from_env``."""
     settings, _ = with_default_application(load_settings(None, os.environ))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    logs.configure(settings.log_level)
     app = build_app(settings)
     tune_gc()
     return app

@@ -4,9 +4,10 @@ Every write made through this process reports the queue it changed (:meth:`Notif
 Whoever waits for a queue holds a :class:`Subscription` of it, which such a report wakes at
 once. Writes made by other processes sharing the store are noticed by one poller task per
 process, which runs only while someone is subscribed: every ``poll_interval`` seconds it asks the
-store for its data version, one cheap query whatever the number of subscribers, and wakes every
-subscription when it changed. A wake-up carries no data: the woken look again, and one that
-finds nothing just waits on. While the store cannot answer, the poller wakes everyone at every
+store which queues changed since its last look (:meth:`Storage.changes`, one cheap query whatever
+the number of subscribers) and wakes the subscriptions of those queues only. A wake-up carries
+no data: the woken look again, and one that finds nothing just waits on. When the store cannot
+tell which queues changed, the poller wakes everyone; while it cannot answer at all, at every
 tick, so their own queries report it.
 """
 
@@ -24,7 +25,7 @@ log = logging.getLogger("queuey")
 
 Key = tuple[str, str]  # (application, queue name)
 
-# Seconds between two looks at a shared store's data version while someone waits: how soon a
+# Seconds between two looks at a shared store's changes while someone waits: how soon a
 # waiting request hears of a write made by another process.
 POLL_INTERVAL = 0.05
 
@@ -82,13 +83,13 @@ class Subscription:
 
 class Notifier:
     def __init__(self, storage: Storage, poll_interval: float) -> None:
-        """``poll_interval``: seconds between two looks at the store's data version while
+        """``poll_interval``: seconds between two looks at the store's changes while
         someone is subscribed (only when the store is shared between processes)."""
         self._storage = storage
         self._poll_interval = poll_interval
         self._subscriptions: dict[Key, set[Subscription]] = {}
         self._poller: asyncio.Task[None] | None = None
-        self._version: int | None = None
+        self._position: int | None = None  # in the store's changes, after the last look
 
     @property
     def waiting(self) -> int:
@@ -127,25 +128,27 @@ class Notifier:
                 subscription.wake()
 
     async def _poll(self) -> None:
-        """Wake every subscription when another process changed the store; ends when there is
-        none.
+        """Wake the subscriptions of the queues that writes committed to, through this
+        process or another; ends when nobody is subscribed.
 
-        The first check has nothing to compare with, and a write may have committed between
+        The first look has no position to start from, and a write may have committed between
         a waiter's last look and that check: so it wakes everyone, who look again once."""
         try:
             while self._subscriptions:
                 try:
-                    version = await self._storage.data_version()
+                    self._position, keys = await self._storage.changes(self._position)
                 except StorageUnavailable as error:
                     log.warning("long polling cannot check the store: %s", error)
-                    version = None
-                if version is None or version != self._version:
+                    self._position, keys = None, None
+                if keys is None:
                     self._wake_all()
-                self._version = version
+                else:
+                    for key in keys:
+                        self.changed(key)
                 await asyncio.sleep(self._poll_interval)
         finally:
             self._poller = None
-            self._version = None
+            self._position = None
 
     async def stop(self) -> None:
         self._wake_all()

@@ -68,6 +68,16 @@ class QueueyHttpProtocol(HttpToolsProtocol):
         self._reading_since = None
         super().on_message_complete()
 
+    def shutdown(self) -> None:
+        """Server shutdown: a stream in progress ends (its client reconnects, elsewhere if
+        need be) instead of holding the shutdown up forever."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            end = cycle.scope.get("queuey.end_stream")
+            if callable(end):
+                end()
+        super().shutdown()
+
     def _check(self) -> None:
         now = self.loop.time()
         since = self._reading_since

@@ -179,7 +179,9 @@ async def test_claims_can_be_extended_and_released(api: Api) -> None:
     api.clock.advance(30)
     assert await claim(api, queue) == []
 
-    assert (await extend(api, queue, 0, held["claim_id"])).status_code == 200
+    released = await extend(api, queue, 0, held["claim_id"])
+    assert released.status_code == 200
+    assert released.json == {"status": "ok", "released": [held["claim_id"]]}
     [again] = await claim(api, queue)
     assert again["deliveries"] == 2
     expired = await extend(api, queue, 60, held["claim_id"])

@@ -90,6 +90,7 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/v1/{app}/{queue}/claims/{claim_ids}", "delete"): {"200", "409"} | COMMON,
     ("/v1/{app}/{queue}/claims/{claim_ids}", "patch"): {"200", "409"} | WITH_BODY,
     ("/v1/{app}/{queue}/stats", "get"): {"200"} | COMMON,
+    ("/v1/{app}/{queue}/stream", "get"): {"200"} | COMMON,
 }
 
 

@@ -500,6 +500,7 @@ async def test_utf8_raw_body_is_accepted_and_invalid_utf8_is_400(api: Api) -> No
     result = await api.http.simulate_post(f"/v1/queuey/{queue}", headers=AUTH, body=b"\xff\xfe")
     assert result.status_code == 400
     assert list(result.json["error_msg"]) == ["body"]
+    assert "base64" in result.json["error_msg"]["body"]  # says what to do with binary data
 
 
 async def test_unsupported_method_is_405_with_allow(api: Api) -> None:  # item 90

@@ -549,12 +549,18 @@ async def test_dedup_ids_belong_to_one_queue_and_a_deleted_queue_refuses_writes(
 # --- change notification ------------------------------------------------------------------------
 
 
-async def test_the_data_version_changes_when_a_write_commits(
+async def test_changes_name_the_queue_a_write_changed_or_cannot_tell(
     storage: Storage, clock: FakeClock, gen: IdGenerator
 ) -> None:
     queue = await work_queue(storage, clock)
-    before = await storage.data_version()
+    await work_queue(storage, clock, "idle")
+    position, _ = await storage.changes(None)
 
     await post(storage, queue, gen, clock, 1)
 
-    assert await storage.data_version() != before
+    after, keys = await storage.changes(position)
+    if not storage.shared:  # this process's writes are all there is: nothing to report
+        assert (after, keys) == (0, set())
+    else:  # precisely the queue, or "cannot tell" (any queue may have changed)
+        assert keys is None or keys == {(APP, "work")}
+        assert keys is None or after != position

@@ -86,8 +86,40 @@ def write_config(directory: Path, extra: str = "") -> Path:
     return config
 
 
+def write_cassandra_config(directory: Path) -> Path:
+    """Settings for the Cassandra test node's keyspaces (see tests/cassandra.py)."""
+    from tests import cassandra
+
+    hosts = ",".join(f"{host}:{port}" for host, port in cassandra.hosts())
+    config = directory / "queuey.ini"
+    config.write_text(
+        f"[application_keys]\nqueuey = {KEY}\n\n"
+        f"[storage]\nbackend = cassandra\nhost = {hosts}\npath = {directory}\n"
+        f"database = {cassandra.KEYSPACE}\n\n"
+        f"[metadata]\nbackend = cassandra\ndatabase = {cassandra.METADATA_KEYSPACE}\n"
+    )
+    return config
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     running = start_server(tmp_path, ["--config", str(write_config(tmp_path))])
     yield running
     running.stop()
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """Two server processes (separate ports) sharing one sqlite database."""
+    config = str(write_config(tmp_path))
+    first = start_server(tmp_path, ["--config", config])
+    try:
+        second = start_server(tmp_path, ["--config", config])
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()

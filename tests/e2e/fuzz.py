@@ -101,6 +101,12 @@ claims = {values(fixtures.claims)}
 [[operations]]
 include-name = "DELETE /v1/{{app}}/{{queue}}"
 parameters = {{ "path.queue" = {{ dictionary = "doomed", probability = 0.9 }} }}
+
+# A stream that was accepted never ends by itself (each request would wait out the request
+# timeout); HEAD on the same path runs every check a GET makes, and the API tests cover streams.
+[[operations]]
+include-name = "GET /v1/{{app}}/{{queue}}/stream"
+enabled = false
 """
 
 

@@ -8,21 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import cassandra
-from tests.e2e.conftest import AUTH, KEY, start_server
+from tests.e2e.conftest import AUTH, start_server, write_cassandra_config
 
 pytestmark = pytest.mark.e2e
 
 
 def test_two_workers_share_one_cassandra_store(tmp_path: Path) -> None:
-    hosts = ",".join(f"{host}:{port}" for host, port in cassandra.hosts())
-    config = tmp_path / "queuey.ini"
-    config.write_text(
-        f"[application_keys]\nqueuey = {KEY}\n\n"
-        f"[storage]\nbackend = cassandra\nhost = {hosts}\npath = {tmp_path}\n"
-        f"database = {cassandra.KEYSPACE}\n\n"
-        f"[metadata]\nbackend = cassandra\ndatabase = {cassandra.METADATA_KEYSPACE}\n"
-    )
+    config = write_cassandra_config(tmp_path)
     running = start_server(tmp_path, ["--config", str(config), "--workers", "2"])
     try:
         created = httpx.post(

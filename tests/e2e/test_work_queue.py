@@ -5,32 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.e2e.conftest import AUTH, Server, start_server, write_config
-
-
-@pytest.fixture
-def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    """Two server processes (separate ports) sharing one sqlite database."""
-    config = str(write_config(tmp_path))
-    first = start_server(tmp_path, ["--config", config])
-    try:
-        second = start_server(tmp_path, ["--config", config])
-    except BaseException:
-        first.stop()
-        raise
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
+from tests.e2e.conftest import AUTH, Server
 
 
 def stats(http: httpx.Client, queue: str) -> dict[str, Any]:

@@ -259,6 +259,19 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.warnings == ()
 
 
+def test_stream_settings_are_limits_of_the_queuey_section(tmp_path: Path) -> None:
+    defaults = load(tmp_path, "", {}).limits
+    assert (defaults.stream_heartbeat, defaults.stream_buffer, defaults.max_streams) == (
+        15, 1_048_576, 20_000,
+    )  # fmt: skip
+    text = "[queuey]\nstream_heartbeat = 5\nstream_buffer = 65536\n"
+    settings = load(tmp_path, text, {"QUEUEY_QUEUEY_MAX_STREAMS": "100"})
+    limits = settings.limits
+    assert (limits.stream_heartbeat, limits.stream_buffer, limits.max_streams) == (5, 65536, 100)
+    assert settings.warnings == ()
+    assert "must be an integer >= 1" in config_error(tmp_path, "[queuey]\nstream_heartbeat = 0\n")
+
+
 def test_environment_backend_override(tmp_path: Path) -> None:
     settings = load(tmp_path, "[storage]\nbackend = sqlite\n", {"QUEUEY_STORAGE_BACKEND": "memory"})
     assert settings.storage.backend == "memory"

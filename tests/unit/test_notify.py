@@ -1,5 +1,5 @@
 """The Notifier: per-queue subscriptions woken by this process's writes and by the store's
-data version, polled at the interval it is given."""
+changes, polled at the interval it is given."""
 
 from __future__ import annotations
 
@@ -13,18 +13,25 @@ Q = ("app", "q")
 
 
 class SharedStore(MemoryStorage):
-    """The reference back-end, shared with other processes whose commits move its version."""
+    """The reference back-end, shared with other processes whose commits it reports: a
+    change log of queue keys (None: a change it cannot tell the queue of)."""
 
     shared = True
 
     def __init__(self) -> None:
         super().__init__()
-        self.version = 0
+        self.log: list[tuple[str, str] | None] = []
         self.polls = 0
 
-    async def data_version(self) -> int:
+    async def changes(self, since: int | None) -> tuple[int, set[tuple[str, str]] | None]:
         self.polls += 1
-        return self.version
+        position = len(self.log)
+        if since is None:
+            return position, None
+        news = self.log[since:]
+        if None in news:
+            return position, None
+        return position, {key for key in news if key is not None}
 
 
 async def test_a_change_wakes_the_subscriptions_of_its_queue_only() -> None:
@@ -70,7 +77,7 @@ async def test_another_process_commit_wakes_subscribers_within_the_poll_interval
         polls = store.polls
         await asyncio.sleep(0.2)
         assert store.polls - polls >= 5  # every 20 ms, not every 50
-        store.version += 1
+        store.log.append(Q)
         started = time.monotonic()
         await subscription.wait(5)
         assert time.monotonic() - started < 0.15
@@ -87,3 +94,26 @@ async def test_a_store_not_shared_is_never_polled() -> None:
     notifier = Notifier(store, poll_interval=0.01)
     await notifier.wait(Q, 0.1)
     assert store.polls == 0
+
+
+async def test_another_process_write_wakes_the_subscriptions_of_its_queue_only() -> None:
+    store = SharedStore()
+    notifier = Notifier(store, poll_interval=0.01)
+    with notifier.subscribe(Q) as mine, notifier.subscribe(("app", "other")) as other:
+        await mine.wait(1)  # the first look wakes everyone once
+        await other.wait(1)
+        waiting = asyncio.create_task(mine.wait(5))
+        elsewhere = asyncio.create_task(other.wait(0.3))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        store.log.append(Q)
+        await waiting
+        assert time.monotonic() - started < 0.1
+        assert not elsewhere.done()
+        await elsewhere  # times out: its queue did not change
+        assert time.monotonic() - started >= 0.2
+        store.log.append(None)  # a change the store cannot place wakes everyone
+        started = time.monotonic()
+        await asyncio.gather(mine.wait(5), other.wait(5))
+        assert time.monotonic() - started < 0.1
+    await notifier.stop()

@@ -2,33 +2,60 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import falcon
 import falcon.asgi
 
-from queuey.api import claims, errors, messages, openapi, ops, queues
+from queuey.api import claims, errors, messages, openapi, ops, queues, streams
 from queuey.api.asgi import QueueyApp
 from queuey.api.auth import KeyRing
+from queuey.api.metrics import Metrics, MetricsResource
+from queuey.api.observe import Observer
 from queuey.service import QueueService
+from queuey.streams import Streams
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
 class Lifespan:
-    """Opens storage and starts the sweeper at start-up; finishes writes at shutdown."""
+    """Opens storage and starts the sweeper (and the metrics' flusher, with several workers)
+    at start-up; ends the streams and finishes writes at shutdown."""
 
-    def __init__(self, service: QueueService, sweep_interval: float, sweep_batch: int) -> None:
+    def __init__(
+        self,
+        service: QueueService,
+        streams: Streams,
+        sweep_interval: float,
+        sweep_batch: int,
+        metrics: Metrics | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         self.service = service
+        self.streams = streams
         self.sweep_interval = sweep_interval
         self.sweep_batch = sweep_batch
+        self.metrics = metrics
+        self._flusher: asyncio.Task[None] | None = None
+        self.observer = observer
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.start(self.sweep_interval, self.sweep_batch)
+        if self.metrics is not None and self.metrics.multiprocess_dir is not None:
+            self._flusher = asyncio.create_task(self.metrics.run_flusher())
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        await self.streams.stop()
         await self.service.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self.observer is not None:
+            self.observer.flush()
 
 
 def create_app(
@@ -36,12 +63,24 @@ def create_app(
     keys: KeyRing,
     sweep_interval: float = 10.0,
     sweep_batch: int = 1000,
+    access_log: str = "off",
+    metrics: Metrics | None = None,
+    metrics_token: str | None = None,
+    access_log_to: TextIO | None = None,
 ) -> AsgiApp:
-    app: AsgiApp = QueueyApp(
+    """The app; ``metrics`` None leaves out ``GET /metrics`` and the instrumentation. Access
+    log lines go to ``access_log_to`` (stdout by default)."""
+    hub = Streams(service)
+    observer = Observer(access_log, metrics, access_log_to)
+    app = QueueyApp(
         media_type=falcon.MEDIA_JSON,
-        middleware=[Lifespan(service, sweep_interval, sweep_batch)],
+        middleware=[
+            observer,
+            Lifespan(service, hub, sweep_interval, sweep_batch, metrics, observer),
+        ],
         cors_enable=False,
     )
+    app.websocket = streams.StreamSocket(service, keys, hub)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = False
@@ -50,10 +89,13 @@ def create_app(
     app.add_route("/__lbheartbeat__", ops.LbHeartbeat())
     app.add_route("/__version__", ops.Version(service))
     app.add_route("/openapi.json", openapi.OpenApi())
+    if metrics is not None:
+        app.add_route("/metrics", MetricsResource(metrics, metrics_token))
     app.add_route("/v1/{app}", queues.ApplicationResource(service, keys))
     app.add_route("/v1/{app}/{queue}", queues.QueueResource(service, keys))
     app.add_route("/v1/{app}/{queue}/claims", claims.ClaimsResource(service, keys))
-    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys))
+    app.add_route("/v1/{app}/{queue}/claims/{claim_ids}", claims.ClaimResource(service, keys, hub))
     app.add_route("/v1/{app}/{queue}/stats", claims.StatsResource(service, keys))
+    app.add_route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
     app.add_route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
     return app

@@ -1,7 +1,9 @@
-"""The Falcon ASGI app, refusing bodies that stop before their end."""
+"""The Falcon ASGI app, refusing bodies that stop before their end, with WebSocket connections
+handed to a raw ASGI handler (the stream route's)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import falcon.asgi
@@ -11,6 +13,7 @@ from queuey.core.errors import IncompleteBody
 
 Receive = Any  # an ASGI receive callable
 Event = dict[str, Any]
+WebSocketHandler = Callable[[Any, Receive, Any], Awaitable[None]]
 
 
 class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
@@ -25,12 +28,20 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     not reach its client is given back.
     """
 
+    #: Where WebSocket connections go (None: Falcon's own handling).
+    websocket: WebSocketHandler | None = None
+
     async def __call__(self, scope: Any, receive: Receive, send: Any) -> None:  # type: ignore[override]
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind == "websocket" and self.websocket is not None:
+            await self.websocket(scope, receive, send)
+            return
+        if kind != "http":
             await super().__call__(scope, receive, send)
             return
         client = scope[delivery.SCOPE_KEY] = delivery.Connection()
         receive = client.receiving(_whole_bodies(receive))
+        scope["queuey.receive"] = receive  # streams watch it for the client leaving
         try:
             await super().__call__(scope, receive, client.sending(send))
         finally:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import falcon.asgi
 
 from queuey.api import requests, responses
+from queuey.api.auth import KeyRing
 from queuey.api.delivery import connection
+from queuey.api.observe import count
 from queuey.api.resource import Resource
 from queuey.core.models import Caller
+from queuey.service import QueueService
+from queuey.streams import Streams
 
 Request = falcon.asgi.Request
 Response = falcon.asgi.Response
@@ -20,14 +24,25 @@ class ClaimsResource(Resource):
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
         found = await self.service.claim(caller, app, queue, params, connection(req))
+        count(req, app, "claimed", len(found))
         responses.ok(resp, responses.claims(found))
 
 
 class ClaimResource(Resource):
+    """Acks and extensions; round-robin streams holding the claims are told (credit)."""
+
+    def __init__(self, service: QueueService, keys: KeyRing, streams: Streams) -> None:
+        super().__init__(service, keys)
+        self.streams = streams
+
     async def on_delete(
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str, claim_ids: str
     ) -> None:
-        acked = await self.service.ack(caller, app, queue, claim_ids)
+        try:
+            acked = await self.service.ack(caller, app, queue, claim_ids)
+        finally:  # acked or no longer current: either way not held any more
+            self.streams.settle(app, queue, [c.strip() for c in claim_ids.lower().split(",")])
+        count(req, app, "acked", len(acked))
         responses.ok(resp, {"status": "ok", "acked": acked})
 
     async def on_patch(
@@ -35,6 +50,7 @@ class ClaimResource(Resource):
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
         extended, until = await self.service.extend(caller, app, queue, claim_ids, params)
+        self.streams.settle(app, queue, extended, until)
         responses.ok(resp, responses.extended(extended, until))
 
 

@@ -28,6 +28,7 @@ STATUS: tuple[tuple[type[errors.QueueyError], int], ...] = (
     (errors.MethodNotAllowed, 405),
     (errors.Conflict, 409),
     (errors.StorageUnavailable, 503),
+    (errors.TooManyStreams, 503),
 )
 
 # Errors the framework raises itself (no route, bad method, bad request line...).
@@ -44,6 +45,21 @@ def status_of(error: errors.QueueyError) -> int:
     return 500
 
 
+def error_headers(status: int) -> dict[str, str]:
+    """The headers an error response of ``status`` carries."""
+    if status == 401:
+        return {"WWW-Authenticate": "Application"}
+    if status == 503:
+        return {"Retry-After": "1"}
+    if status in (408, 413):  # the rest of the body is not worth reading
+        return {"Connection": "close"}
+    return {}
+
+
+def error_body(error_msg: dict[str, str], details: dict[str, object] | None = None) -> bytes:
+    return orjson.dumps({"status": "error", "error_msg": error_msg, **(details or {})})
+
+
 def render_error(
     resp: falcon.asgi.Response,
     status: int,
@@ -52,13 +68,9 @@ def render_error(
 ) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps({"status": "error", "error_msg": error_msg, **(details or {})})
-    if status == 401:
-        resp.set_header("WWW-Authenticate", "Application")
-    elif status == 503:
-        resp.set_header("Retry-After", "1")
-    elif status in (408, 413):  # the rest of the body is not worth reading
-        resp.set_header("Connection", "close")
+    resp.data = error_body(error_msg, details)
+    for name, value in error_headers(status).items():
+        resp.set_header(name, value)
 
 
 async def queuey_error(

@@ -7,6 +7,7 @@ import orjson
 
 from queuey.api import requests, responses
 from queuey.api.delivery import connection
+from queuey.api.observe import count
 from queuey.api.resource import Resource
 from queuey.core.errors import InvalidParameter
 from queuey.core.models import Caller
@@ -34,6 +35,7 @@ class QueueResource(Resource):
     ) -> None:
         query = requests.query(req)
         read = await self.service.read_messages(caller, app, queue, query, connection(req))
+        count(req, app, "read", len(read.messages))
         responses.ok(resp, responses.read(read))
 
     on_head = on_get
@@ -56,6 +58,7 @@ class QueueResource(Resource):
                 req.get_header("X-TTL"), req.get_header("X-Partition"),
                 req.get_header("X-Delay"), req.get_header("X-Dedup-Id"),
             )  # fmt: skip
+        count(req, app, "posted", len(posted[0]))
         responses.ok(resp, responses.posted(posted), 201)
 
     async def on_put(

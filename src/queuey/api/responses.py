@@ -30,20 +30,19 @@ def read(done: Read) -> dict[str, Any]:
     return answer
 
 
-def messages(found: Sequence[Message]) -> dict[str, Any]:
+def message(m: Message) -> dict[str, Any]:
+    """A message as reads (and broadcast streams) return it."""
     return {
-        "status": "ok",
-        "messages": [
-            {
-                "message_id": m.id,
-                "timestamp": timestamp_of(m.ticks),
-                "body": m.body,
-                "partition": m.partition,
-                "content_type": m.content_type,
-            }
-            for m in found
-        ],
+        "message_id": m.id,
+        "timestamp": timestamp_of(m.ticks),
+        "body": m.body,
+        "partition": m.partition,
+        "content_type": m.content_type,
     }
+
+
+def messages(found: Sequence[Message]) -> dict[str, Any]:
+    return {"status": "ok", "messages": [message(m) for m in found]}
 
 
 def posted(result: Posted) -> dict[str, Any]:
@@ -71,7 +70,10 @@ def queue_list(
     return {"status": "ok", "queues": entries}
 
 
-def extended(claim_ids: list[str], until_ms: int) -> dict[str, Any]:
+def extended(claim_ids: list[str], until_ms: int | None) -> dict[str, Any]:
+    """An extension's answer; a release (``until_ms`` None) leaves no lease to end."""
+    if until_ms is None:
+        return {"status": "ok", "released": claim_ids}
     return {"status": "ok", "extended": claim_ids, "claim_expires": epoch(until_ms)}
 
 
@@ -80,23 +82,23 @@ def epoch(ms: int) -> str:
     return "%d.%03d0000" % divmod(ms, 1000)  # noqa: UP031
 
 
-def claims(found: Sequence[Claim]) -> dict[str, Any]:
+def claim(c: Claim) -> dict[str, Any]:
+    """A claimed message as claims (and round-robin streams) return it."""
+    m = c.message
     return {
-        "status": "ok",
-        "messages": [
-            {
-                "message_id": c.message.id,
-                "timestamp": timestamp_of(c.message.ticks),
-                "body": c.message.body,
-                "partition": c.message.partition,
-                "content_type": c.message.content_type,
-                "claim_id": claim_id(c),
-                "claim_expires": epoch(c.expires_ms),
-                "deliveries": c.message.deliveries,
-            }
-            for c in found
-        ],
+        "message_id": m.id,
+        "timestamp": timestamp_of(m.ticks),
+        "body": m.body,
+        "partition": m.partition,
+        "content_type": m.content_type,
+        "claim_id": claim_id(c),
+        "claim_expires": epoch(c.expires_ms),
+        "deliveries": m.deliveries,
     }
+
+
+def claims(found: Sequence[Claim]) -> dict[str, Any]:
+    return {"status": "ok", "messages": [claim(c) for c in found]}
 
 
 def stats(queue: Queue, counts: QueueStats) -> dict[str, Any]:

@@ -65,6 +65,14 @@ class InvalidApplicationKey(QueueyError):
     message = "Invalid application key"
 
 
+class InvalidToken(InvalidApplicationKey):
+    """A token that is expired, forged or cannot be verified (and, until tokens exist, any
+    token)."""
+
+    key = "InvalidToken"
+    message = "Invalid token"
+
+
 class Forbidden(QueueyError):
     """Valid credentials that lack the right for this resource."""
 
@@ -119,6 +127,13 @@ class ClaimExpired(Conflict):
     def __init__(self, details: dict[str, object]) -> None:
         super().__init__()
         self.details = details
+
+
+class TooManyStreams(QueueyError):
+    """This server process holds ``max_streams`` open streams; another one may take it."""
+
+    key = "max_streams"
+    message = "This server holds as many streams as it may; retry later or elsewhere."
 
 
 class StorageUnavailable(QueueyError):

@@ -16,9 +16,6 @@ class Limits:
     # partitions; the answer names where to go on ("more").
     max_read_messages: int = 10_000
     max_read_bytes: int = 10_485_760
-    # Milliseconds a queue's counts (stats, include_count) are given again while no write
-    # committed (see queuey.service.counts).
-    max_count_age_ms: int = 5000
     default_list_limit: int = 1000
     max_list_limit: int = 10_000
     default_ttl: int = 259_200
@@ -28,6 +25,11 @@ class Limits:
     # Seconds a client has to send a whole request (head and body), from its first byte or,
     # on a new connection, from the connection's opening.
     request_timeout: int = 60
+    # Streams (api.md "Streams (push)"): seconds between heartbeats, bytes queued for one
+    # subscriber before it is cut off (broadcast), and open streams per process.
+    stream_heartbeat: int = 15
+    stream_buffer: int = 1_048_576
+    max_streams: int = 20_000
 
 
 # Fixed bounds of the work-queue parameters (api.md Part 2); not settings.

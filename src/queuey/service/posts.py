@@ -202,7 +202,7 @@ class MessageFactory:
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError:
-            errors[field] = "Body is not valid UTF-8 text"
+            errors[field] = "Body is not valid UTF-8 text; base64-encode binary data"
             return ""
 
     def _json_body(self, errors: Errors, field: str, body: object) -> str | None:

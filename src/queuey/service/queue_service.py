@@ -22,7 +22,6 @@ from queuey.notify import Notifier
 from queuey.service import params as parse
 from queuey.service.bounded_read import Read, bounded_read
 from queuey.service.claim_ids import all_current, parse_claim_ids
-from queuey.service.counts import CountCache
 from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
 from queuey.service.sweeper import Sweeper
@@ -55,8 +54,6 @@ class QueueService:
         self._rights = Rights(storage, applications, limits.max_name_length)
         self._new = MessageFactory(limits, clock)
         self._long_poll = LongPoll(storage, self.notifier, clock)
-        self._counts = CountCache[int](storage, clock, limits.max_count_age_ms)
-        self._stats = CountCache[QueueStats](storage, clock, limits.max_count_age_ms)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -71,6 +68,14 @@ class QueueService:
 
     async def heartbeat(self) -> None:
         await self.storage.ping()
+
+    async def queue(self, caller: Caller, app: str, name: str, right: Right) -> Queue:
+        """The queue, if ``caller`` holds ``right`` on it (401/403/404 otherwise)."""
+        return await self._rights.queue(caller, app, name, right)
+
+    def now_ms(self) -> int:
+        """The clock's time, epoch ms."""
+        return self._clock.time_ns() // 1_000_000
 
     async def _changing(self, queue: Queue, write: Awaitable[T]) -> T:
         """Every write that may let a waiting request find something goes through here: once
@@ -94,11 +99,7 @@ class QueueService:
         counts = None
         if asked.include_count:
             now_ms = self._now_ms()
-            count = self.storage.count_messages
-            counts = [
-                await self._counts.get(q, now_ms, functools.partial(count, q, now_ms))
-                for q in queues
-            ]
+            counts = [await self.storage.count_messages(q, now_ms) for q in queues]
         return queues, counts
 
     async def create_queue(self, caller: Caller, app: str, params: Mapping[str, object]) -> Queue:
@@ -132,6 +133,7 @@ class QueueService:
         await self._rights.queue(caller, app, name, Right.OWNER)
         if not await self.storage.delete_queue(app, name):
             raise QueueNotFound()
+        self.notifier.changed((app, name))  # its streams end
 
     # --- messages --------------------------------------------------------------------------
 
@@ -283,23 +285,20 @@ class QueueService:
 
     async def extend(
         self, caller: Caller, app: str, name: str, claim_ids: str, params: Mapping[str, object]
-    ) -> tuple[list[str], int]:
+    ) -> tuple[list[str], int | None]:
         """Lease the claimed messages ``ttl`` more seconds from now (0 releases them); the
-        claims and when their leases end (epoch ms)."""
+        claims and when their leases end (epoch ms), None when they were released."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         items, refs = parse_claim_ids(claim_ids)
         ttl = parse.lease_ttl(params)
         now_ms = self._now_ms()
         extending = self.storage.extend_claims(queue, refs, now_ms, ttl * 1000)
-        # Only a release makes messages available to waiting claims.
-        done = await (self._changing(queue, extending) if ttl == 0 else extending)
-        return all_current(items, done, "extended"), now_ms + ttl * 1000
+        if ttl == 0:  # only a release makes messages available to waiting claims
+            return all_current(items, await self._changing(queue, extending), "released"), None
+        return all_current(items, await extending, "extended"), now_ms + ttl * 1000
 
     async def stats(self, caller: Caller, app: str, name: str) -> tuple[Queue, QueueStats]:
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
-        now_ms = self._now_ms()
-        counting = functools.partial(self.storage.queue_stats, queue, now_ms)
-        return queue, await self._stats.get(queue, now_ms, counting)
+        return queue, await self.storage.queue_stats(queue, self._now_ms())
 
-    def _now_ms(self) -> int:
-        return self._clock.time_ns() // 1_000_000
+    _now_ms = now_ms

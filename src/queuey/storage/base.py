@@ -226,10 +226,13 @@ class Storage(Protocol):
         again), or None."""
         ...
 
-    async def data_version(self) -> int:
-        """A number that changes whenever a write to the store commits, from any process
-        (it may change for other reasons too). Waiters poll it to learn of messages posted
-        through other server processes."""
+    async def changes(self, since: int | None) -> tuple[int, set[tuple[str, str]] | None]:
+        """The store's change position now, and the queues ``(app, name)`` that writes
+        committed since position ``since`` changed, through any process: new or overwritten
+        messages, released claims, updated or deleted queues. None instead of the set when
+        the store cannot tell (``since`` None, or too far behind): any queue may have changed.
+        Long-polling waiters and streams learn this way of writes made through other server
+        processes; a store that is not ``shared`` answers ``(0, set())``."""
         ...
 
     async def sweep(self, now_ms: int, limit: int) -> int:

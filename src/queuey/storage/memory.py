@@ -87,7 +87,6 @@ class MemoryStorage(Storage):
         self._dead_lettered: dict[int, int] = {}
         # qid -> dedup id -> (first message with it, remembered until epoch ms)
         self._dedup: dict[int, dict[str, tuple[Message, int]]] = {}
-        self._version = 0
 
     async def open(self) -> None:
         return None
@@ -130,7 +129,6 @@ class MemoryStorage(Storage):
             self._partitions.pop((queue.qid, partition), None)
         self._dead_lettered.pop(queue.qid, None)
         self._dedup.pop(queue.qid, None)
-        self._version += 1
         return True
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
@@ -171,7 +169,6 @@ class MemoryStorage(Storage):
             if stored is None:
                 stored = self._partitions[key] = _Partition()
             stored.put(message, replace)
-        self._version += 1
 
     async def write_unique(
         self,
@@ -232,7 +229,6 @@ class MemoryStorage(Storage):
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         for stored, index in self._locate(queue, ids):
             stored.remove(index)
-        self._version += 1
 
     def _locate(
         self, queue: Queue, ids: Sequence[tuple[int, str]]
@@ -267,7 +263,6 @@ class MemoryStorage(Storage):
             partition = message.partition if message.partition <= target.partitions else 1
             moved = dc_replace(message, partition=partition, due_ms=0)
             self._store(target.qid, [moved], False)
-        self._version += 1
 
     def _available(
         self, queue: Queue, partitions: Sequence[int], now_ms: int
@@ -320,8 +315,6 @@ class MemoryStorage(Storage):
             else:
                 stored.messages[index] = claimed
                 stored.claims[message.id] = (token, expires_ms)
-        if claims:
-            self._version += 1
         return claims
 
     def _current_claims(
@@ -340,7 +333,6 @@ class MemoryStorage(Storage):
             done.append(found is not None)
             if found is not None:
                 found[0].remove(found[1])
-        self._version += 1
         return done
 
     async def extend_claims(
@@ -351,7 +343,6 @@ class MemoryStorage(Storage):
             done.append(found is not None)
             if found is not None:
                 found[0].claims[ref.id] = (ref.token, now_ms + lease_ms)
-        self._version += 1
         return done
 
     async def unclaim_messages(
@@ -362,7 +353,6 @@ class MemoryStorage(Storage):
             if current is None:
                 return [False] * len(claims)
             self._store(current.qid, [claim.unclaimed() for claim in claims], replace=False)
-            self._version += 1
             return [True] * len(claims)
         refs = [claim.ref for claim in claims]
         done: list[bool] = []
@@ -375,7 +365,6 @@ class MemoryStorage(Storage):
                     message, deliveries=max(message.deliveries - 1, 0)
                 )
                 del stored.claims[ref.id]
-        self._version += 1
         return done
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
@@ -413,8 +402,8 @@ class MemoryStorage(Storage):
             times += (end for _, end in stored.claims.values() if end > now_ms)
         return min(times, default=None)
 
-    async def data_version(self) -> int:
-        return self._version
+    async def changes(self, since: int | None) -> tuple[int, set[tuple[str, str]] | None]:
+        return 0, set()  # not shared: this process's writes are all there is
 
     async def sweep(self, now_ms: int, limit: int) -> int:
         done = 0

@@ -161,8 +161,8 @@ class CassandraStorage:
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         return await self.messages.next_change_ms(queue, now_ms)
 
-    async def data_version(self) -> int:
-        return self.version.current()
+    async def changes(self, since: int | None) -> tuple[int, set[tuple[str, str]] | None]:
+        return self.version.changes(since)
 
     # --- sweep ---------------------------------------------------------------------------------
 

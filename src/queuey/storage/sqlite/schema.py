@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from queuey.storage.sqlite import changes
+
 SCHEMA_VERSION = 3
 
 # Columns of the work-queue settings and state (api.md Part 2), added in version 3; a version 2
@@ -81,6 +83,7 @@ _TABLES_V3 = (
         PRIMARY KEY (qid, did)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS dedup_until ON dedup (until)",
+    changes.SQL_CREATE,  # added within version 3: a file without it gets it at start-up
 )
 SQL_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
 

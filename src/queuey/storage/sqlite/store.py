@@ -8,27 +8,29 @@ writer (:mod:`.writer`), planned here and run by :mod:`.queues`, :mod:`.messages
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from queuey.core.errors import QueueNotFound, StorageUnavailable
+from queuey.core.errors import QueueNotFound
 from queuey.core.ids import ticks_of
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
 from queuey.storage.keys import cursor_position, sfx_of
 from queuey.storage.sqlite import claims as claim_sql
 from queuey.storage.sqlite import messages as message_sql
 from queuey.storage.sqlite import queues, schema, sweep
+from queuey.storage.sqlite.changes import ChangeReader, Key, logged
 from queuey.storage.sqlite.claims import ClaimHints
 from queuey.storage.sqlite.connection import SYNCHRONOUS, Connector, unavailable
 from queuey.storage.sqlite.messages import InsertPlanner, messages_of
 from queuey.storage.sqlite.queues import QueueCache
 from queuey.storage.sqlite.reader import SnapshotReader
 from queuey.storage.sqlite.writer import GroupWriter
+
+T = TypeVar("T")
 
 
 class SqliteStorage:
@@ -58,7 +60,7 @@ class SqliteStorage:
         self.hints = ClaimHints()
         self._queues = QueueCache()
         self._planner = InsertPlanner()
-        self._watcher: sqlite3.Connection | None = None  # for data_version only
+        self._changes = ChangeReader()
 
     @property
     def commits(self) -> int:
@@ -84,7 +86,7 @@ class SqliteStorage:
         finally:
             setup.close()
         self.reader.open(self._connect(self.busy_timeout_ms, read_only=True), loop)
-        self._watcher = self._connect(self.busy_timeout_ms, read_only=True, cache_kib=64)
+        self._changes.open(self._connect(self.busy_timeout_ms, read_only=True, cache_kib=64))
 
     async def close(self) -> None:
         if self.writer.closed:
@@ -94,10 +96,7 @@ class SqliteStorage:
 
     def _close_sync(self) -> None:
         self.reader.close()
-        if self._watcher is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._watcher.close()
-        self._watcher = None
+        self._changes.close()
         self.writer.close()
 
     async def ping(self) -> None:
@@ -113,10 +112,10 @@ class SqliteStorage:
         return self._queues.of(rows[0]) if rows else None
 
     async def update_queue(self, app: str, name: str, settings: QueueSettings) -> Queue:
-        return await self.writer.submit(queues.update_queue, app, name, settings)
+        return await self._changing((app, name), queues.update_queue, app, name, settings)
 
     async def delete_queue(self, app: str, name: str) -> bool:
-        return await self.writer.submit(queues.delete_queue, app, name)
+        return await self._changing((app, name), queues.delete_queue, app, name)
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
         rows = self.reader.rows(queues.SQL_LIST_QUEUES, (app, offset or "", limit))
@@ -136,10 +135,14 @@ class SqliteStorage:
             rows = self._planner.full_rows(qid, messages)
             low = min(row[2] for row in rows)
             sql = message_sql.SQL_INSERT_FULL[replace]
-            await self.writer.submit(message_sql.write_rows, self.hints, qid, sql, rows, low)
+            await self._changing(
+                (queue.app, queue.name), message_sql.write_rows, self.hints, qid, sql, rows, low
+            )
             return
         statements, low = self._planner.statements(qid, messages, replace)
-        await self.writer.submit(message_sql.write, self.hints, qid, statements, low)
+        await self._changing(
+            (queue.app, queue.name), message_sql.write, self.hints, qid, statements, low
+        )
 
     async def write_unique(
         self,
@@ -150,7 +153,8 @@ class SqliteStorage:
         window_ms: int,
     ) -> list[Message | None]:
         rows = self._planner.full_rows(queue.qid, messages)
-        return await self.writer.submit(
+        return await self._changing(
+            (queue.app, queue.name),
             message_sql.write_unique,
             self.hints,
             queue.qid,
@@ -236,7 +240,8 @@ class SqliteStorage:
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
         # A release (lease 0) ends the lease now: the message is available at once.
-        return await self._settle(queue, claims, claim_sql.SQL_EXTEND, [now_ms + lease_ms], now_ms)
+        head = [now_ms + lease_ms]
+        return await self._settle(queue, claims, claim_sql.SQL_EXTEND, head, now_ms, lease_ms == 0)
 
     async def unclaim_messages(
         self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
@@ -248,16 +253,26 @@ class SqliteStorage:
                 return [False] * len(claims)
             return [True] * len(claims)
         refs = [claim.ref for claim in claims]
-        return await self._settle(queue, refs, claim_sql.SQL_UNCLAIM, [], now_ms)
+        return await self._settle(queue, refs, claim_sql.SQL_UNCLAIM, [], now_ms, freed=True)
 
     async def _settle(
-        self, queue: Queue, claims: Sequence[ClaimRef], sql: str, head: list[Any], now_ms: int
+        self,
+        queue: Queue,
+        claims: Sequence[ClaimRef],
+        sql: str,
+        head: list[Any],
+        now_ms: int,
+        freed: bool = False,
     ) -> list[bool]:
-        """Run ``sql`` (ack, extend or unclaim) on each claim; whether each was current."""
+        """Run ``sql`` (ack, extend or unclaim) on each claim; whether each was current.
+        ``freed``: the messages become available at once (a release or an un-claim)."""
         if not claims:
             return []
         rows = claim_sql.claim_refs(queue, claims)
-        return await self.writer.submit(claim_sql.settle, self.hints, sql, head, rows, now_ms)
+        args = (claim_sql.settle, self.hints, sql, head, rows, now_ms)
+        if freed:  # available again: waiting claims of every process hear of it
+            return await self._changing((queue.app, queue.name), *args)
+        return await self.writer.submit(*args)
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         [counts] = self.reader.rows(claim_sql.SQL_STATS, (queue.qid, now_ms))
@@ -280,12 +295,9 @@ class SqliteStorage:
             return 0
         return await self.writer.submit(sweep.sweep, self.hints, now_ms, limit)
 
-    async def data_version(self) -> int:
-        watcher = self._watcher
-        if watcher is None:
-            raise StorageUnavailable("Back-end storage unavailable: the store is closed.")
-        try:
-            version: int = watcher.execute("PRAGMA data_version").fetchall()[0][0]
-        except sqlite3.Error as exc:
-            raise unavailable(exc) from exc
-        return version
+    async def changes(self, since: int | None) -> tuple[int, set[Key] | None]:
+        return self._changes.changes(since)
+
+    async def _changing(self, key: Key, fn: Callable[..., T], *args: Any) -> T:
+        """A write that waiters of queue ``key`` hear of, in every process (:mod:`.changes`)."""
+        return await self.writer.submit(logged, key, fn, *args)

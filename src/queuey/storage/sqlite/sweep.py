@@ -3,13 +3,14 @@
 In order, each step only while the limit is not reached: expired messages (an index on
 ``expires`` finds them among live ones), the messages of deleted queues (``dead_queues``),
 ended leases (dead-lettering exhausted messages, forgetting the others' leases), delayed
-messages that fell due, and expired dedup entries.
+messages that fell due, expired dedup entries, and the change log's old rows.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from queuey.storage.sqlite import changes
 from queuey.storage.sqlite.claims import ClaimHints, dead_letter
 from queuey.storage.sqlite.queues import Alive
 
@@ -46,6 +47,8 @@ def sweep(
         removed += conn.execute(_SQL_SWEEP_DUE, (now_ms, limit - removed)).rowcount
     if removed < limit:
         removed += conn.execute(_SQL_SWEEP_DEDUP, (now_ms, limit - removed)).rowcount
+    if removed < limit:
+        removed += changes.prune(conn, limit - removed)
     return removed
 
 

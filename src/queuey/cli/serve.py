@@ -1,22 +1,21 @@
-"""The ``queuey`` command."""
+"""``queuey serve``: the HTTP server."""
 
 from __future__ import annotations
 
-import argparse
+import atexit
 import functools
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
 
 from queuey import __version__
+from queuey.cli.common import Commands
 from queuey.config import ConfigError, Settings, load_settings, with_default_application
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="queuey", description="RESTful message queue service")
-    parser.add_argument("--version", action="version", version=f"queuey {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument(
         "--config", help="ini file (default: $QUEUEY_CONFIG, else built-in defaults)"
@@ -24,8 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")
-    args = parser.parse_args(argv)
-    return _serve(args.config, args.host, args.port, args.workers)
+    serve.set_defaults(run=lambda args: _serve(args.config, args.host, args.port, args.workers))
 
 
 def _serve(config: str | None, host: str, port: int, workers: int) -> int:
@@ -41,7 +39,12 @@ def _serve(config: str | None, host: str, port: int, workers: int) -> int:
     except ConfigError as error:
         print(f"queuey: configuration error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    if settings.metrics:
+        # Before prometheus_client is first imported: it picks its storage at import.
+        _metrics_directory(workers)
+    from queuey import logs
+
+    logs.configure(settings.log_level)
     for warning in settings.warnings:
         logging.getLogger("queuey").warning("%s", warning)
     if workers > 1 and settings.storage.backend == "memory":
@@ -103,6 +106,26 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     else:
         uvicorn.run("queuey.main:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     return 0
+
+
+# prometheus_client's own variable (queuey.api.metrics would import prometheus_client too soon).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_directory(workers: int) -> None:
+    """Several workers share their metrics through files in ``PROMETHEUS_MULTIPROC_DIR``: a
+    directory of the operator's choosing (emptied now, as the values of an earlier run would
+    be added in), else a new one removed at exit."""
+    chosen = os.environ.get(MULTIPROC_ENV)
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        for name in os.listdir(chosen):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(chosen, name))
+    elif workers > 1:
+        made = tempfile.mkdtemp(prefix="queuey-metrics-")
+        atexit.register(shutil.rmtree, made, ignore_errors=True)
+        os.environ[MULTIPROC_ENV] = made
 
 
 def _loop() -> str:

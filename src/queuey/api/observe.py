@@ -1,0 +1,120 @@
+"""What every request leaves behind: its ``X-Request-Id``, an access log line, its metrics.
+
+The request id is the client's ``X-Request-Id`` when it is 1-128 characters of letters, digits
+and ``._:-`` (anything else could forge log lines), otherwise a new random one. It is echoed on
+every answer, errors and unrouted paths included, and :data:`request_id` holds it while the
+request runs, so any log line the request causes can name it (:mod:`queuey.logs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import re
+import sys
+import time
+from typing import TextIO
+
+import falcon.asgi
+import orjson
+
+from queuey.api.metrics import UNMATCHED, Metrics
+
+Request = falcon.asgi.Request
+Response = falcon.asgi.Response
+
+HEADER = "X-Request-Id"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+#: The id of the request this task is answering, or None outside requests.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "queuey_request_id", default=None
+)
+#: Seconds an access log line may wait in the buffer before it is written out.
+FLUSH_DELAY = 0.5
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex()
+
+
+def count(req: Request, application: str, event: str, n: int) -> None:
+    """Count ``n`` messages of ``event`` (api.metrics.EVENTS) for ``application``, once the
+    request has succeeded."""
+    req.context.counted = (application, event, n)
+
+
+class Observer:
+    """Falcon middleware: request ids always; access log lines (``text`` or ``json``; ``off``
+    for none) and metrics when enabled."""
+
+    def __init__(
+        self, access_log_format: str, metrics: Metrics | None, out: TextIO | None = None
+    ) -> None:
+        self.log_format = access_log_format
+        self.metrics = metrics
+        self.out = sys.stdout if out is None else out
+        self._flush_due = False
+
+    async def process_request(self, req: Request, resp: Response) -> None:
+        given = req.get_header(HEADER)
+        rid = given if given is not None and _SANE_ID.fullmatch(given) else new_request_id()
+        req.context.request_id = rid
+        req.context.started = time.perf_counter()
+        request_id.set(rid)
+
+    async def process_response(
+        self, req: Request, resp: Response, resource: object, req_succeeded: bool
+    ) -> None:
+        context = req.context
+        rid = context.get("request_id") or new_request_id()
+        resp.set_header(HEADER, rid)
+        now = time.perf_counter()
+        started = context.get("started")
+        seconds = 0.0 if started is None else now - started
+        status = resp.status_code
+        route = req.uri_template or UNMATCHED
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.request(route, req.method, status, seconds)
+            counted = context.get("counted")
+            if counted is not None and status < 400:
+                metrics.count(*counted)
+        if self.log_format != "off":
+            self._log(req, resp, rid, status, seconds)
+
+    def _log(self, req: Request, resp: Response, rid: str, status: int, seconds: float) -> None:
+        size = len(resp.data) if resp.data is not None else None
+        if self.log_format == "json":
+            line = orjson.dumps(
+                {
+                    "time": time.time(),
+                    "request_id": rid,
+                    "remote": req.remote_addr,
+                    "method": req.method,
+                    "path": req.path,
+                    "query": req.query_string,
+                    "status": status,
+                    "bytes": size,
+                    "ms": round(seconds * 1000, 3),
+                }
+            ).decode()
+        else:
+            target = f"{req.path}?{req.query_string}" if req.query_string else req.path
+            line = (
+                f'{req.remote_addr} "{req.method} {target}" {status} '
+                f"{'-' if size is None else size} {seconds * 1000:.1f}ms id={rid}"
+            )
+        # A buffered write, flushed within FLUSH_DELAY: logging's per-line record, lock and
+        # flush would cost about a fifth of a small POST (bench/overhead.py).
+        self.out.write(line + "\n")
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        self._flush_due = False
+        with contextlib.suppress(OSError, ValueError):  # stdout closed or gone
+            self.out.flush()

@@ -1,0 +1,332 @@
+"""``GET /v1/{app}/{queue}/stream``: server-sent events, NDJSON, and WebSocket on the same path.
+
+Every check (credentials, rights, parameters, ``max_streams``) is made before the stream
+starts, so a refusal is the usual JSON error (for a WebSocket, an HTTP response to its
+handshake when the server supports it, else a close code of 3000 + the status). Then the
+subscriber's frames (:mod:`queuey.streams`) are written as they come, with a heartbeat when
+nothing came for ``stream_heartbeat`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import falcon.asgi
+import orjson
+
+from queuey.api import errors, requests, responses
+from queuey.api.auth import KeyRing
+from queuey.api.resource import Resource
+from queuey.core.errors import (
+    ClaimExpired,
+    InvalidRequest,
+    NotFound,
+    QueueNotFound,
+    QueueyError,
+)
+from queuey.core.models import Caller, Claim, Message
+from queuey.core.validation import Errors, check_choice, check_int
+from queuey.service import QueueService
+from queuey.streams import End, StreamRequest, Streams, Subscriber
+from queuey.streams.hub import MAX_CREDIT
+
+Request = falcon.asgi.Request
+Response = falcon.asgi.Response
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+NDJSON = "application/x-ndjson"
+EVENT_STREAM = "text/event-stream"
+#: Milliseconds an EventSource waits before it reconnects.
+RETRY_MS = 2000
+_PATH = re.compile(r"/v1/([^/]+)/([^/]+)/stream/?")
+# WebSocket close codes: the queue was deleted, the client was too slow, the server restarts.
+CLOSE_CODES = {End.DELETED: 4404, End.OVERFLOW: 1008, End.SHUTDOWN: 1012}
+
+
+class Sse:
+    """Server-sent events: ``id``, ``event: message`` and ``data`` per message."""
+
+    joinable = True
+    media_type = EVENT_STREAM
+    opening = b"retry: %d\n\n" % RETRY_MS
+    heartbeat = b": heartbeat\n\n"
+
+    def message(self, message: Message) -> bytes:
+        data = orjson.dumps(responses.message(message))
+        return b"id: %s\nevent: message\ndata: %s\n\n" % (message.id.encode(), data)
+
+    def claim(self, claim: Claim) -> bytes:
+        data = orjson.dumps(responses.claim(claim))
+        return b"id: %s\nevent: message\ndata: %s\n\n" % (claim.message.id.encode(), data)
+
+    def end(self, reason: End) -> bytes:
+        if reason is not End.DELETED:
+            return b""
+        return b"event: end\ndata: %s\n\n" % errors.error_body(QueueNotFound().errors)
+
+
+class NdJson:
+    """One message object per line; an empty line is the heartbeat."""
+
+    joinable = True
+    media_type = NDJSON
+    opening = b""
+    heartbeat = b"\n"
+
+    def message(self, message: Message) -> bytes:
+        return orjson.dumps(responses.message(message), option=orjson.OPT_APPEND_NEWLINE)
+
+    def claim(self, claim: Claim) -> bytes:
+        return orjson.dumps(responses.claim(claim), option=orjson.OPT_APPEND_NEWLINE)
+
+    def end(self, reason: End) -> bytes:
+        if reason is not End.DELETED:
+            return b""
+        return errors.error_body(QueueNotFound().errors) + b"\n"
+
+
+class WsText:
+    """One message object per WebSocket text frame."""
+
+    joinable = False
+
+    def message(self, message: Message) -> str:
+        return orjson.dumps(responses.message(message)).decode()
+
+    def claim(self, claim: Claim) -> str:
+        return orjson.dumps(responses.claim(claim)).decode()
+
+
+SSE, NDJSON_FRAMING, WEBSOCKET = Sse(), NdJson(), WsText()
+HttpFraming = Sse | NdJson
+
+
+class StreamResource(Resource):
+    def __init__(self, service: QueueService, keys: KeyRing, streams: Streams) -> None:
+        super().__init__(service, keys)
+        self.streams = streams
+
+    async def _check(
+        self, req: Request, caller: Caller, app: str, queue: str
+    ) -> tuple[StreamRequest, HttpFraming]:
+        params = requests.query(req)
+        errs = Errors()
+        accept = req.get_header("Accept") or ""
+        default = "ndjson" if NDJSON in accept and EVENT_STREAM not in accept else "sse"
+        kind = check_choice(errs, "format", params.get("format"), ("sse", "ndjson"), default)
+        errs.raise_if_any()
+        request = await self.streams.check(
+            caller, app, queue, params, req.get_header("Last-Event-ID")
+        )
+        return request, NDJSON_FRAMING if kind == "ndjson" else SSE
+
+    async def on_get(
+        self, req: Request, resp: Response, caller: Caller, app: str, queue: str
+    ) -> None:
+        request, framing = await self._check(req, caller, app, queue)
+        subscriber = await self.streams.subscribe(request, framing)
+        _stream_headers(resp, framing)
+        # The server's shutdown ends the stream (queuey.server.QueueyHttpProtocol.shutdown).
+        req.scope["queuey.end_stream"] = lambda: subscriber.end(End.SHUTDOWN)
+        receive: Receive = req.scope["queuey.receive"]
+        resp.stream = _http_frames(subscriber, framing, receive)
+
+    async def on_head(
+        self, req: Request, resp: Response, caller: Caller, app: str, queue: str
+    ) -> None:
+        _, framing = await self._check(req, caller, app, queue)
+        _stream_headers(resp, framing)
+
+
+def _stream_headers(resp: Response, framing: HttpFraming) -> None:
+    resp.content_type = framing.media_type
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")  # nginx: pass each frame on at once
+
+
+async def _http_frames(
+    subscriber: Subscriber, framing: HttpFraming, receive: Receive
+) -> AsyncIterator[bytes]:
+    watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
+    try:
+        if framing.opening:
+            yield framing.opening
+        while True:
+            chunks = await subscriber.take()
+            if chunks:
+                yield b"".join(_bytes(chunks))
+            elif subscriber.ended is not None:
+                last = framing.end(subscriber.ended)
+                if last and subscriber.ended is not End.GONE:
+                    yield last
+                return
+            else:
+                yield framing.heartbeat
+    finally:
+        subscriber.end(End.GONE)
+        watcher.cancel()
+
+
+def _bytes(chunks: list[bytes | str]) -> list[bytes]:
+    return [c for c in chunks if isinstance(c, bytes)]
+
+
+async def _watch_disconnect(receive: Receive, subscriber: Subscriber) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscriber.end(End.GONE)
+
+
+class StreamSocket:
+    """The WebSocket side of ``/v1/{app}/{queue}/stream`` (raw ASGI: Falcon cannot answer a
+    refused handshake with an HTTP response)."""
+
+    def __init__(self, service: QueueService, keys: KeyRing, streams: Streams) -> None:
+        self.service = service
+        self.keys = keys
+        self.streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        try:
+            match = _PATH.fullmatch(scope["path"])
+            if match is None:
+                raise NotFound()
+            app, name = unquote(match.group(1)), unquote(match.group(2))
+            caller = self.keys.caller(headers.get("authorization"))
+            request = await self.streams.check(
+                caller, app, name, params, headers.get("last-event-id")
+            )
+            subscriber = await self.streams.subscribe(request, WEBSOCKET)
+        except QueueyError as error:
+            await _deny(scope, send, error)
+            return
+        await send({"type": "websocket.accept"})
+        session = _Session(self, caller, request, subscriber)
+        reader = asyncio.create_task(session.read(receive))
+        try:
+            await session.write(send)
+        finally:
+            subscriber.end(End.GONE)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _deny(scope: Scope, send: Send, error: QueueyError) -> None:
+    status = errors.status_of(error)
+    if "websocket.http.response" in scope.get("extensions", {}):
+        headers = [(b"content-type", b"application/json")] + [
+            (k.lower().encode(), v.encode()) for k, v in errors.error_headers(status).items()
+        ]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        body = errors.error_body(error.errors, error.details)
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 3000 + status})
+
+
+class _Session:
+    """One accepted WebSocket: frames out, and the client's ack/extend/credit frames in."""
+
+    def __init__(
+        self, socket: StreamSocket, caller: Caller, request: StreamRequest, subscriber: Subscriber
+    ) -> None:
+        self.service = socket.service
+        self.streams = socket.streams
+        self.caller = caller
+        self.request = request
+        self.subscriber = subscriber
+
+    async def write(self, send: Send) -> None:
+        """Frames out; heartbeats are left to the WebSocket server's pings."""
+        subscriber = self.subscriber
+        with contextlib.suppress(OSError):  # the client went away
+            while True:
+                chunks = await subscriber.take()
+                for chunk in chunks:
+                    await send({"type": "websocket.send", "text": chunk})
+                if not chunks and subscriber.ended is not None:
+                    code = CLOSE_CODES.get(subscriber.ended)
+                    if code is not None:
+                        await send({"type": "websocket.close", "code": code})
+                    return
+
+    async def read(self, receive: Receive) -> None:
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                self.subscriber.end(End.GONE)
+                return
+            text = event.get("text")
+            if text is None and event.get("bytes") is not None:
+                text = event["bytes"].decode("utf-8", "replace")
+            reply = await self.answer(text or "")
+            data = orjson.dumps(reply).decode()
+            self.subscriber.push([data], len(data))
+
+    async def answer(self, text: str) -> dict[str, Any]:
+        """The reply to one client frame."""
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return {"error": {"frame": "Not JSON"}}
+        if not isinstance(frame, dict) or len(frame.keys() & {"ack", "extend", "credit"}) != 1:
+            return {"error": {"frame": 'Expected one of "ack", "extend", "credit"'}}
+        try:
+            if "credit" in frame:
+                return self._credit(frame["credit"])
+            verb = "ack" if "ack" in frame else "extend"
+            items = frame[verb]
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise InvalidRequest({verb: "Expected a list of claim ids"})
+            return await self._settle(verb, ",".join(items), frame.get("ttl"))
+        except ClaimExpired as error:
+            return dict(error.details)
+        except QueueyError as error:
+            return {"error": error.errors}
+
+    async def _settle(self, verb: str, claim_ids: str, ttl: object) -> dict[str, Any]:
+        queue = self.request.queue
+        app, name = queue.app, queue.name
+        if verb == "ack":
+            try:
+                done = await self.service.ack(self.caller, app, name, claim_ids)
+            finally:
+                self.streams.settle(app, name, claim_ids.split(","))
+            return {"acked": done, "failed": []}
+        errs = Errors()
+        seconds = check_int(errs, "ttl", ttl, None, 0)
+        errs.raise_if_any()
+        assert seconds is not None
+        until = self.service.now_ms() + seconds * 1000
+        try:
+            extended, _ = await self.service.extend(
+                self.caller, app, name, claim_ids, {"ttl": seconds}
+            )
+        except ClaimExpired as error:
+            current = error.details.get("extended")
+            self.streams.settle(app, name, current if isinstance(current, list) else [], until)
+            raise
+        self.streams.settle(app, name, extended, until)
+        return {"extended": extended, "failed": []}
+
+    def _credit(self, value: object) -> dict[str, Any]:
+        errs = Errors()
+        credit = check_int(errs, "credit", value, None, 1, MAX_CREDIT)
+        if self.request.mode != "roundrobin":
+            errs["credit"] = "Only with mode=roundrobin"
+        errs.raise_if_any()
+        assert credit is not None
+        queue = self.request.queue
+        self.streams.credit(queue.app, queue.name, self.subscriber, credit)
+        return {"credit": credit}
