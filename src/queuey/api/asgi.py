@@ -8,6 +8,7 @@ from typing import Any
 
 import falcon.asgi
 
+from queuey.api import delivery
 from queuey.core.errors import IncompleteBody
 
 Receive = Any  # an ASGI receive callable
@@ -21,6 +22,10 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
 
     Falcon's request stream ends quietly at a disconnect; here a disconnect while more of the
     body is due raises IncompleteBody (408) from the read instead, so nothing is stored.
+
+    Every request gets a :class:`queuey.api.delivery.Connection` (in its scope): long polls
+    stop waiting when their client disconnects, and what a claim took for an answer that did
+    not reach its client is given back.
     """
 
     #: Where WebSocket connections go (None: Falcon's own handling).
@@ -28,13 +33,19 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
 
     async def __call__(self, scope: Any, receive: Receive, send: Any) -> None:  # type: ignore[override]
         kind = scope["type"]
-        if kind == "http":
-            receive = _whole_bodies(receive)
-            scope["queuey.receive"] = receive  # streams watch it for the client leaving
-        elif kind == "websocket" and self.websocket is not None:
+        if kind == "websocket" and self.websocket is not None:
             await self.websocket(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if kind != "http":
+            await super().__call__(scope, receive, send)
+            return
+        client = scope[delivery.SCOPE_KEY] = delivery.Connection()
+        receive = client.receiving(_whole_bodies(receive))
+        scope["queuey.receive"] = receive  # streams watch it for the client leaving
+        try:
+            await super().__call__(scope, receive, client.sending(send))
+        finally:
+            await client.finish()
 
 
 def _whole_bodies(receive: Receive) -> Receive:

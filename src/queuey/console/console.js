@@ -835,7 +835,7 @@ function applySettled(action, data) {
     }
     return;
   }
-  for (const id of data.acked || data.extended || []) state.claims.delete(id);
+  for (const id of data.acked || data.released || []) state.claims.delete(id);
 }
 
 // --- the live tail (GET .../stream, server-sent events read through fetch) ----------------

@@ -12,6 +12,10 @@ class Limits:
     max_batch_bytes: int = 10_485_760
     default_read_limit: int = 100
     max_read_limit: int = 1000
+    # The most messages, and bytes of message bodies, one read returns over all its
+    # partitions; the answer names where to go on ("more").
+    max_read_messages: int = 10_000
+    max_read_bytes: int = 10_485_760
     default_list_limit: int = 1000
     max_list_limit: int = 10_000
     default_ttl: int = 259_200
