@@ -3,6 +3,7 @@ ASGIConductor (lifespan included)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,44 @@ def memory_app(
     return create_app(service, KeyRing(KEYS), cors=cors)
 
 
+def patient(app: Any) -> Any:
+    """``app`` as a client that waits for its answer sees it. Falcon's conductor reports
+    ``http.disconnect`` as soon as the request body is sent, which the app takes for a client
+    that went away (a long poll would end, a claim would be given back); here a disconnect
+    after the whole body is held back until the whole answer was sent, as over a real
+    connection."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        answered = asyncio.Event()
+        body_sent = False
+
+        async def waiting() -> dict[str, Any]:
+            nonlocal body_sent
+            event: dict[str, Any] = await receive()
+            if event["type"] == "http.request" and not event.get("more_body", False):
+                body_sent = True
+            elif event["type"] == "http.disconnect" and body_sent:
+                await answered.wait()
+            return event
+
+        async def sending(event: dict[str, Any]) -> None:
+            await send(event)
+            if event["type"] == "http.response.body" and not event.get("more_body", False):
+                answered.set()
+
+        await app(scope, waiting, sending)
+
+    return wrapped
+
+
 @pytest.fixture(params=BACKENDS)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     clock = FakeClock()
     storage = make_storage(request.param, tmp_path)
     service = QueueService(storage, KEYS.keys(), clock, Notifier(storage, POLL_INTERVAL))
     app = create_app(service, KeyRing(KEYS), sweep_interval=3600)
-    async with falcon.testing.ASGIConductor(app) as conductor:
+    async with falcon.testing.ASGIConductor(patient(app)) as conductor:
         yield Api(conductor, clock, service)

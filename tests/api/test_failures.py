@@ -16,7 +16,7 @@ from queuey.core.models import Message, Queue
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
 from queuey.storage.memory import MemoryStorage
-from tests.api.conftest import AUTH, KEYS, Api
+from tests.api.conftest import AUTH, KEYS, Api, patient
 
 
 class FaultyStorage(MemoryStorage):
@@ -40,7 +40,9 @@ class FaultyStorage(MemoryStorage):
 async def faulty() -> AsyncIterator[tuple[falcon.testing.ASGIConductor, FaultyStorage]]:
     storage = FaultyStorage()
     service = QueueService(storage, KEYS.keys(), FakeClock(), Notifier(storage, POLL_INTERVAL))
-    async with falcon.testing.ASGIConductor(create_app(service, KeyRing(KEYS))) as conductor:
+    async with falcon.testing.ASGIConductor(
+        patient(create_app(service, KeyRing(KEYS)))
+    ) as conductor:
         yield conductor, storage
 
 

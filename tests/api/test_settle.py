@@ -13,7 +13,7 @@ from queuey.core.clock import FakeClock
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService, settle_window_ms
 from queuey.storage.memory import MemoryStorage
-from tests.api.conftest import AUTH, KEYS, Api
+from tests.api.conftest import AUTH, KEYS, Api, patient
 
 
 class ThreeNodes(MemoryStorage):
@@ -28,7 +28,9 @@ async def cluster_api() -> AsyncIterator[Api]:
     clock = FakeClock()
     storage = ThreeNodes()
     service = QueueService(storage, KEYS.keys(), clock, Notifier(storage, POLL_INTERVAL))
-    async with falcon.testing.ASGIConductor(create_app(service, KeyRing(KEYS))) as conductor:
+    async with falcon.testing.ASGIConductor(
+        patient(create_app(service, KeyRing(KEYS)))
+    ) as conductor:
         yield Api(conductor, clock, service)
 
 

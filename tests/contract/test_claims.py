@@ -280,6 +280,59 @@ async def test_a_claim_that_is_not_current_cannot_be_extended(
     assert len(await claim(storage, queue, clock)) == 1
 
 
+async def test_an_unclaim_gives_the_message_back_without_counting_the_delivery(
+    storage: Storage, clock: FakeClock, gen: IdGenerator
+) -> None:
+    queue = await work_queue(storage, clock, max_deliveries=1)
+    await post(storage, queue, gen, clock, 2)
+    held = await claim(storage, queue, clock, 2)
+    assert [c.message.deliveries for c in held] == [1, 1]
+
+    assert await storage.unclaim_messages(queue, held[:1], now_ms(clock), False) == [True]
+
+    stats = await storage.queue_stats(queue, now_ms(clock))
+    assert (stats.available, stats.claimed, stats.dead_lettered) == (1, 1, 0)
+    [again] = await claim(storage, queue, clock)  # not exhausted: the claim did not count
+    assert again.message.id == held[0].message.id
+    assert again.message.deliveries == 1
+    assert await storage.ack_messages(queue, refs(held[:1]), now_ms(clock)) == [False]
+    assert await storage.ack_messages(queue, refs([again, held[1]]), now_ms(clock)) == [True] * 2
+
+
+async def test_an_unclaim_of_a_claim_that_is_not_current_changes_nothing(
+    storage: Storage, clock: FakeClock, gen: IdGenerator
+) -> None:
+    queue = await work_queue(storage, clock)
+    await post(storage, queue, gen, clock, 1)
+    [held] = await claim(storage, queue, clock)
+    clock.advance(LEASE_MS / 1000)
+    [again] = await claim(storage, queue, clock)
+
+    assert await storage.unclaim_messages(queue, [held], now_ms(clock), False) == [False]
+
+    assert await claim(storage, queue, clock) == []  # the second claim still holds it
+    assert again.message.deliveries == 2
+    assert await storage.ack_messages(queue, refs([again]), now_ms(clock)) == [True]
+
+
+async def test_an_unclaim_of_removed_messages_stores_them_again_as_they_were(
+    storage: Storage, clock: FakeClock, gen: IdGenerator
+) -> None:
+    queue = await work_queue(storage, clock, delivery="at_most_once", max_deliveries=1)
+    posted = await post(storage, queue, gen, clock, 3)
+    taken = await claim(storage, queue, clock, 2, remove=True)
+    assert claimed_ids(await claim(storage, queue, clock, 5, remove=True)) == ids(posted[2:])
+
+    assert await storage.unclaim_messages(queue, taken, now_ms(clock), True) == [True, True]
+
+    again = await claim(storage, queue, clock, 5, remove=True)
+    assert claimed_ids(again) == ids(posted[:2])
+    assert [c.message.deliveries for c in again] == [1, 1]
+    assert [c.message.body for c in again] == ["m0", "m1"]
+    stats = await storage.queue_stats(queue, now_ms(clock))
+    assert (stats.available, stats.dead_lettered) == (0, 0)
+
+
 # --- delayed messages ---------------------------------------------------------------------------
 
 

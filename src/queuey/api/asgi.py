@@ -12,6 +12,7 @@ import falcon.asgi
 from falcon.constants import COMBINED_METHODS
 from falcon.routing import map_http_methods
 
+from queuey.api import delivery
 from queuey.api.errors import error_body
 from queuey.core.errors import IncompleteBody, MethodNotAllowed, NotFound, PayloadTooLarge
 
@@ -51,6 +52,10 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
 
     Falcon answers a method it does not know (``PURGE``) with a 400; here it is a 405 with
     ``Allow``, as for any other method the resource does not support.
+
+    Every request gets a :class:`queuey.api.delivery.Connection` (in its scope): long polls
+    stop waiting when their client disconnects, and what a claim took for an answer that did
+    not reach its client is given back.
     """
 
     #: Where WebSocket connections go (None: Falcon's own handling).
@@ -58,17 +63,22 @@ class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
 
     async def __call__(self, scope: Any, receive: Receive, send: Any) -> None:  # type: ignore[override]
         kind = scope["type"]
-        if kind == "http":
-            if scope["method"] not in COMBINED_METHODS:
-                await _send_error(send, *self.unknown_method(scope["path"]))
-                return
-            receive = _whole_bodies(receive, scope)
-            scope["queuey.receive"] = receive  # streams watch it for the client leaving
-            send = _in_slices(send)
-        elif kind == "websocket" and self.websocket is not None:
+        if kind == "websocket" and self.websocket is not None:
             await self.websocket(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if kind != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] not in COMBINED_METHODS:
+            await _send_error(send, *self.unknown_method(scope["path"]))
+            return
+        client = scope[delivery.SCOPE_KEY] = delivery.Connection()
+        receive = client.receiving(_whole_bodies(receive, scope))
+        scope["queuey.receive"] = receive  # streams watch it for the client leaving
+        try:
+            await super().__call__(scope, receive, _in_slices(client.sending(send)))
+        finally:
+            await client.finish()
 
     def allowed_methods(self, path: str) -> list[str] | None:
         """The methods the resource at ``path`` answers, as its 405's ``Allow`` lists them (the

@@ -7,6 +7,7 @@ import falcon.asgi
 
 from queuey.api import requests, responses
 from queuey.api.auth import KeyRing
+from queuey.api.delivery import connection
 from queuey.api.observe import count
 from queuey.api.resource import Resource
 from queuey.core.models import Caller
@@ -22,7 +23,7 @@ class ClaimsResource(Resource):
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
         params = await requests.params(req, self.service.limits.max_message_bytes)
-        found = await self.service.claim(caller, app, queue, params)
+        found = await self.service.claim(caller, app, queue, params, connection(req))
         count(req, app, "claimed", len(found))
         responses.ok(resp, responses.claims(found))
 

@@ -6,6 +6,7 @@ import falcon.asgi
 import orjson
 
 from queuey.api import requests, responses
+from queuey.api.delivery import connection
 from queuey.api.observe import count
 from queuey.api.resource import Resource
 from queuey.core.errors import InvalidParameter
@@ -34,9 +35,10 @@ class QueueResource(Resource):
     async def on_get(
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
     ) -> None:
-        found = await self.service.read_messages(caller, app, queue, requests.query(req))
-        count(req, app, "read", len(found))
-        responses.ok(resp, responses.messages(found))
+        query = requests.query(req)
+        read = await self.service.read_messages(caller, app, queue, query, connection(req))
+        count(req, app, "read", len(read.messages))
+        responses.ok(resp, responses.read(read))
 
     on_head = on_get
 

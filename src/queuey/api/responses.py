@@ -11,11 +11,23 @@ import orjson
 from queuey.core.ids import timestamp_of
 from queuey.core.models import Claim, Message, Queue, QueueStats
 from queuey.service import Posted, claim_id
+from queuey.service.bounded_read import Read
 
 
 def ok(resp: falcon.asgi.Response, body: dict[str, Any], status: int = 200) -> None:
     resp.status = status
     resp.data = orjson.dumps(body)
+
+
+def read(done: Read) -> dict[str, Any]:
+    """A read's answer; one cut short by the read bound says where to go on."""
+    answer = messages(done.messages)
+    if done.rest is not None:
+        more: dict[str, Any] = {"partition": done.rest.partition}
+        if done.rest.after is not None:
+            more["after"] = done.rest.after
+        answer["more"] = more
+    return answer
 
 
 def message(m: Message) -> dict[str, Any]:

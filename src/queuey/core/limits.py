@@ -14,6 +14,10 @@ class Limits:
     max_batch_bytes: int = 10_485_760
     default_read_limit: int = 100
     max_read_limit: int = 1000
+    # The most messages, and bytes of message bodies, one read returns over all its
+    # partitions; the answer names where to go on ("more").
+    max_read_messages: int = 10_000
+    max_read_bytes: int = 10_485_760
     default_list_limit: int = 1000
     max_list_limit: int = 10_000
     default_ttl: int = 259_200
@@ -44,6 +48,8 @@ LIMIT_RANGES: Mapping[str, tuple[int, int]] = MappingProxyType(
         "max_batch_bytes": (1, 256 << 20),
         "default_read_limit": (1, 10_000),
         "max_read_limit": (1, 10_000),
+        "max_read_messages": (1, 1_000_000),
+        "max_read_bytes": (1024, 1 << 30),
         "default_list_limit": (1, 100_000),
         "max_list_limit": (1, 100_000),
         "default_ttl": (1, 630_720_000),  # 20 years, Cassandra's longest TTL

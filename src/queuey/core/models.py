@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 QUEUE_TYPES = ("user", "public")
 CONSISTENCIES = ("weak", "strong", "very_strong")
@@ -108,6 +108,14 @@ class Claim:
     message: Message
     token: int
     expires_ms: int
+
+    @property
+    def ref(self) -> ClaimRef:
+        return ClaimRef(self.message.partition, self.message.id, self.token)
+
+    def unclaimed(self) -> Message:
+        """The message as it was before this claim (its delivery not counted)."""
+        return replace(self.message, deliveries=max(self.message.deliveries - 1, 0))
 
 
 # A claim's token is 1 to MAX_CLAIM_TOKEN: it fits every back-end's signed 64-bit integer.

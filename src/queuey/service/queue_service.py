@@ -3,6 +3,7 @@ only stores. The HTTP layer hands in raw parameters and renders what comes back.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Awaitable, Collection, Mapping
 from typing import TypeVar
@@ -11,17 +12,25 @@ from queuey.core.clock import Clock
 from queuey.core.errors import InvalidMessageID, InvalidRequest, QueueExists, QueueNotFound
 from queuey.core.ids import ticks_of
 from queuey.core.limits import Limits
-from queuey.core.models import Caller, Claim, ClaimRef, Message, Queue, QueueSettings, QueueStats
+from queuey.core.models import (
+    Caller,
+    Claim,
+    ClaimRef,
+    Message,
+    Queue,
+    QueueSettings,
+    QueueStats,
+)
 from queuey.notify import Notifier
 from queuey.service import maintenance
 from queuey.service import params as parse
+from queuey.service.bounded_read import Read, bounded_read
 from queuey.service.claim_ids import all_current, parse_claim_ids, settle_claims
 from queuey.service.posts import MessageFactory, NewMessages
 from queuey.service.rights import Right, Rights
-from queuey.service.settle import settle_window_ms, settled
 from queuey.service.sweeper import Sweeper
 from queuey.service.tokens import Tokens
-from queuey.service.waiting import LongPoll
+from queuey.service.waiting import Client, LongPoll
 from queuey.storage.base import Storage
 
 T = TypeVar("T")
@@ -191,29 +200,31 @@ class QueueService:
         )
 
     async def read_messages(
-        self, caller: Caller, app: str, name: str, params: Mapping[str, str]
-    ) -> list[Message]:
+        self,
+        caller: Caller,
+        app: str,
+        name: str,
+        params: Mapping[str, str],
+        client: Client | None = None,
+    ) -> Read:
+        """Read messages (without those still in the settle window, and at most the read
+        bound: :func:`bounded_read`), waiting up to ``wait`` s for one (not past the
+        ``client``'s going away)."""
         queue = await self._rights.queue(caller, app, name, Right.READ)
         asked = parse.read_params(params, self.limits)
-        found, held = await self._read_settled(queue, asked)
-        if found or not asked.wait:
-            return found
+        read = await self._read(queue, asked)
+        if read.messages or not asked.wait:
+            return read
         deadline = self._long_poll.deadline(asked.wait)
         # A message held back by the settle window is looked at again after a short pause.
-        while not found and await self._long_poll.wait(queue, deadline, 0.1 if held else None):
-            found, held = await self._read_settled(queue, asked)
-        return found
+        while not read.messages and await self._long_poll.wait(
+            queue, deadline, 0.1 if read.held else None, client
+        ):
+            read = await self._read(queue, asked)
+        return read
 
-    async def _read_settled(
-        self, queue: Queue, asked: parse.ReadParams
-    ) -> tuple[list[Message], bool]:
-        """A read without the messages still in the settle window; whether any was held."""
-        now_ms = self._now_ms()
-        found = await self.storage.read_messages(
-            queue, asked.partitions, asked.cursor, asked.descending, asked.limit, now_ms
-        )
-        shown = settled(found, settle_window_ms(self.storage, queue.settings.consistency), now_ms)
-        return shown, len(shown) < len(found)
+    async def _read(self, queue: Queue, asked: parse.ReadParams) -> Read:
+        return await bounded_read(self.storage, self.limits, queue, asked, self._now_ms())
 
     async def get_messages(self, caller: Caller, app: str, name: str, ids: str) -> list[Message]:
         queue = await self._rights.queue(caller, app, name, Right.READ)
@@ -245,24 +256,44 @@ class QueueService:
     # --- claims ----------------------------------------------------------------------------
 
     async def claim(
-        self, caller: Caller, app: str, name: str, params: Mapping[str, object]
+        self,
+        caller: Caller,
+        app: str,
+        name: str,
+        params: Mapping[str, object],
+        client: Client | None = None,
     ) -> list[Claim]:
-        """Lease up to ``limit`` available messages, waiting up to ``wait`` s for one."""
+        """Lease up to ``limit`` available messages, waiting up to ``wait`` s for one.
+
+        Nothing is claimed for a ``client`` that has gone away, and what was claimed for an
+        answer that does not reach it is given back as it was (:meth:`_give_back`)."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         asked = parse.claim_params(params, queue.settings.claim_ttl, self.limits)
         deadline = self._long_poll.deadline(asked.wait)
-        while True:
+        while client is None or not client.gone:
             if not queue.settings.paused:
                 partitions = asked.partitions or range(1, queue.partitions + 1)
+                remove = queue.settings.delivery == "at_most_once"
                 claims = await self.storage.claim_messages(
-                    queue, list(partitions), asked.limit, self._now_ms(), asked.ttl * 1000,
-                    remove=queue.settings.delivery == "at_most_once",
-                )  # fmt: skip
+                    queue, list(partitions), asked.limit, self._now_ms(), asked.ttl * 1000, remove
+                )
+                if claims and client is not None:
+                    give_back = functools.partial(self._give_back, queue, claims, remove)
+                    if client.gone:
+                        await give_back()
+                        return []
+                    client.undelivered(give_back)
                 if claims:
                     return claims
-            if not await self._long_poll.wait(queue, deadline):
+            if not await self._long_poll.wait(queue, deadline, client=client):
                 return []
             queue = await self.storage.get_queue(app, name) or queue  # paused or resumed?
+        return []
+
+    async def _give_back(self, queue: Queue, claims: list[Claim], removed: bool) -> None:
+        """Return claimed messages as they were before the claim, its delivery not counted."""
+        giving = self.storage.unclaim_messages(queue, claims, self._now_ms(), removed)
+        await self._changing(queue, giving)
 
     async def ack(self, caller: Caller, app: str, name: str, claim_ids: str) -> list[str]:
         """Acknowledge claims: their messages are deleted. Raises ClaimExpired (naming what

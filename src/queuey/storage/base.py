@@ -220,6 +220,21 @@ class Storage(Protocol):
         current."""
         ...
 
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
+    ) -> list[bool]:
+        """Give back claims (made by :meth:`claim_messages` with ``remove=removed``) whose
+        answer never reached the consumer, so that each message is available at once as if
+        the claim had not been made: its ``deliveries`` goes back down by one (the claim does
+        not count towards ``max_deliveries``).
+
+        Without ``removed``, each current claim's lease ends now; one that is not current
+        changes nothing. With ``removed`` (the claim deleted the messages), the messages are
+        stored again as they were (:meth:`Claim.unclaimed`), where no message of that id has
+        been stored since; a later claim finds them at once. Per claim, whether it was given
+        back (False for all when the queue was deleted)."""
+        ...
+
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         """Counts of the queue's live messages: due and available (exhausted ones included
         until dead-lettered), due and claimed, not yet due; and the dead-letter count."""

@@ -369,6 +369,28 @@ class MemoryStorage(Storage):
                 found[0].claims[ref.id] = (ref.token, now_ms + lease_ms)
         return done
 
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
+    ) -> list[bool]:
+        if removed:
+            current = self._live(queue)
+            if current is None:
+                return [False] * len(claims)
+            self._store(current.qid, [claim.unclaimed() for claim in claims], replace=False)
+            return [True] * len(claims)
+        refs = [claim.ref for claim in claims]
+        done: list[bool] = []
+        for ref, found in zip(refs, self._current_claims(queue, refs, now_ms), strict=True):
+            done.append(found is not None)
+            if found is not None:
+                stored, index = found
+                message = stored.messages[index]
+                stored.messages[index] = dc_replace(
+                    message, deliveries=max(message.deliveries - 1, 0)
+                )
+                del stored.claims[ref.id]
+        return done
+
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         available = claimed = delayed = 0
         oldest: int | None = None

@@ -241,16 +241,30 @@ class Claims:
             found.append(None if token is None else ClaimRef(partition, message_id, token))
         return found
 
+    def untaken(self, qid: int, claims: Sequence[ClaimRef]) -> None:
+        """The claims' rows were stored again: claims of this process take them at once."""
+        for ref in claims:
+            key = ref_key(ref)
+            if key is not None:
+                self._taken.acked(qid, key)
+
     async def extend(
-        self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
+        self,
+        queue: Queue,
+        claims: Sequence[ClaimRef],
+        now_ms: int,
+        lease_ms: int,
+        uncount: bool = False,
     ) -> list[bool]:
+        """Make current claims' leases end at ``now_ms + lease_ms``; with ``uncount`` (an
+        un-claim, lease 0) their messages' deliveries also go back down by one."""
         read_level, write_level = self._session.levels_of(queue)
         cexp = now_ms + lease_ms
         keys = [ref_key(ref) for ref in claims]
         rows = await self._key_rows(queue, [key for key in keys if key is not None], read_level)
         state = {row[:3]: row for row in rows}
         ops = [
-            self._extend_op(queue.qid, ref, key, state, now_ms, cexp)
+            self._extend_op(queue.qid, ref, key, state, now_ms, cexp, uncount)
             for ref, key in zip(claims, keys, strict=True)
         ]
         done = await self._run(queue.qid, ops, write_level)
@@ -287,16 +301,23 @@ class Claims:
         state: dict[Key, Row],
         now_ms: int,
         cexp: int,
+        uncount: bool,
     ) -> Op | None:
-        """The statement that extends one claim; None (no statement) unless it is current."""
+        """The statement that extends (or un-claims) one claim; None (no statement) unless it
+        is current."""
         row = state.get(key) if key is not None else None
         if key is None or row is None or row[3] is None or row[5] != ref.token:
             return None
         if (row[6] or 0) <= now_ms:
             return None
-        params = (ttl_until(row[3], now_ms), cexp, qid, key[1] >> 32, *key, ref.token, now_ms)
+        where = (qid, key[1] >> 32, *key, ref.token, now_ms)
+        ttl = ttl_until(row[3], now_ms)
+        params: tuple[int, ...] = (ttl, cexp, *where)
+        statement = "c_extend"
+        if uncount:
+            statement, params = "c_unclaim", (ttl, cexp, max((row[4] or 0) - 1, 0), *where)
         return self._combiner.op(
-            key, "c_extend", params, holding(ref.token, now_ms), tokened(ref.token, cexp)
+            key, statement, params, holding(ref.token, now_ms), tokened(ref.token, cexp)
         )
 
     async def _run(self, qid: int, ops: list[Op | None], level: str) -> list[bool]:

@@ -176,6 +176,8 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "c_ack": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY} IF ctok = ? AND cexp > ?",
         "c_extend": f"UPDATE {msgs}.messages USING TTL ? SET cexp = ?"
         f" WHERE {_WHERE_KEY} IF ctok = ? AND cexp > ?",
+        "c_unclaim": f"UPDATE {msgs}.messages USING TTL ? SET cexp = ?, dlv = ?"
+        f" WHERE {_WHERE_KEY} IF ctok = ? AND cexp > ?",
         "c_moved": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY} IF ctok = ?",
         "f_scan": f"SELECT ticks, sfx, expires, ctok FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND part = ? AND (ticks, sfx) >= (?, ?) LIMIT ?",
@@ -265,7 +267,8 @@ def _after(kind: bool | None, descending: bool) -> str:
 # itself, as a second attempt is not the same statement.
 NOT_IDEMPOTENT = frozenset(
     {
-        "q_create", "q_update", "q_delete", "c_claim", "c_take", "c_ack", "c_extend", "c_moved",
+        "q_create", "q_update", "q_delete", "c_claim", "c_take", "c_ack", "c_extend", "c_unclaim",
+        "c_moved",
         "fl_create", "fl_move", "dd_insert", "dd_take", "dd_confirm", "dd_release",
     }
 )  # fmt: skip

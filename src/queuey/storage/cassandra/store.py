@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from queuey.core.errors import QueueNotFound
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
 from queuey.storage.cassandra.claims import Claims
 from queuey.storage.cassandra.combiner import Combiner
@@ -147,6 +148,20 @@ class CassandraStorage:
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
         return await self.claims.extend(queue, claims, now_ms, lease_ms)
+
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
+    ) -> list[bool]:
+        refs = [claim.ref for claim in claims]
+        if not removed:
+            return await self.claims.extend(queue, refs, now_ms, 0, uncount=True)
+        try:
+            # As a replacing write: it lowers the claim floors below every message it writes.
+            await self.messages.write(queue, [claim.unclaimed() for claim in claims], True, False)
+        except QueueNotFound:
+            return [False] * len(claims)
+        self.claims.untaken(queue.qid, refs)
+        return [True] * len(claims)
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         return await self.messages.stats(queue, now_ms)

@@ -50,6 +50,8 @@ SQL_CURRENT_CLAIM = (
     "SELECT ctok FROM messages WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4"
     " AND ctok > 0 AND cexp > ?5 AND expires > ?5"
 )
+# Un-claim: no lease, and the claim's delivery is not counted.
+SQL_UNCLAIM = f"UPDATE messages SET cexp = 0, dlv = max(dlv - 1, 0) WHERE {_CLAIMED}"
 # A work queue's state at ?2: available, claimed, delayed, and the span of the due messages.
 SQL_STATS = (
     "SELECT count(*) FILTER (WHERE due <= ?2 AND cexp <= ?2),"
@@ -267,8 +269,8 @@ def settle(
     rows: list[list[Any]],
     now_ms: int,
 ) -> list[bool]:
-    """Run an ack or extend statement for each claim; whether each was current."""
-    if sql is SQL_EXTEND:  # a lease may end sooner than it would have
+    """Run an ack, extend or unclaim statement for each claim; whether each was current."""
+    if sql is not SQL_ACK:  # a lease may end sooner than it would have
         for qid in {row[0] for row in rows if row}:
             hints.forget(qid)
     return [bool(row) and conn.execute(sql, [*head, *row, now_ms]).rowcount > 0 for row in rows]

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from queuey.core.errors import QueueNotFound
 from queuey.core.ids import ticks_of
 from queuey.core.models import (
     Claim,
@@ -245,12 +246,7 @@ class SqliteStorage:
     async def ack_messages(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
     ) -> list[bool]:
-        if not claims:
-            return []
-        rows = claim_sql.claim_refs(queue, claims)
-        return await self.writer.submit(
-            claim_sql.settle, self.hints, claim_sql.SQL_ACK, [], rows, now_ms
-        )
+        return await self._settle(queue, claims, claim_sql.SQL_ACK, [], now_ms)
 
     async def current_claims(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
@@ -265,13 +261,38 @@ class SqliteStorage:
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
+        # A release (lease 0) ends the lease now: the message is available at once.
+        head = [now_ms + lease_ms]
+        return await self._settle(queue, claims, claim_sql.SQL_EXTEND, head, now_ms, lease_ms == 0)
+
+    async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
+    ) -> list[bool]:
+        if removed:
+            try:
+                await self.write_messages(queue, [claim.unclaimed() for claim in claims])
+            except QueueNotFound:
+                return [False] * len(claims)
+            return [True] * len(claims)
+        refs = [claim.ref for claim in claims]
+        return await self._settle(queue, refs, claim_sql.SQL_UNCLAIM, [], now_ms, freed=True)
+
+    async def _settle(
+        self,
+        queue: Queue,
+        claims: Sequence[ClaimRef],
+        sql: str,
+        head: list[Any],
+        now_ms: int,
+        freed: bool = False,
+    ) -> list[bool]:
+        """Run ``sql`` (ack, extend or unclaim) on each claim; whether each was current.
+        ``freed``: the messages become available at once (a release or an un-claim)."""
         if not claims:
             return []
         rows = claim_sql.claim_refs(queue, claims)
-        # A release (lease 0) ends the lease now: the message is available at once.
-        head = [now_ms + lease_ms]
-        args = (claim_sql.settle, self.hints, claim_sql.SQL_EXTEND, head, rows, now_ms)
-        if lease_ms == 0:  # released: available to waiting claims again
+        args = (claim_sql.settle, self.hints, sql, head, rows, now_ms)
+        if freed:  # available again: waiting claims of every process hear of it
             return await self._changing((queue.app, queue.name), *args)
         return await self.writer.submit(*args)
 
