@@ -103,10 +103,18 @@ def patient(app: Any) -> Any:
             await send(event)
             if event["type"] == "http.response.body" and not event.get("more_body", False):
                 answered.set()
+            elif event["type"] == "http.response.start" and _streaming(event):
+                answered.set()  # a stream's answer never ends: its client leaves when it likes
 
         await app(scope, waiting, sending)
 
+    wrapped.__wrapped__ = app  # type: ignore[attr-defined]
     return wrapped
+
+
+def _streaming(start: dict[str, Any]) -> bool:
+    types = [value for name, value in start.get("headers", ()) if name.lower() == b"content-type"]
+    return any(t.startswith((b"text/event-stream", b"application/x-ndjson")) for t in types)
 
 
 @pytest.fixture(params=BACKENDS)

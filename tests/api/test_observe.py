@@ -21,7 +21,7 @@ from queuey.core.clock import FakeClock
 from queuey.logs import RequestIdFilter
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
-from tests.api.conftest import AUTH, FORM, KEYS
+from tests.api.conftest import AUTH, FORM, KEYS, patient
 from tests.conftest import make_storage
 
 Conductor = falcon.testing.ASGIConductor
@@ -31,7 +31,7 @@ async def _conductor(tmp_path: Path, **options: object) -> AsyncIterator[Conduct
     storage = make_storage("memory", tmp_path)
     service = QueueService(storage, KEYS.keys(), FakeClock(), Notifier(storage, POLL_INTERVAL))
     app = create_app(service, KeyRing(KEYS), sweep_interval=3600, **options)  # type: ignore[arg-type]
-    async with falcon.testing.ASGIConductor(app) as conductor:
+    async with falcon.testing.ASGIConductor(patient(app)) as conductor:
         yield conductor
 
 

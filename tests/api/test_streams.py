@@ -575,7 +575,8 @@ async def _update(api: Api, queue: str, **params: str) -> None:
 def _hub(api: Api) -> Any:
     from queuey.api.streams import StreamSocket
 
-    handler = api.http.app.websocket  # type: ignore[attr-defined]
+    app: Any = getattr(api.http.app, "__wrapped__", api.http.app)  # under patient()
+    handler = app.websocket
     assert isinstance(handler, StreamSocket)
     return handler.streams
 
