@@ -113,8 +113,12 @@ def patient(app: Any) -> Any:
 
 
 def _streaming(start: dict[str, Any]) -> bool:
-    types = [value for name, value in start.get("headers", ()) if name.lower() == b"content-type"]
-    return any(t.startswith((b"text/event-stream", b"application/x-ndjson")) for t in types)
+    headers = [(name.lower(), value) for name, value in start.get("headers", ())]
+    types = [value for name, value in headers if name == b"content-type"]
+    streamed = (b"x-accel-buffering", b"no") in headers  # RestMQ's COMET answers too
+    return streamed or any(
+        t.startswith((b"text/event-stream", b"application/x-ndjson")) for t in types
+    )
 
 
 @pytest.fixture(params=BACKENDS)

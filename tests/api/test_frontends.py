@@ -3,17 +3,21 @@ are off unless configured."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import falcon.testing
 import pytest
+from falcon.errors import WebSocketDisconnected
 
 from queuey.api.app import create_app
 from queuey.api.auth import KeyRing
+from queuey.api.cors import CorsPolicy
 from queuey.core.clock import FakeClock
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
 from queuey.storage.memory import MemoryStorage
 from tests.api.conftest import AUTH, KEY, KEYS, OTHER_AUTH, OTHER_KEY, Api
-from tests.api.frontends import BASIC, OTHER_BASIC, basic, front
+from tests.api.frontends import BASIC, OTHER_BASIC, basic, front, front_ends_on
 
 __all__ = ["front"]
 
@@ -84,9 +88,50 @@ async def test_without_front_ends_their_routes_are_404_and_v1_works() -> None:
             ("DELETE", "/delete-message/29bac180-3c77-11e8-8aba-b76f21b15267"),
             ("GET", "/get-stats"), ("GET", "/q/test"), ("POST", "/q/test"), ("GET", "/p/test"),
             ("GET", "/control/test"), ("GET", "/control"), ("GET", "/stats"),
-            ("GET", "/stats/test"), ("POST", "/queue"),
+            ("GET", "/stats/test"), ("POST", "/queue"), ("DELETE", "/q/test"), ("GET", "/c/test"),
         ]:  # fmt: skip
             result = await http.simulate_request(method, path, headers=BASIC)
             assert result.status_code == 404, path
             assert result.json["status"] == "error"
+        with pytest.raises(WebSocketDisconnected) as refusal:
+            async with http.simulate_ws("/ws/test", headers=BASIC):
+                pass
+        assert refusal.value.code == 3404
         assert (await http.simulate_get("/v1/queuey", headers=AUTH)).status_code == 200
+
+
+ORIGIN = "https://app.example"
+ALL_ORIGINS = "https://any.example"
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [("/q/test", "DELETE, GET, HEAD, OPTIONS, POST"), ("/c/test", "GET, HEAD, OPTIONS"),
+     ("/send-message", "OPTIONS, POST"), ("/stats", "GET, HEAD, OPTIONS")],
+)  # fmt: skip
+async def test_front_end_routes_follow_the_cors_settings(
+    tmp_path: Path, path: str, methods: str
+) -> None:
+    cors = CorsPolicy.of([ALL_ORIGINS], {"queuey": [ORIGIN], "notifications": [OTHER_ORIGIN]})
+    async with front_ends_on("memory", tmp_path, cors) as front:
+        for origin in (ORIGIN, ALL_ORIGINS):
+            asked = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+            preflight = await front.http.simulate_options(path, headers=asked)
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-methods"] == methods
+            assert preflight.headers["access-control-allow-origin"] == origin
+        answer = await front.http.simulate_get("/stats", headers={**BASIC, "Origin": ORIGIN})
+        assert answer.headers["access-control-allow-origin"] == ORIGIN
+        refused = await front.http.simulate_get("/stats", headers={"Origin": ORIGIN})
+        assert refused.status_code == 401  # errors carry them too
+        assert refused.headers["access-control-allow-origin"] == ORIGIN
+        # Another application's origin, or any other: no CORS headers, never "*".
+        for origin in (OTHER_ORIGIN, "https://evil.example"):
+            asked = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+            preflight = await front.http.simulate_options(path, headers=asked)
+            assert "access-control-allow-origin" not in preflight.headers
+            answer = await front.http.simulate_get("/stats", headers={**BASIC, "Origin": origin})
+            assert "access-control-allow-origin" not in answer.headers
+
+
+OTHER_ORIGIN = "https://notifications.example"

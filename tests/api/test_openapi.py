@@ -69,7 +69,7 @@ def test_every_route_of_the_app_is_documented_and_nothing_else() -> None:
 FRONT_END_OPERATIONS = {
     ("/send-message", "post"), ("/receive-message", "get"), ("/delete-message/{key}", "delete"),
     ("/get-stats", "get"), ("/get-stats", "head"),
-    ("/q/{queue}", "get"), ("/q/{queue}", "post"),
+    ("/q/{queue}", "get"), ("/q/{queue}", "post"), ("/q/{queue}", "delete"), ("/c/{queue}", "get"),
     ("/p/{queue}", "get"), ("/p/{queue}", "head"), ("/p/{queue}", "post"),
     ("/control", "get"), ("/control", "head"),
     ("/control/{queue}", "get"), ("/control/{queue}", "head"), ("/control/{queue}", "post"),

@@ -1,5 +1,5 @@
 """The RestMQ front end (api.md Part 4, reference/restmq.md), replaying RestMQ's README
-examples that need no streams."""
+examples that need no consumer (those are in test_restmq_consumers.py)."""
 
 from __future__ import annotations
 
@@ -200,10 +200,3 @@ async def test_stats_list_every_queue_over_several_pages(front: Api) -> None:
     every = await front.http.simulate_get("/stats", headers=BASIC)
 
     assert list(every.json["queues"]) == ["a", "b", "c", "d", "e"]
-
-
-async def test_purge_and_the_consumers_are_not_served_yet(front: Api) -> None:
-    await add(front, "test", "v")
-    assert (await front.http.simulate_delete("/q/test", headers=BASIC)).status_code == 405
-    assert (await front.http.simulate_get("/c/test", headers=BASIC)).status_code == 404
-    assert (await front.http.simulate_get("/ws/test", headers=BASIC)).status_code == 404

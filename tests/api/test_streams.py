@@ -573,10 +573,13 @@ async def _update(api: Api, queue: str, **params: str) -> None:
 
 
 def _hub(api: Api) -> Any:
+    from queuey.api.asgi import Sockets
     from queuey.api.streams import StreamSocket
 
     app: Any = getattr(api.http.app, "__wrapped__", api.http.app)  # under patient()
     handler = app.websocket
+    if isinstance(handler, Sockets):  # the front ends' WebSocket paths beside the stream's
+        handler = handler.default
     assert isinstance(handler, StreamSocket)
     return handler.streams
 

@@ -22,10 +22,10 @@ from queuey.api import (
     streams,
     tokens,
 )
-from queuey.api.asgi import QueueyApp
+from queuey.api.asgi import QueueyApp, Sockets
 from queuey.api.auth import KeyRing
 from queuey.api.cors import Cors, CorsPolicy
-from queuey.api.frontend import FrontEnd
+from queuey.api.frontend import FrontEnd, Mount
 from queuey.api.metrics import Metrics, MetricsResource
 from queuey.api.observe import Observer
 from queuey.service import QueueService
@@ -98,7 +98,8 @@ def create_app(
         ],
         cors_enable=False,
     )
-    app.websocket = streams.StreamSocket(service, keys, hub)
+    sockets = Sockets(streams.StreamSocket(service, keys, hub))
+    app.websocket = sockets
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_form_urlencoded = False
     app.resp_options.secure_cookies_by_default = False
@@ -127,6 +128,7 @@ def create_app(
     route("/v1/{app}/{queue}/redrive", maintenance.RedriveResource(service, keys))
     route("/v1/{app}/{queue}/stream", streams.StreamResource(service, keys, hub))
     route("/v1/{app}/{queue}/{ids}", messages.MessagesByIdResource(service, keys))
+    mount = Mount(app, routes, sockets, hub)
     for front_end in front_ends:
-        front_end.install(app)
+        front_end.install(mount)
     return app

@@ -40,6 +40,25 @@ def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge({"body": f"Request body is over the limit of {limit} bytes"})
 
 
+class Sockets:
+    """WebSocket connections by path prefix; the others go to ``default``."""
+
+    def __init__(self, default: WebSocketHandler) -> None:
+        self.default = default
+        self._prefixes: list[tuple[str, WebSocketHandler]] = []
+
+    def add(self, prefix: str, handler: WebSocketHandler) -> None:
+        self._prefixes.append((prefix, handler))
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        for prefix, handler in self._prefixes:
+            if path.startswith(prefix):
+                await handler(scope, receive, send)
+                return
+        await self.default(scope, receive, send)
+
+
 class QueueyApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     """A client that goes away in the middle of its request body (or is disconnected by the
     server's request timeout) must not have the part it sent taken for the whole body.

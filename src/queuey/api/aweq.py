@@ -17,7 +17,7 @@ import falcon.asgi
 import orjson
 
 from queuey.api import requests, responses
-from queuey.api.frontend import Access, AsgiApp, install_errors, on_first_use
+from queuey.api.frontend import Access, Mount, install_errors, on_first_use
 from queuey.core.errors import InvalidRequest
 from queuey.core.ids import UUID_EPOCH_OFFSET
 from queuey.core.limits import MAX_CLAIM_LIMIT
@@ -52,12 +52,13 @@ class AweQ:
         self.access = access
         self.queue = queue
 
-    def install(self, app: AsgiApp) -> None:
-        install_errors(app)
-        app.add_route("/send-message", SendMessage(self))
-        app.add_route("/receive-message", ReceiveMessage(self))
-        app.add_route("/delete-message/{key}", DeleteMessage(self))
-        app.add_route("/get-stats", GetStats(self))
+    def install(self, mount: Mount) -> None:
+        install_errors(mount.app)
+        app = self.access.application
+        mount.route("/send-message", SendMessage(self), app)
+        mount.route("/receive-message", ReceiveMessage(self), app)
+        mount.route("/delete-message/{key}", DeleteMessage(self), app)
+        mount.route("/get-stats", GetStats(self), app)
 
     async def use(self, req: Request, call: Callable[[Caller, str, str], Awaitable[T]]) -> T:
         """``call(caller, application, queue)``, creating the queue on first use."""

@@ -1,9 +1,10 @@
 """CORS: which web origins may call Queuey from a browser, and the headers that tell them so.
 
 Origins are allowed for every application (``[queuey] cors_origins``, ``*`` for any) or for one
-(``[cors] <app> = origins``, on its ``/v1/<app>`` and ``/tokens/<app>`` URLs). An allowed origin
-is echoed back with ``Vary: Origin`` on every answer, errors included; a preflight answers 204
-with exactly the methods of the route it asks about. Other origins (``null``, another scheme,
+(``[cors] <app> = origins``, on its ``/v1/<app>`` and ``/tokens/<app>`` URLs and the routes of
+the front ends serving it). An allowed origin is echoed back with ``Vary: Origin`` on every
+answer, errors included; a preflight answers 204 with exactly the methods of the route it asks
+about. Other origins (``null``, another scheme,
 host or port) get no CORS headers at all. Origins are compared whole, as the browser sends them.
 """
 
@@ -43,15 +44,17 @@ class CorsPolicy:
 
         return cls(normal(origins), {app: normal(items) for app, items in apps.items()})
 
-    def allows(self, origin: str, path: str) -> bool:
+    def allows(self, origin: str, path: str, application: str | None = None) -> bool:
+        """Whether ``origin`` may call ``path``; ``application``: the application a front
+        end's route serves (the v1 and tokens URLs name theirs)."""
         if origin == "null" or "://" not in origin:
             return False
         if "*" in self.everywhere or origin in self.everywhere:
             return True
         parts = path.split("/", 3)
         if len(parts) > 2 and parts[1] in _APP_PREFIXES:
-            return origin in self.per_application.get(parts[2], ())
-        return False
+            application = parts[2]
+        return application is not None and origin in self.per_application.get(application, ())
 
 
 class Cors:
@@ -60,6 +63,7 @@ class Cors:
     def __init__(self, policy: CorsPolicy) -> None:
         self.policy = policy
         self.methods: dict[str, str] = {}  # uri template -> the methods of its route
+        self.applications: dict[str, str] = {}  # a front end's uri template -> its application
 
     def add_route(
         self,
@@ -67,8 +71,10 @@ class Cors:
         template: str,
         resource: object,
         suffix: str | None = None,
+        application: str | None = None,
     ) -> None:
-        """Add a route to ``app`` and remember its methods for preflights."""
+        """Add a route to ``app`` and remember its methods for preflights (and the
+        application it serves, for a front end's route)."""
         if suffix is None:
             app.add_route(template, resource)
         else:
@@ -78,12 +84,15 @@ class Cors:
             methods.add("HEAD")
         methods.add("OPTIONS")
         self.methods[template] = ", ".join(m for m in falcon.COMBINED_METHODS if m in methods)
+        if application is not None:
+            self.applications[template] = application
 
     def _origin(self, req: falcon.asgi.Request) -> str | None:
         origin = req.get_header("Origin")
         if origin is None:
             return None
-        return origin if self.policy.allows(origin, req.path) else None
+        application = self.applications.get(req.uri_template or "")
+        return origin if self.policy.allows(origin, req.path, application) else None
 
     async def process_resource(
         self,

@@ -7,12 +7,15 @@ import base64
 import binascii
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import falcon.asgi
 
 from queuey.api import errors
+from queuey.api.asgi import Sockets, WebSocketHandler
 from queuey.api.auth import KeyRing
+from queuey.api.cors import Cors
 from queuey.core.errors import (
     Forbidden,
     InvalidApplicationKey,
@@ -22,15 +25,36 @@ from queuey.core.errors import (
 )
 from queuey.core.models import Caller, Queue
 from queuey.service import QueueService
+from queuey.streams import Streams
 
 T = TypeVar("T")
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 CHALLENGE = 'Basic realm="Queuey"'
 
 
+@dataclass(frozen=True)
+class Mount:
+    """Where a front end adds its routes: the app, through the CORS route table (so that
+    preflights and CORS headers follow the settings, the application's own origins
+    included), its WebSocket paths, and the streams of the server process."""
+
+    app: AsgiApp
+    routes: Cors
+    sockets: Sockets
+    streams: Streams
+
+    def route(self, template: str, resource: object, application: str) -> None:
+        """Add an HTTP route of ``application``'s front end."""
+        self.routes.add_route(self.app, template, resource, application=application)
+
+    def socket(self, prefix: str, handler: WebSocketHandler) -> None:
+        """Hand WebSocket connections whose path starts with ``prefix`` to ``handler``."""
+        self.sockets.add(prefix, handler)
+
+
 class FrontEnd(Protocol):
-    def install(self, app: AsgiApp) -> None:
-        """Add the front end's routes (and what they need) to ``app``."""
+    def install(self, mount: Mount) -> None:
+        """Add the front end's routes (and what they need)."""
         ...
 
 
@@ -57,9 +81,13 @@ class Access:
         self.hosts_allow = tuple(hosts_allow)
 
     def caller(self, req: falcon.asgi.Request) -> Caller:
-        if self._allowed(req.remote_addr):
+        return self.caller_of(req.auth, req.remote_addr)
+
+    def caller_of(self, authorization: str | None, address: str | None) -> Caller:
+        """The caller sending ``authorization`` from ``address``."""
+        if self._allowed(address):
             return Caller(self.application)
-        header = (req.auth or "").strip()
+        header = (authorization or "").strip()
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "basic":
             name, key = _basic(value)

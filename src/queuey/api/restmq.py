@@ -19,15 +19,25 @@ import orjson
 from queuey.api import requests, responses
 from queuey.api.frontend import (
     Access,
-    AsgiApp,
+    Mount,
     all_queues,
     install_errors,
     on_first_use,
     queue_with_count,
 )
+from queuey.api.restmq_consumers import (
+    COMET_MEDIA_TYPE,
+    SOCKET_PREFIX,
+    CometFraming,
+    CometStream,
+    Consumers,
+    ConsumerSocket,
+    key,
+)
 from queuey.core.errors import InvalidRequest, QueueNotFound
 from queuey.core.models import Caller, Claim, Message, Queue
 from queuey.service import QueueService, claim_id
+from queuey.streams import End
 
 Request = falcon.asgi.Request
 Response = falcon.asgi.Response
@@ -45,15 +55,21 @@ class RestMQ:
         self.access = access
         self.app = access.application
 
-    def install(self, app: AsgiApp) -> None:
-        install_errors(app)
-        app.add_route("/q/{queue}", QueueRoute(self))
-        app.add_route("/p/{queue}", PolicyRoute(self))
-        app.add_route("/control", ControlsRoute(self))
-        app.add_route("/control/{queue}", ControlRoute(self))
-        app.add_route("/stats", AllStatsRoute(self))
-        app.add_route("/stats/{queue}", StatsRoute(self))
-        app.add_route("/queue", JsonProtocolRoute(self))
+    def install(self, mount: Mount) -> None:
+        install_errors(mount.app)
+        consumers = Consumers(self.service, mount.streams, self.app)
+        for template, route in [
+            ("/q/{queue}", QueueRoute(self, consumers)),
+            ("/c/{queue}", CometRoute(self, consumers)),
+            ("/p/{queue}", PolicyRoute(self)),
+            ("/control", ControlsRoute(self)),
+            ("/control/{queue}", ControlRoute(self)),
+            ("/stats", AllStatsRoute(self)),
+            ("/stats/{queue}", StatsRoute(self)),
+            ("/queue", JsonProtocolRoute(self)),
+        ]:
+            mount.route(template, route, self.app)
+        mount.socket(SOCKET_PREFIX, ConsumerSocket(consumers, self.access))
 
     async def use(
         self,
@@ -126,6 +142,10 @@ class Route:
 
 
 class QueueRoute(Route):
+    def __init__(self, restmq: RestMQ, consumers: Consumers) -> None:
+        super().__init__(restmq)
+        self.consumers = consumers
+
     async def on_get(self, req: Request, resp: Response, queue: str) -> None:
         claim = await self.restmq.pop(self.caller(req), queue)
         if claim is None:
@@ -146,6 +166,34 @@ class QueueRoute(Route):
         message = await self.restmq.add(caller, queue, value, params.get("ttl"))
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = key(queue, message) + "\r\n"
+
+    async def on_delete(self, req: Request, resp: Response, queue: str) -> None:
+        """Purge the queue and end its consumers (first: what they were not sent is purged
+        too, not given back)."""
+        caller = self.caller(req)
+        self.consumers.end(queue)
+        try:
+            purged = await self.service.purge(caller, self.restmq.app, queue)
+        except QueueNotFound:
+            purged = 0
+        responses.ok(resp, {"queue": queue, "status": int(purged > 0), "purged": purged})
+
+
+class CometRoute(Route):
+    """``GET /c/<queue>``: a COMET consumer (:mod:`queuey.api.restmq_consumers`)."""
+
+    def __init__(self, restmq: RestMQ, consumers: Consumers) -> None:
+        super().__init__(restmq)
+        self.consumers = consumers
+
+    async def on_get(self, req: Request, resp: Response, queue: str) -> None:
+        consumer = await self.consumers.bind(self.caller(req), queue, CometFraming(queue))
+        resp.content_type = COMET_MEDIA_TYPE
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")  # nginx: pass each line on at once
+        # The server's shutdown ends the stream (queuey.server.QueueyHttpProtocol.shutdown).
+        req.scope["queuey.end_stream"] = lambda: consumer.subscriber.end(End.SHUTDOWN)
+        resp.stream = CometStream(consumer, req.scope["queuey.receive"])
 
 
 class PolicyRoute(Route):
@@ -258,10 +306,6 @@ _COMMANDS: dict[str, _Command] = {
     "take": JsonProtocolRoute.take,
     "del": JsonProtocolRoute.delete,
 }
-
-
-def key(queue: str, message: Message) -> str:
-    return f"{queue}:{message.id}"
 
 
 def _message_id(queue: str, text: object) -> str:

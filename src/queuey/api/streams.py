@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -154,7 +154,7 @@ def _stream_headers(resp: Response, framing: HttpFraming) -> None:
 async def _http_frames(
     subscriber: Subscriber, framing: HttpFraming, receive: Receive
 ) -> AsyncIterator[bytes]:
-    watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
+    watcher = asyncio.create_task(watch_disconnect(receive, subscriber))
     try:
         if framing.opening:
             yield framing.opening
@@ -178,7 +178,8 @@ def _bytes(chunks: list[bytes | str]) -> list[bytes]:
     return [c for c in chunks if isinstance(c, bytes)]
 
 
-async def _watch_disconnect(receive: Receive, subscriber: Subscriber) -> None:
+async def watch_disconnect(receive: Receive, subscriber: Subscriber) -> None:
+    """End the stream when its client goes away."""
     while (await receive())["type"] != "http.disconnect":
         pass
     subscriber.end(End.GONE)
@@ -196,7 +197,7 @@ class StreamSocket:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = headers_of(scope)
         params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         try:
             match = _PATH.fullmatch(scope["path"])
@@ -212,7 +213,7 @@ class StreamSocket:
             )
             subscriber = await self.streams.subscribe(request, WEBSOCKET)
         except QueueyError as error:
-            await _deny(scope, send, error)
+            await deny(scope, send, error)
             return
         await send({"type": "websocket.accept"})
         session = _Session(self, caller, request, subscriber)
@@ -225,11 +226,20 @@ class StreamSocket:
             await asyncio.gather(reader, return_exceptions=True)
 
 
-async def _deny(scope: Scope, send: Send, error: QueueyError) -> None:
+def headers_of(scope: Scope) -> dict[str, str]:
+    """A WebSocket handshake's headers by lower-case name."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def deny(
+    scope: Scope, send: Send, error: QueueyError, extra: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a WebSocket handshake with ``error`` (and ``extra`` headers)."""
     status = errors.status_of(error)
     if "websocket.http.response" in scope.get("extensions", {}):
+        fields = {**errors.error_headers(status), **(extra or {})}
         headers = [(b"content-type", b"application/json")] + [
-            (k.lower().encode(), v.encode()) for k, v in errors.error_headers(status).items()
+            (k.lower().encode(), v.encode()) for k, v in fields.items()
         ]
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         body = errors.error_body(error.errors, error.details)
