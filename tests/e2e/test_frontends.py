@@ -1,12 +1,22 @@
-"""The AweQ and RestMQ front ends through a real ``queuey serve`` with two worker processes."""
+"""The AweQ and RestMQ front ends through a real ``queuey serve``: with two worker processes,
+AweQ's and RestMQ's README examples, the COMET and WebSocket consumers included (a WebSocket
+client of the ``websockets`` library); with one, DELETE /q/ ending its consumers."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.e2e.conftest import AUTH, KEY, start_server, write_config
 
@@ -14,6 +24,8 @@ pytestmark = pytest.mark.e2e
 
 LEASE = 4
 FRONT_ENDS = "[restmq]\napplication = queuey\n\n[aweq]\napplication = queuey\nqueue = work\n"
+BASIC = httpx.BasicAuth("queuey", KEY)
+BASIC_HEADER = {"Authorization": "Basic " + base64.b64encode(f"queuey:{KEY}".encode()).decode()}
 
 
 def test_aweq_and_restmq_clients_work_across_worker_processes(tmp_path: Path) -> None:
@@ -54,5 +66,152 @@ def test_aweq_and_restmq_clients_work_across_worker_processes(tmp_path: Path) ->
         stats = httpx.get(f"{server.url}/stats", auth=basic).json()
         assert stats["queues"]["test"] == {"name": "test", "len": 0, "status": 1,
                                            "policy": "broadcast"}  # fmt: skip
+    finally:
+        server.stop()
+
+
+class Comet:
+    """A COMET consumer's lines as they come: each a JSON object, each ended by CRLF."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert response.headers["transfer-encoding"] == "chunked"
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read(response))
+        self.buffer = b""
+
+    async def _read(self, response: httpx.Response) -> None:
+        try:
+            async for chunk in response.aiter_raw():
+                await self.chunks.put(chunk)
+        finally:
+            await self.chunks.put(None)  # the answer ended
+
+    async def line(self, timeout: float = 10.0) -> dict[str, Any]:
+        while b"\r\n" not in self.buffer:
+            chunk = await asyncio.wait_for(self.chunks.get(), timeout)
+            assert chunk is not None, f"the answer ended after {self.buffer!r}"
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        found: dict[str, Any] = orjson.loads(line)
+        return found
+
+    async def nothing(self, seconds: float) -> None:
+        with pytest.raises(TimeoutError):
+            await self.line(seconds)
+
+    async def ended(self) -> bytes:
+        """What came before the answer ended."""
+        while (chunk := await asyncio.wait_for(self.chunks.get(), 10)) is not None:
+            self.buffer += chunk
+        return self.buffer
+
+
+@contextlib.asynccontextmanager
+async def comet(http: httpx.AsyncClient, url: str) -> AsyncIterator[Comet]:
+    """``curl <url>`` for a COMET consumer, read as it comes."""
+    async with http.stream("GET", url) as answer:
+        consumer = Comet(answer)
+        try:
+            yield consumer
+        finally:
+            consumer.reader.cancel()
+            await asyncio.gather(consumer.reader, return_exceptions=True)
+
+
+def add(url: str, queue: str, value: str) -> str:
+    """``curl -d value=... /q/<queue>``, on a new connection (so through either worker)."""
+    sent = httpx.post(f"{url}/q/{queue}", data={"value": value}, auth=BASIC)
+    assert sent.status_code == 200, sent.text
+    assert sent.text.endswith("\r\n")
+    return sent.text.strip()
+
+
+def ws_url(url: str, queue: str) -> str:
+    return url.replace("http://", "ws://") + f"/ws/{queue}"
+
+
+async def _readme_consumers(url: str) -> None:
+    async with httpx.AsyncClient(timeout=30, auth=BASIC) as http:
+        # curl -d value=foobar /q/test; curl /c/test (and the WebSocket twin) receives it.
+        key = add(url, "test", "foobar")
+        async with (
+            comet(http, f"{url}/c/test") as consumer,
+            websockets.connect(ws_url(url, "test"), additional_headers=BASIC_HEADER) as ws,
+        ):
+            assert await consumer.line() == {"key": key, "value": "foobar"}
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10)) == {
+                "key": key, "value": "foobar"
+            }  # fmt: skip
+            # stop pauses the consumers, start resumes them
+            stopped = httpx.post(f"{url}/control/test", data={"status": "stop"}, auth=BASIC)
+            assert stopped.json() == {"stat": {"queue": "test", "status": 0}}
+            held = add(url, "test", "held")
+            await consumer.nothing(1.0)
+            httpx.post(f"{url}/control/test", data={"status": "start"}, auth=BASIC)
+            assert await consumer.line() == {"key": held, "value": "held"}
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert frame == {"key": held, "value": "held"}
+
+        # Policy round-robin: two COMET consumers get each message exactly once.
+        assert httpx.post(f"{url}/p/rr", data={"policy": "roundrobin"}, auth=BASIC).json() == {
+            "queue": "rr", "value": "roundrobin"
+        }  # fmt: skip
+        async with (
+            comet(http, f"{url}/c/rr") as one,
+            httpx.AsyncClient(timeout=30, auth=BASIC) as other,
+            comet(other, f"{url}/c/rr") as two,
+        ):
+            consumers = [one, two]
+            keys = [add(url, "rr", f"m{n}") for n in range(10)]
+            got: list[str] = []
+            while len(got) < len(keys):
+                for consumer in consumers:
+                    with contextlib.suppress(TimeoutError):
+                        got.append((await consumer.line(0.2))["key"])
+            assert sorted(got) == sorted(keys)
+            for consumer in consumers:
+                await consumer.nothing(0.5)
+        assert httpx.get(f"{url}/stats/rr", auth=BASIC).json()["len"] == 0
+
+
+def test_restmq_readme_consumers_across_worker_processes(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "\n" + FRONT_ENDS)
+    server = start_server(tmp_path, ["--config", str(config), "--workers", "2"])
+    try:
+        asyncio.run(_readme_consumers(server.url))
+    finally:
+        server.stop()
+
+
+async def _deleted_consumers(url: str) -> None:
+    async with httpx.AsyncClient(timeout=30, auth=BASIC) as http:
+        async with (
+            comet(http, f"{url}/c/gone") as consumer,
+            websockets.connect(ws_url(url, "gone"), additional_headers=BASIC_HEADER) as ws,
+        ):
+            key = add(url, "gone", "v")
+            assert await consumer.line() == {"key": key, "value": "v"}
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["key"] == key
+            deleted = await http.delete(f"{url}/q/gone")
+            assert deleted.json() == {"queue": "gone", "status": 1, "purged": 1}
+            assert await consumer.ended() == b""
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        assert (await http.get(f"{url}/q/gone")).status_code == 204
+        with pytest.raises(InvalidStatus) as refusal:
+            async with websockets.connect(ws_url(url, "gone")):
+                pass
+        assert refusal.value.response.status_code == 401
+        assert refusal.value.response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_restmq_delete_ends_the_consumers(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "\n" + FRONT_ENDS)
+    server = start_server(tmp_path, ["--config", str(config)])
+    try:
+        asyncio.run(_deleted_consumers(server.url))
     finally:
         server.stop()
