@@ -106,8 +106,8 @@ class Consumer:
             return
         queue = self.request.queue
         ids = ",".join(claim_id(claim) for claim in done)
-        # A claim whose lease ended before its frame went out may have gone to another
-        # consumer too: that one's ack counts.
+        # A claim whose lease ended before its frame went out is no longer current: its ack
+        # fails and the message, available again, goes out again (at least once).
         with contextlib.suppress(QueueyError):
             await self.consumers.service.ack(self.caller, queue.app, queue.name, ids)
         self.consumers.streams.settle(queue.app, queue.name, ids.split(","))
