@@ -9,6 +9,7 @@ import pytest
 from cassandra.query import BatchStatement, BatchType
 
 from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra.session import Statements
 from tests import cassandra as node
 
 store = pytest.fixture(node.fresh_store, name="store")
@@ -43,7 +44,7 @@ async def test_values_are_the_bytes_the_driver_binds(
 
 async def test_a_batch_holds_what_the_drivers_add_would(store: CassandraStorage) -> None:
     session = store.session
-    statements = [("b_insert", (7, 3)), ("m_insert", INSERT), ("m_insert", INSERT)]
+    statements: Statements = [("b_insert", (7, 3)), ("m_insert", INSERT), ("m_insert", INSERT)]
     built = session.build_batch(statements, "ONE", logged=False)
     expected = BatchStatement(batch_type=BatchType.UNLOGGED)
     for key, params in statements:
