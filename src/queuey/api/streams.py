@@ -229,7 +229,8 @@ async def _deny(scope: Scope, send: Send, error: QueueyError) -> None:
     status = errors.status_of(error)
     if "websocket.http.response" in scope.get("extensions", {}):
         headers = [(b"content-type", b"application/json")] + [
-            (k.lower().encode(), v.encode()) for k, v in errors.error_headers(status).items()
+            (k.lower().encode(), v.encode())
+            for k, v in errors.error_headers(status, error.retry_after).items()
         ]
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         body = errors.error_body(error.errors, error.details)
