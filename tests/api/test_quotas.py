@@ -97,6 +97,19 @@ async def test_a_post_over_max_stored_bytes_is_refused_whole(quota_api: QuotaApi
         refused(await post_batch(api, queue, ["!"]), 403, "max_stored_bytes")
 
 
+async def test_a_put_by_id_is_held_to_the_stored_quotas(quota_api: QuotaApi) -> None:
+    async with quota_api(max_stored_bytes=10) as api:
+        queue = await api.mkq()
+        posted = await api.post(queue, "12345")
+        path = f"/v1/queuey/{queue}/{posted['partition']}:{posted['key']}"
+        refused(
+            await api.http.simulate_put(path, headers=AUTH, body="x" * 6), 403, "max_stored_bytes"
+        )
+        [message] = await api.read(queue)
+        assert message["body"] == "12345"  # refused: nothing written
+        assert (await api.http.simulate_put(path, headers=AUTH, body="x" * 5)).status_code == 200
+
+
 async def test_quotas_are_per_application(quota_api: QuotaApi) -> None:
     async with quota_api(max_stored_messages=1) as api:
         queue = await api.mkq()

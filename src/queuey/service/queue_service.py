@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TypeVar
 
 from queuey.core.clock import Clock
@@ -193,11 +193,26 @@ class QueueService:
         return await self._post(queue, new)
 
     async def _post(self, queue: Queue, new: NewMessages) -> Posted:
-        quotas = self.quotas.of(queue.app)
-        if quotas.measured or quotas.post_rate:
-            async with self.quotas.storing(queue.app, new.messages):
-                return await self._write_new(queue, new)
-        return await self._write_new(queue, new)
+        if not self.quotas.limits_posts(queue.app):  # the hot path, without quotas
+            return await self._write_new(queue, new)
+        return await self._within_quotas(
+            queue.app, new.messages, lambda: self._write_new(queue, new)
+        )
+
+    async def _within_quotas(
+        self, app: str, messages: list[Message], write: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``write()`` (of ``messages``), if ``app``'s quotas let it through."""
+        if not self.quotas.limits_posts(app):
+            return await write()
+        added = await self.quotas.reserve(app, messages)
+        stored = False
+        try:
+            result = await write()
+            stored = True
+            return result
+        finally:
+            self.quotas.settle(app, added, stored)
 
     async def _write_new(self, queue: Queue, new: NewMessages) -> Posted:
         messages, dedup_ids = new.messages, new.dedup_ids
@@ -266,8 +281,13 @@ class QueueService:
         queue = await self._rights.queue(caller, app, name, Right.OWNER)
         pairs = parse.message_ids(ids, self.limits.max_partitions)
         messages = self._new.overwrites(queue, pairs, body, content_type, ttl)
-        async with self.quotas.storing(app, messages):
-            await self._changing(queue, self.storage.write_messages(queue, messages, replace=True))
+        await self._within_quotas(
+            app,
+            messages,
+            lambda: self._changing(
+                queue, self.storage.write_messages(queue, messages, replace=True)
+            ),
+        )
 
     # --- claims ----------------------------------------------------------------------------
 

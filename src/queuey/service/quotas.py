@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from queuey.core.clock import Clock
 from queuey.core.errors import QuotaExceeded, StorageUnavailable, TooManyRequests
 from queuey.core.models import Message
-from queuey.core.quotas import Quotas, QuotaSettings, Usage
+from queuey.core.quotas import Quotas, QuotaSettings, Usage, body_bytes
 from queuey.storage.base import Storage
 
 log = logging.getLogger("queuey")
@@ -39,19 +39,25 @@ log = logging.getLogger("queuey")
 FIRST_MEASUREMENT_WAIT = 10.0
 
 
-@dataclass(slots=True)
 class _Account:
-    """One application's stored usage as this process knows it."""
+    """One application's stored usage as this process knows it, as [messages, bytes] pairs
+    (plain lists: the post path updates them without allocating)."""
 
-    measured: Usage | None = None  # None until the first measurement is done
-    stored: Usage = Usage()  # everything this process stored, since it started
-    stored_before: Usage = Usage()  # ``stored`` when the last measurement began
-    pending: Usage = Usage()  # posts in flight
+    __slots__ = ("before", "measured", "pending", "stored")
 
-    @property
-    def usage(self) -> Usage:
+    def __init__(self) -> None:
+        self.measured: list[int] | None = None  # None until the first measurement is done
+        self.stored = [0, 0]  # everything this process stored, since it started
+        self.before = [0, 0]  # ``stored`` when the last measurement began
+        self.pending = [0, 0]  # posts in flight
+
+    def usage(self) -> tuple[int, int]:
         assert self.measured is not None
-        return self.measured + (self.stored - self.stored_before) + self.pending
+        measured, stored, before, pending = self.measured, self.stored, self.before, self.pending
+        return (
+            measured[0] + stored[0] - before[0] + pending[0],
+            measured[1] + stored[1] - before[1] + pending[1],
+        )
 
 
 @dataclass(slots=True)
@@ -97,16 +103,16 @@ class QuotaPolicy:
         """Measure every quota'd application's usage once."""
         for app in self._measured_apps:
             account = self._accounts[app]
-            before = account.stored
+            before = list(account.stored)
             measured = await self._storage.usage(app, self._clock.time_ns() // 1_000_000)
-            account.measured, account.stored_before = measured, before
+            account.measured, account.before = [measured.messages, measured.bytes], before
         if self._measured is not None:
             self._measured.set()
 
     def usage(self, app: str) -> Usage | None:
         """What ``app`` stores as this process knows it (None: not measured)."""
         account = self._accounts.get(app)
-        return None if account is None or account.measured is None else account.usage
+        return None if account is None or account.measured is None else Usage(*account.usage())
 
     async def _measure_forever(self) -> None:
         while True:
@@ -118,28 +124,43 @@ class QuotaPolicy:
 
     # --- posting ------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def storing(self, app: str, messages: Sequence[Message]) -> AsyncIterator[None]:
-        """Around a write of ``messages``: refused (QuotaExceeded, TooManyRequests) when it
-        would take ``app`` over a quota; counted as in flight while it runs and as stored when
-        it succeeds."""
+    def limits_posts(self, app: str) -> bool:
+        """Whether posts of ``app`` go through :meth:`reserve` and :meth:`settle`."""
+        quotas = self.of(app)
+        return quotas.measured or bool(quotas.post_rate)
+
+    async def reserve(self, app: str, messages: Sequence[Message]) -> tuple[int, int]:
+        """Before a write of ``messages``: QuotaExceeded or TooManyRequests when it would
+        take ``app`` over a quota; else it counts as in flight until :meth:`settle`. Returns
+        what it adds, (messages, bytes)."""
         quotas = self.of(app)
         account = self._accounts.get(app)
         if account is None:
             self._take_posts(app, quotas, len(messages))
-            yield
-            return
+            return (0, 0)
         if account.measured is None:
             await self._first_measurement()
-        added = Usage.of(m.body for m in messages)
-        self._check_stored(quotas, account.usage, added)
+        size = 0
+        for message in messages:
+            body = message.body
+            size += len(body) if body.isascii() else body_bytes(body)
+        added = (len(messages), size)
+        self._check_stored(quotas, account.usage(), added)
         self._take_posts(app, quotas, len(messages))
-        account.pending += added
-        try:
-            yield
-        finally:
-            account.pending -= added
-        account.stored += added
+        account.pending[0] += added[0]
+        account.pending[1] += added[1]
+        return added
+
+    def settle(self, app: str, added: tuple[int, int], stored: bool) -> None:
+        """The write :meth:`reserve` let through is over: it ``stored`` its messages, or not."""
+        account = self._accounts.get(app)
+        if account is None:
+            return
+        account.pending[0] -= added[0]
+        account.pending[1] -= added[1]
+        if stored:
+            account.stored[0] += added[0]
+            account.stored[1] += added[1]
 
     async def _first_measurement(self) -> None:
         assert self._measured is not None
@@ -150,12 +171,11 @@ class QuotaPolicy:
                 "Back-end storage unavailable: the application's usage is not measured yet"
             ) from None
 
-    def _check_stored(self, quotas: Quotas, usage: Usage, added: Usage) -> None:
+    def _check_stored(self, quotas: Quotas, usage: tuple[int, int], added: tuple[int, int]) -> None:
         for quota, limit, now, more, unit in (
-            ("max_stored_messages", quotas.max_stored_messages, usage.messages, added.messages,
-             "messages"),
-            ("max_stored_bytes", quotas.max_stored_bytes, usage.bytes, added.bytes, "bytes"),
-        ):  # fmt: skip
+            ("max_stored_messages", quotas.max_stored_messages, usage[0], added[0], "messages"),
+            ("max_stored_bytes", quotas.max_stored_bytes, usage[1], added[1], "bytes"),
+        ):
             if limit and now + more > limit:
                 raise QuotaExceeded(
                     quota, limit, f"{max(now, 0)} {unit} stored, this request adds {more}"
