@@ -7,7 +7,8 @@ adds what it stored itself since that measurement began, and what its posts in f
 about to store. A post is refused whole when that sum plus the post is over a quota. So:
 
 - through one server process, an application never stores more than its quota: a post that
-  would take it over is refused before anything is written;
+  would take it over is refused before anything is written (what moves within it aside: a
+  redrive, an at-most-once claim given back);
 - through several, it stores at most its quota plus what the other processes stored for it
   since their last measurements began: one ``measure_interval`` (and one measurement) of
   posts through each of them;
@@ -120,6 +121,8 @@ class QuotaPolicy:
                 await self.measure()
             except StorageUnavailable as error:
                 log.warning("quota usage measurement failed, will retry: %s", error)
+            except Exception:  # keep measuring: posts of quota'd applications wait for it
+                log.exception("quota usage measurement failed, will retry")
             await asyncio.sleep(self.settings.measure_interval)
 
     # --- posting ------------------------------------------------------------------------------
