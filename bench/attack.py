@@ -36,6 +36,7 @@ HOST = "127.0.0.1"
 KEY = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
 OTHER_KEY = "b0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
 AUTH = {"Authorization": f"Application {KEY}"}
+OTHER_AUTH = {"Authorization": f"Application {OTHER_KEY}"}
 OTHER = {"Authorization": f"Application {OTHER_KEY}"}
 AUTH_LINE = f"Authorization: Application {KEY}\r\n".encode()
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -549,27 +550,42 @@ def wide_queue(server: Server) -> None:
 # -- finding 8: no per-application limits ----------------------------------------------------------
 
 
-def finding_8(seconds: float) -> None:
-    with serving() as server:
-        create(server, "flood")
-        body = json.dumps({"messages": [{"body": "y" * 10_000}] * 1000})
-        headers = {**AUTH, "Content-Type": "application/json"}
-        connection = http.client.HTTPConnection(HOST, server.port, timeout=60)
-        written, statuses = 0, set()
-        started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            connection.request("POST", "/v1/queuey/flood", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            statuses.add(response.status)
-            written += len(body) if response.status == 201 else 0
-        connection.close()
-        elapsed = time.monotonic() - started
-        report(
-            "8",
-            f"one application, 10 MB batches for {elapsed:.0f} s",
-            f"{written / 1e9:.2f} GB accepted, statuses {sorted(statuses)}",
-        )
+def finding_8(seconds: float, quota: int) -> None:
+    """Without quotas, then with ``[quotas] max_stored_bytes = quota``; meanwhile another
+    application posts one message now and then."""
+    for stored_quota in (0, quota):
+        extra = f"\n[quotas]\nmax_stored_bytes = {stored_quota}\n" if stored_quota else ""
+        with serving(extra) as server:
+            create(server, "flood")
+            ok(call(server, "POST", "/v1/other", {"queue_name": "q"}, OTHER_AUTH), 201)
+            bodies, statuses, others = flood(server, seconds)
+            label = f"max_stored_bytes {stored_quota}" if stored_quota else "no quotas"
+            report(
+                "8",
+                f"one application, 10 MB batches for {seconds:.0f} s, {label}",
+                f"{bodies / 1e9:.2f} GB of bodies stored, statuses {statuses}; "
+                f"the other application's posts {others}",
+            )
+
+
+def flood(server: Server, seconds: float) -> tuple[int, dict[int, int], list[int]]:
+    """Post 1,000 bodies of 10,000 bytes a batch for ``seconds``: the body bytes stored, the
+    count of each status, and the statuses of another application's posts in between."""
+    body = json.dumps({"messages": [{"body": "y" * 10_000}] * 1000})
+    headers = {**AUTH, "Content-Type": "application/json"}
+    connection = http.client.HTTPConnection(HOST, server.port, timeout=60)
+    stored, statuses, others = 0, dict[int, int](), list[int]()
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        connection.request("POST", "/v1/queuey/flood", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        stored += 10_000_000 if response.status == 201 else 0
+        if sum(statuses.values()) % 10 == 0:
+            others.append(call(server, "POST", "/v1/other/q", "hello", OTHER_AUTH)[0])
+    connection.close()
+    return stored, dict(sorted(statuses.items())), sorted(set(others))
 
 
 # -- finding 9: the HTTP edge ----------------------------------------------------------------------
@@ -729,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1000, help="finding 2: per partition")
     parser.add_argument("--hold", type=float, default=15, help="finding 2: seconds clients hold")
     parser.add_argument("--flood", type=float, default=5, help="finding 8: seconds of writes")
+    parser.add_argument(
+        "--quota", type=int, default=100_000_000, help="finding 8: max_stored_bytes, second run"
+    )
     parser.add_argument("--samples", type=int, default=3000, help="finding 10: samples a name")
     args = parser.parse_args(argv)
     runs: dict[str, Callable[[], None]] = {
@@ -739,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         "5": finding_5,
         "6": finding_6,
         "7": finding_7,
-        "8": lambda: finding_8(args.flood),
+        "8": lambda: finding_8(args.flood, args.quota),
         "9": finding_9,
         "10": lambda: finding_10(args.samples),
     }

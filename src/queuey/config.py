@@ -24,6 +24,14 @@ The file is read as ini with these sections (every key is optional and has a def
 - ``[cors]``: ``<application> = <origins>``: origins allowed on that application's URLs only.
 - ``[token_issuers]``: ``<application> = <file>``: a PEM public key or a JWKS file whose keys
   verify tokens (RS256, ES256) of that application's own identity service.
+- ``[quotas]``: per-application quotas every application gets (``max_stored_bytes``,
+  ``max_stored_messages``, ``max_queues``, ``max_long_polls``, ``max_streams``, ``post_rate``,
+  ``post_burst``; 0, the default, is off) and ``measure_interval``, the seconds between two
+  measurements of each application's stored messages and bytes (see
+  :mod:`queuey.service.quotas`).
+- ``[application_quotas]``: ``<application> = <quota>=<value> [<quota>=<value> ...]`` (separated
+  by whitespace or commas): that application's own quotas, replacing ``[quotas]``' ones it
+  names (0 turns one off).
 - ``[restmq]`` and ``[aweq]``: the compatibility front ends (api.md Part 4), off unless
   ``application`` names the application they serve; ``hosts_allow`` lists address prefixes
   (or ``all``) whose requests need no credentials; AweQ's ``queue`` names its one queue.
@@ -63,6 +71,13 @@ from queuey.application_key import (
     stored_key,
 )
 from queuey.core.limits import LIMIT_RANGES, Limits
+from queuey.core.quotas import (
+    MEASURE_INTERVAL_RANGE,
+    QUOTA_NAMES,
+    QUOTA_RANGES,
+    Quotas,
+    QuotaSettings,
+)
 from queuey.original_config import is_original_section, original_sections_warning
 from queuey.storage import ALIASES, BACKENDS, backend_named
 from queuey.storage.cassandra.settings import CassandraSettings
@@ -72,6 +87,8 @@ __all__ = [
     "ConfigError",
     "FrontEndSettings",
     "Limits",
+    "QuotaSettings",
+    "Quotas",
     "Settings",
     "StorageSettings",
     "load_settings",
@@ -93,9 +110,12 @@ CASSANDRA_TIMEOUT_RANGE = (0.1, 600.0)  # connect_timeout, request_timeout
 
 _SECTIONS = (
     "application_keys", "storage", "metadata", "queuey", "cors", "token_issuers", "restmq", "aweq",
+    "quotas", "application_quotas",
 )  # fmt: skip
 # Sections keyed by application name, whose keys keep their case.
-_APPLICATION_SECTIONS = ("application_keys", "cors", "token_issuers")
+_APPLICATION_SECTIONS = ("application_keys", "cors", "token_issuers", "application_quotas")
+_BURST_ALONE = "post_burst needs a post_rate"
+_QUOTA_ITEM = re.compile(r"([a-z_]+)=([^\s,=]*)")
 TOKEN_SECRET_FILE_NAME = "token_secret"
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s,?#*]+")
 DEFAULT_AWEQ_QUEUE = "aweq"
@@ -162,6 +182,7 @@ class Settings:
     token_issuers: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     restmq: FrontEndSettings | None = None
     aweq: FrontEndSettings | None = None
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -204,6 +225,7 @@ def load_settings(
         token_issuers=_per_application(sections["token_issuers"], _issuer_file),
         restmq=_front_end(sections["restmq"], applications, limits.max_name_length),
         aweq=_front_end(sections["aweq"], applications, limits.max_name_length),
+        quotas=_quota_settings(sections["quotas"], sections["application_quotas"], applications),
         config_path=config_path,
     )
     for section in sections.values():
@@ -444,6 +466,61 @@ def _limits(section: _Section) -> Limits:
                 raise section.fail(default_key, f"must not exceed {max_key} ({values[max_key]})")
             raise section.fail(max_key, f"must be at least {default_key} ({values[default_key]})")
     return Limits(**values)
+
+
+def _quotas(section: _Section) -> Quotas:
+    quotas = Quotas(**{name: section.integer(name, 0, *QUOTA_RANGES[name]) for name in QUOTA_NAMES})
+    if quotas.post_burst and not quotas.post_rate:
+        raise section.fail("post_burst", _BURST_ALONE)
+    return quotas
+
+
+def _quota_settings(section: _Section, own: _Section, applications: Iterable[str]) -> QuotaSettings:
+    every = _quotas(section)
+    by_app = _application_quotas(own, every, applications)
+    default = QuotaSettings().measure_interval
+    interval = section.seconds("measure_interval", default, *MEASURE_INTERVAL_RANGE)
+    if "measure_interval" in section.values and not any(
+        q.measured for q in (every, *by_app.values())
+    ):
+        section.warnings.append(
+            f"{section.where('measure_interval')}: no application has a max_stored_bytes or "
+            "max_stored_messages quota to measure; ignored"
+        )
+    return QuotaSettings(every, by_app, interval)
+
+
+def _application_quotas(
+    section: _Section, quotas: Quotas, applications: Iterable[str]
+) -> Mapping[str, Quotas]:
+    """Each application's quotas: ``quotas`` with the values its line gives."""
+    found: dict[str, Quotas] = {}
+    for name, value in section.values.items():
+        section.used.add(name)
+        app = _file_application(dict.fromkeys(applications, value), name.lower(), name)
+        if app not in applications:
+            raise section.fail(
+                name, f"must be a configured application ({', '.join(sorted(applications))})"
+            )
+        items = [item for item in re.split(r"[\s,]+", value.text) if item]
+        given: dict[str, int] = {}
+        for item in items:
+            match = _QUOTA_ITEM.fullmatch(item.lower())
+            if match is None or match[1] not in QUOTA_RANGES:
+                raise section.fail(
+                    name,
+                    f"{item!r} is not <quota>=<value>, <quota> one of {', '.join(QUOTA_NAMES)}",
+                )
+            low, high = QUOTA_RANGES[match[1]]
+            if not re.fullmatch(r"[0-9]{1,18}", match[2]) or not low <= int(match[2]) <= high:
+                raise section.fail(name, f"{match[1]} must be an integer from {low} to {high}")
+            given[match[1]] = int(match[2])
+        if not given:
+            raise section.fail(name, "needs at least one <quota>=<value>")
+        found[app] = replace(quotas, **given)
+        if found[app].post_burst and not found[app].post_rate:
+            raise section.fail(name, _BURST_ALONE)
+    return MappingProxyType(found)
 
 
 def _application_keys(section: _Section, max_name_length: int) -> Mapping[str, tuple[str, ...]]:

@@ -41,6 +41,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         Notifier(storage, poll_interval=POLL_INTERVAL),
         settings.limits,
         tokens,
+        settings.quotas,
     )
     keys = KeyRing(settings.application_keys)
     return create_app(

@@ -115,20 +115,20 @@ EXPECTED_STATUSES: dict[tuple[str, str], set[str]] = {
     ("/tokens/{app}", "post"): {"201"} | WITH_BODY,
     ("/v1/{app}", "get"): {"200"} | COMMON,
     ("/v1/{app}", "post"): {"201", "409"} | WITH_BODY,
-    ("/v1/{app}/{queue}", "get"): {"200"} | COMMON,
-    ("/v1/{app}/{queue}", "post"): {"201"} | WITH_BODY,
+    ("/v1/{app}/{queue}", "get"): {"200", "429"} | COMMON,
+    ("/v1/{app}/{queue}", "post"): {"201", "429"} | WITH_BODY,
     ("/v1/{app}/{queue}", "put"): {"200"} | WITH_BODY,
     ("/v1/{app}/{queue}", "delete"): {"200"} | COMMON,
     ("/v1/{app}/{queue}/{ids}", "get"): {"200"} | COMMON,
-    ("/v1/{app}/{queue}/{ids}", "put"): {"200"} | WITH_BODY,
+    ("/v1/{app}/{queue}/{ids}", "put"): {"200", "429"} | WITH_BODY,
     ("/v1/{app}/{queue}/{ids}", "delete"): {"200"} | COMMON,
-    ("/v1/{app}/{queue}/claims", "post"): {"200"} | WITH_BODY,
+    ("/v1/{app}/{queue}/claims", "post"): {"200", "429"} | WITH_BODY,
     ("/v1/{app}/{queue}/claims/{claim_ids}", "delete"): {"200", "409"} | COMMON,
     ("/v1/{app}/{queue}/claims/{claim_ids}", "patch"): {"200", "409"} | WITH_BODY,
     ("/v1/{app}/{queue}/stats", "get"): {"200"} | COMMON,
     ("/v1/{app}/{queue}/messages", "delete"): {"200"} | COMMON,
     ("/v1/{app}/{queue}/redrive", "post"): {"200"} | WITH_BODY,
-    ("/v1/{app}/{queue}/stream", "get"): {"200"} | COMMON,
+    ("/v1/{app}/{queue}/stream", "get"): {"200", "429"} | COMMON,
 }
 
 
@@ -151,6 +151,11 @@ def test_error_responses_use_the_error_schema_and_their_headers() -> None:
         assert responses[name]["content"]["application/json"]["schema"] == error, name
     assert responses["Unauthorized"]["headers"]["WWW-Authenticate"]["required"] is True
     assert responses["Unavailable"]["headers"]["Retry-After"]["required"] is True
+    assert responses["TooManyRequests"]["headers"]["Retry-After"]["required"] is True
+    for name in ("ForbiddenOrQuota", "TooManyRequests"):  # the error, with quota and limit
+        schema = responses[name]["content"]["application/json"]["schema"]
+        assert schema["allOf"][0] == error, name
+        assert set(schema["allOf"][1]["properties"]) == {"quota", "limit"}, name
     schema = resolve(error)
     assert schema["required"] == ["status", "error_msg"]
 

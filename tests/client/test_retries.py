@@ -11,9 +11,12 @@ import pytest
 
 from queuey.client import (
     AsyncClient,
+    AuthFailed,
     Client,
     ConnectionFailed,
+    QuotaExceeded,
     ServerError,
+    TooManyRequests,
     Unavailable,
 )
 from queuey.client.servers import Servers
@@ -166,3 +169,18 @@ def test_the_application_comes_from_the_url_or_the_argument() -> None:
     servers = Servers(["https://q.example/base/v1/mail/", "http://10.0.0.2:5000"], app="mail")
     assert servers.url == "https://q.example/base/v1/mail"
     assert servers.roots == ("https://q.example/base", "http://10.0.0.2:5000")
+
+
+def test_quota_answers_are_their_own_errors_and_429_is_not_retried() -> None:
+    over = b'{"status":"error","error_msg":{"QuotaExceeded":"Over"},"quota":"max_queues","limit":1}'
+    busy = b'{"status":"error","error_msg":{"TooManyRequests":"At"},"quota":"post_rate","limit":5}'
+    answers = [Answer(403, over), Answer(429, busy, {"Retry-After": "1"})]
+    with Stub(answers) as stub, Client(stub.url) as client:
+        with pytest.raises(QuotaExceeded) as refused:
+            client.create_queue("q")
+        assert (refused.value.status, refused.value.quota) == (403, "max_queues")
+        assert isinstance(refused.value, AuthFailed)  # a 403 still
+        with pytest.raises(TooManyRequests) as waiting:
+            client.list_queues()
+        assert (waiting.value.status, waiting.value.quota) == (429, "post_rate")
+    assert len(stub.requests) == 2

@@ -21,6 +21,7 @@ from queuey.config import (
     with_default_application,
 )
 from queuey.core.limits import LIMIT_RANGES
+from queuey.core.quotas import QUOTA_RANGES, Quotas, QuotaSettings
 
 KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
 
@@ -801,3 +802,61 @@ def test_token_issuers_name_files(tmp_path: Path) -> None:
     settings = load(tmp_path, f"[token_issuers]\nshop = {tmp_path / 'shop.pem'}\n")
     assert dict(settings.token_issuers) == {"shop": tmp_path / "shop.pem"}
     assert "is not a file" in config_error(tmp_path, "[token_issuers]\nshop = missing.pem\n")
+
+
+# --- [quotas] and [application_quotas] ------------------------------------------------------------
+
+
+def test_quotas_are_off_by_default(tmp_path: Path) -> None:
+    settings = load(tmp_path, f"[application_keys]\napp = {k('a')}\n")
+    assert settings.quotas == QuotaSettings()
+    assert settings.quotas.of("app") == Quotas() and not settings.quotas.of("app").measured
+
+
+def test_quotas_for_every_application_and_an_applications_own(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        f"[application_keys]\nBig = {k('b')}\nsmall = {k('s')}\nfree = {k('f')}\n"
+        "[quotas]\nmax_stored_bytes = 1000\nmax_queues = 10\nmeasure_interval = 2.5\n"
+        "[application_quotas]\nBig = max_stored_bytes=5000, post_rate=100 post_burst=500\n"
+        "free = max_stored_bytes=0\n",
+        {"QUEUEY_QUOTAS_MAX_LONG_POLLS": "7", "QUEUEY_APPLICATION_QUOTAS_SMALL": "max_queues=1"},
+    )
+    quotas = settings.quotas
+    assert quotas.measure_interval == 2.5
+    assert quotas.of("small") == Quotas(max_stored_bytes=1000, max_queues=1, max_long_polls=7)
+    assert quotas.of("Big") == Quotas(
+        max_stored_bytes=5000, max_queues=10, max_long_polls=7, post_rate=100, post_burst=500
+    )
+    assert quotas.of("free") == Quotas(max_queues=10, max_long_polls=7)  # 0 turns one off
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[quotas]\nmax_stored_bytes = -1\n", "must be an integer from 0 to 1125899906842624"),
+        ("[quotas]\nmax_queues = 100001\n", "must be an integer from 0 to 100000"),
+        ("[quotas]\nmeasure_interval = 0.01\n", "must be a number of seconds from 1 to 3600"),
+        ("[quotas]\npost_burst = 10\n", "post_burst needs a post_rate"),
+        ("[application_quotas]\napp = post_burst=10\n", "post_burst needs a post_rate"),
+        ("[application_quotas]\nnobody = max_queues=1\n", "must be a configured application"),
+        ("[application_quotas]\napp = max_queues\n", "is not <quota>=<value>"),
+        ("[application_quotas]\napp = max_cpus=1\n", "is not <quota>=<value>"),
+        ("[application_quotas]\napp = max_queues=x\n", "max_queues must be an integer from 0"),
+        ("[application_quotas]\napp = max_streams=1000001\n", "from 0 to 1000000"),
+        ("[application_quotas]\napp = ,\n", "needs at least one <quota>=<value>"),
+    ],
+)
+def test_bad_quotas_are_errors(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in config_error(tmp_path, f"[application_keys]\napp = {k('a')}\n{text}")
+
+
+def test_a_measure_interval_without_stored_quotas_is_warned_about(tmp_path: Path) -> None:
+    settings = load(tmp_path, "[quotas]\nmeasure_interval = 5\nmax_queues = 3\n")
+    assert any("measure_interval" in warning for warning in settings.warnings)
+
+
+def test_every_quota_has_a_range_holding_off() -> None:
+    assert set(QUOTA_RANGES) == {f.name for f in fields(Quotas)}
+    assert all(low == 0 < high for low, high in QUOTA_RANGES.values())

@@ -25,9 +25,11 @@ STATUS: tuple[tuple[type[errors.QueueyError], int], ...] = (
     (errors.InvalidApplicationKey, 401),
     (errors.InvalidToken, 401),
     (errors.Forbidden, 403),
+    (errors.QuotaExceeded, 403),
     (errors.NotFound, 404),
     (errors.MethodNotAllowed, 405),
     (errors.Conflict, 409),
+    (errors.TooManyRequests, 429),
     (errors.StorageUnavailable, 503),
     (errors.TooManyStreams, 503),
 )
@@ -46,12 +48,13 @@ def status_of(error: errors.QueueyError) -> int:
     return 500
 
 
-def error_headers(status: int) -> dict[str, str]:
-    """The headers an error response of ``status`` carries."""
+def error_headers(status: int, retry_after: int | None = None) -> dict[str, str]:
+    """The headers an error response of ``status`` carries; ``retry_after``: the error's
+    seconds before a retry (a 503 says 1 without it)."""
     if status == 401:
         return {"WWW-Authenticate": "Application"}
-    if status == 503:
-        return {"Retry-After": "1"}
+    if retry_after is not None or status == 503:
+        return {"Retry-After": str(retry_after or 1)}
     if status in (408, 413):  # the rest of the body is not worth reading
         return {"Connection": "close"}
     return {}
@@ -67,11 +70,12 @@ def render_error(
     status: int,
     error_msg: dict[str, str],
     details: dict[str, object] | None = None,
+    retry_after: int | None = None,
 ) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body(error_msg, details)
-    for name, value in error_headers(status).items():
+    for name, value in error_headers(status, retry_after).items():
         resp.set_header(name, value)
 
 
@@ -79,7 +83,7 @@ async def queuey_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
 ) -> None:
     assert isinstance(ex, errors.QueueyError)
-    render_error(resp, status_of(ex), ex.errors, ex.details)
+    render_error(resp, status_of(ex), ex.errors, ex.details, ex.retry_after)
     if isinstance(ex, errors.MethodNotAllowed):
         resp.set_header("Allow", ", ".join(ex.allowed))
 

@@ -237,7 +237,7 @@ async def deny(
     """Refuse a WebSocket handshake with ``error`` (and ``extra`` headers)."""
     status = errors.status_of(error)
     if "websocket.http.response" in scope.get("extensions", {}):
-        fields = {**errors.error_headers(status), **(extra or {})}
+        fields = {**errors.error_headers(status, error.retry_after), **(extra or {})}
         headers = [(b"content-type", b"application/json")] + [
             (k.lower().encode(), v.encode()) for k, v in fields.items()
         ]

@@ -16,7 +16,9 @@ from queuey.client.errors import (
     ConnectionFailed,
     NotFound,
     QueueExists,
+    QuotaExceeded,
     ServerError,
+    TooManyRequests,
     Unavailable,
 )
 from queuey.client.models import (
@@ -52,6 +54,8 @@ __all__ = [
     "QueueOptions",
     "QueueSettings",
     "QueueStats",
+    "QuotaExceeded",
     "ServerError",
+    "TooManyRequests",
     "Unavailable",
 ]

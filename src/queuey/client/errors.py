@@ -38,6 +38,24 @@ class AuthFailed(ApiError):
     """401 or 403: credentials missing, unknown, or without the right for this resource."""
 
 
+class QuotaExceeded(AuthFailed):
+    """403 ``QuotaExceeded``: the request would take the application over one of its size
+    quotas (``quota`` names it); nothing was done."""
+
+    def __init__(self, status: int, error_msg: Mapping[str, str], quota: str) -> None:
+        super().__init__(status, error_msg)
+        self.quota = quota
+
+
+class TooManyRequests(ApiError):
+    """429 ``TooManyRequests``: the application is at one of its rate or concurrency quotas
+    (``quota`` names it) on that server; try again later."""
+
+    def __init__(self, status: int, error_msg: Mapping[str, str], quota: str) -> None:
+        super().__init__(status, error_msg)
+        self.quota = quota
+
+
 class NotFound(ApiError):
     """404: unknown application, queue or path."""
 

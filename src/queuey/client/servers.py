@@ -157,6 +157,10 @@ def error(status: int, payload: dict[str, Any]) -> errors.ApiError:
         return errors.ClaimExpired(status, error_msg, list(done), list(payload.get("failed", [])))
     if status == 409 and "QueueAlreadyExists" in error_msg:
         return errors.QueueExists(status, error_msg)
+    if (status, "QuotaExceeded") == (403, next(iter(error_msg), "")) or status == 429:
+        quota = str(payload.get("quota", ""))
+        kind = errors.TooManyRequests if status == 429 else errors.QuotaExceeded
+        return kind(status, error_msg, quota)
     return _ERRORS.get(status, errors.ServerError)(status, error_msg)
 
 

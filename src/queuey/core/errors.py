@@ -15,6 +15,8 @@ class QueueyError(Exception):
     message = "Error"
     #: More fields of the error response, beside ``status`` and ``error_msg``.
     details: dict[str, object] = {}  # noqa: RUF012 (never mutated; instances replace it)
+    #: Seconds a client should wait before it tries again (``Retry-After``), where that helps.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
@@ -145,6 +147,32 @@ class TooManyStreams(QueueyError):
 
     key = "max_streams"
     message = "This server holds as many streams as it may; retry later or elsewhere."
+    retry_after = 1
+
+
+class QuotaExceeded(QueueyError):
+    """The request would take the application over one of its size quotas (stored bytes,
+    stored messages, queues); nothing was done. ``details`` names the quota and its value."""
+
+    key = "QuotaExceeded"
+    message = "The application is over one of its quotas."
+
+    def __init__(self, quota: str, limit: int, reason: str) -> None:
+        super().__init__(f"Over the application's quota {quota} ({limit}): {reason}")
+        self.details = {"quota": quota, "limit": limit}
+
+
+class TooManyRequests(QueueyError):
+    """The application is at one of its rate or concurrency quotas (post rate, long polls,
+    streams) in this server process; retrying after ``retry_after`` seconds may work."""
+
+    key = "TooManyRequests"
+    message = "The application is at one of its rate or concurrency quotas."
+
+    def __init__(self, quota: str, limit: int, reason: str, retry_after: int = 1) -> None:
+        super().__init__(f"At the application's quota {quota} ({limit}): {reason}")
+        self.details = {"quota": quota, "limit": limit}
+        self.retry_after = retry_after
 
 
 class StorageUnavailable(QueueyError):
@@ -152,3 +180,4 @@ class StorageUnavailable(QueueyError):
 
     key = "storage"
     message = "Back-end storage unavailable."
+    retry_after = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TypeVar
 
 from queuey.core.clock import Clock
@@ -21,12 +21,14 @@ from queuey.core.models import (
     QueueSettings,
     QueueStats,
 )
+from queuey.core.quotas import QuotaSettings
 from queuey.notify import Notifier
 from queuey.service import maintenance
 from queuey.service import params as parse
 from queuey.service.bounded_read import Read, bounded_read
 from queuey.service.claim_ids import all_current, parse_claim_ids, settle_claims
 from queuey.service.posts import MessageFactory, NewMessages
+from queuey.service.quotas import QuotaPolicy
 from queuey.service.rights import Right, Rights
 from queuey.service.sweeper import Sweeper
 from queuey.service.tokens import Tokens
@@ -49,10 +51,11 @@ class QueueService:
         notifier: Notifier,
         limits: Limits | None = None,
         tokens: Tokens | None = None,
+        quotas: QuotaSettings | None = None,
     ) -> None:
         """``notifier`` carries "this queue changed" to waiting requests: the composition
         root builds the process's one. ``tokens`` mints and verifies tokens (default: with a
-        secret of this process only)."""
+        secret of this process only). ``quotas``: the applications' quotas (default: none)."""
         self.storage = storage
         self.limits = limits = limits or Limits()
         self.tokens = tokens or Tokens([secrets.token_hex(32)], clock, limits.max_token_ttl)
@@ -62,16 +65,19 @@ class QueueService:
         self._rights = Rights(storage, applications, limits.max_name_length)
         self._new = MessageFactory(limits, clock)
         self._long_poll = LongPoll(storage, self.notifier, clock)
+        self.quotas = QuotaPolicy(storage, clock, quotas or QuotaSettings(), applications)
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self, sweep_interval: float, sweep_batch: int) -> None:
         await self.storage.open()
         self.sweeper.start(sweep_interval, sweep_batch)
+        self.quotas.start()
 
     async def stop(self) -> None:
         await self.notifier.stop()
         await self.sweeper.stop()
+        await self.quotas.stop()
         await self.storage.close()
 
     async def heartbeat(self) -> None:
@@ -121,7 +127,8 @@ class QueueService:
         await self._check_dead_letter_queue(app, name, settings)
         now = self._clock.time_ns() / 1e9
         try:
-            return await self.storage.create_queue(app, name, settings, now), True
+            async with self.quotas.creating(app, name):
+                return await self.storage.create_queue(app, name, settings, now), True
         except QueueExists as exists:
             # The queue the store found in the way, not a later read: of concurrent creations
             # with the same settings, every one that lost sees the winner's settings.
@@ -186,6 +193,28 @@ class QueueService:
         return await self._post(queue, new)
 
     async def _post(self, queue: Queue, new: NewMessages) -> Posted:
+        if not self.quotas.limits_posts(queue.app):  # the hot path, without quotas
+            return await self._write_new(queue, new)
+        return await self._within_quotas(
+            queue.app, new.messages, lambda: self._write_new(queue, new)
+        )
+
+    async def _within_quotas(
+        self, app: str, messages: list[Message], write: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``write()`` (of ``messages``), if ``app``'s quotas let it through."""
+        if not self.quotas.limits_posts(app):
+            return await write()
+        added = await self.quotas.reserve(app, messages)
+        stored = False
+        try:
+            result = await write()
+            stored = True
+            return result
+        finally:
+            self.quotas.settle(app, added, stored)
+
+    async def _write_new(self, queue: Queue, new: NewMessages) -> Posted:
         messages, dedup_ids = new.messages, new.dedup_ids
         if dedup_ids is None or not queue.settings.dedup_window:
             await self._changing(queue, self.storage.write_messages(queue, messages, fresh=True))
@@ -212,16 +241,17 @@ class QueueService:
         ``client``'s going away)."""
         queue = await self._rights.queue(caller, app, name, Right.READ)
         asked = parse.read_params(params, self.limits)
-        read = await self._read(queue, asked)
-        if read.messages or not asked.wait:
-            return read
-        deadline = self._long_poll.deadline(asked.wait)
-        # A message held back by the settle window is looked at again after a short pause.
-        while not read.messages and await self._long_poll.wait(
-            queue, deadline, 0.1 if read.held else None, client
-        ):
+        if not asked.wait:
+            return await self._read(queue, asked)
+        with self.quotas.long_poll(app):
             read = await self._read(queue, asked)
-        return read
+            deadline = self._long_poll.deadline(asked.wait)
+            # A message held back by the settle window is looked at again after a short pause.
+            while not read.messages and await self._long_poll.wait(
+                queue, deadline, 0.1 if read.held else None, client
+            ):
+                read = await self._read(queue, asked)
+            return read
 
     async def _read(self, queue: Queue, asked: parse.ReadParams) -> Read:
         return await bounded_read(self.storage, self.limits, queue, asked, self._now_ms())
@@ -251,7 +281,13 @@ class QueueService:
         queue = await self._rights.queue(caller, app, name, Right.OWNER)
         pairs = parse.message_ids(ids, self.limits.max_partitions)
         messages = self._new.overwrites(queue, pairs, body, content_type, ttl)
-        await self._changing(queue, self.storage.write_messages(queue, messages, replace=True))
+        await self._within_quotas(
+            app,
+            messages,
+            lambda: self._changing(
+                queue, self.storage.write_messages(queue, messages, replace=True)
+            ),
+        )
 
     # --- claims ----------------------------------------------------------------------------
 
@@ -269,6 +305,15 @@ class QueueService:
         answer that does not reach it is given back as it was (:meth:`give_back`)."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         asked = parse.claim_params(params, queue.settings.claim_ttl, self.limits)
+        if not asked.wait:
+            return await self._claim(queue, asked, client)
+        with self.quotas.long_poll(app):
+            return await self._claim(queue, asked, client)
+
+    async def _claim(
+        self, queue: Queue, asked: parse.ClaimParams, client: Client | None
+    ) -> list[Claim]:
+        app, name = queue.app, queue.name
         deadline = self._long_poll.deadline(asked.wait)
         while client is None or not client.gone:
             if not queue.settings.paused:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
+from queuey.core.quotas import Usage
 
 
 class Storage(Protocol):
@@ -88,6 +89,13 @@ class Storage(Protocol):
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         """How many messages of the queue, over all partitions, expire after ``now_ms``."""
+        ...
+
+    async def usage(self, app: str, now_ms: int) -> Usage:
+        """What ``app`` stores over all its queues: the messages that expire after ``now_ms``
+        (delayed and claimed ones included) and the bytes of their bodies in UTF-8. Reads
+        every such message's row (not necessarily its body), so callers call it seldom; it
+        must not hold up other operations meanwhile."""
         ...
 
     # --- messages ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from queuey.core.models import (
     QueueStats,
     new_claim_token,
 )
+from queuey.core.quotas import Usage
 from queuey.storage.base import Storage
 
 
@@ -148,6 +149,16 @@ class MemoryStorage(Storage):
                 total += sum(
                     1 for m in stored.messages if m.expires_ms > now_ms and m.due_ms <= now_ms
                 )
+        return total
+
+    async def usage(self, app: str, now_ms: int) -> Usage:
+        total = Usage()
+        for queue in self._queues.get(app, {}).values():
+            for partition in range(1, queue.partitions + 1):
+                stored = self._partitions.get((queue.qid, partition))
+                if stored is not None:
+                    live = (m.body for m in stored.messages if m.expires_ms > now_ms)
+                    total += Usage.of(live)
         return total
 
     def _current(self, queue: Queue) -> Queue:

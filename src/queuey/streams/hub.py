@@ -59,6 +59,16 @@ class Streams:
         """How many streams are open."""
         return sum(len(feed.subscribers) for feed in self._feeds.values())
 
+    def open_of(self, app: str) -> int:
+        """How many of ``app``'s streams are open."""
+        return sum(len(feed.subscribers) for key, feed in self._feeds.items() if key[0] == app)
+
+    def _admit(self, app: str) -> None:
+        """Raise when this process, or ``app`` in it, holds as many streams as it may."""
+        if self.open >= self.limits.max_streams:
+            raise TooManyStreams()
+        self.service.quotas.admit_stream(app, self.open_of(app))
+
     async def check(
         self,
         caller: Caller,
@@ -67,7 +77,7 @@ class Streams:
         params: Mapping[str, str],
         last_event_id: str | None = None,
     ) -> StreamRequest:
-        """The stream asked for, or the error (400/401/403/404/503) to answer instead."""
+        """The stream asked for, or the error (400/401/403/404/429/503) to answer instead."""
         errors = Errors()
         mode = check_choice(errors, "mode", params.get("mode"), POLICIES, None)
         partitions = None
@@ -97,8 +107,7 @@ class Streams:
             if params.get(key):
                 errors[key] = f"Only with mode={needed}"
         errors.raise_if_any()
-        if self.open >= self.limits.max_streams:
-            raise TooManyStreams()
+        self._admit(app)
         return StreamRequest(
             queue, mode, partitions, position if mode == "broadcast" else None,
             ttl or queue.settings.claim_ttl, credit,
@@ -106,9 +115,8 @@ class Streams:
 
     async def subscribe(self, request: StreamRequest, framing: Framing) -> Subscriber:
         """Open the stream: its subscriber receives frames until it ends."""
-        if self.open >= self.limits.max_streams:
-            raise TooManyStreams()
         queue = request.queue
+        self._admit(queue.app)
         subscriber = Subscriber(
             framing, request.partitions, self.limits.stream_buffer, request.position
         )

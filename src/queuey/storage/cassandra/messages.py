@@ -10,6 +10,7 @@ from typing import Any
 
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Cursor, Message, Queue, QueueStats
+from queuey.core.quotas import Usage
 from queuey.storage.cassandra.floors import Floors
 from queuey.storage.cassandra.index import ExpiryIndex
 from queuey.storage.cassandra.queues import Queues
@@ -29,6 +30,7 @@ from queuey.storage.keys import cursor_position, sfx_of
 
 log = logging.getLogger("queuey.cassandra")
 
+USAGE_PAGE = 1000  # message bodies read at once when an application's usage is measured
 BUCKET_PAGE = 32  # buckets asked for at once when a read walks a queue's buckets
 FLOOR_SLOW_S = 0.5  # a write that took longer lowers the claim floors below its messages
 _MARK_RETRIES = 4
@@ -191,6 +193,24 @@ class Messages:
             *(session.execute("m_count", (queue.qid, b, now_ms, now_ms), level) for (b,) in buckets)
         )
         return sum(rows[0][0] for rows in counts if rows)
+
+    async def usage(self, queue: Queue, now_ms: int) -> Usage:
+        """The queue's messages expiring after ``now_ms`` and their bodies' bytes: CQL has no
+        length function before Cassandra 5.1, so the bodies are read, a page at a time."""
+        session = self._session
+        level = session.levels_of(queue)[0]
+        total = Usage()
+        for (bucket,) in await session.execute("b_all", (queue.qid,), level):
+            after = (0, _BOTTOM, _BOTTOM)
+            while True:
+                rows = await session.execute(
+                    "m_usage", (queue.qid, bucket, *after, now_ms, USAGE_PAGE), level
+                )
+                total += Usage.of(row[3] for row in rows)
+                if len(rows) < USAGE_PAGE:
+                    break
+                after = rows[-1][:3]
+        return total
 
     async def stats(self, queue: Queue, now_ms: int) -> QueueStats:
         session = self._session

@@ -160,6 +160,9 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "m_rows": f"SELECT {CLAIM_COLUMNS} FROM {msgs}.messages WHERE {_IN_KEYS}",
         "m_count": f"SELECT COUNT(*) FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? ALLOW FILTERING",
+        "m_usage": f"SELECT part, ticks, sfx, body FROM {msgs}.messages"
+        " WHERE qid = ? AND bucket = ? AND (part, ticks, sfx) > (?, ?, ?) AND expires > ?"
+        " LIMIT ? ALLOW FILTERING",
         "m_delete": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY}",
         "m_purge": f"DELETE FROM {msgs}.messages WHERE qid = ? AND bucket = ?",
         "m_scan": f"SELECT part, ticks, sfx FROM {msgs}.messages"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
+from queuey.core.quotas import Usage
 from queuey.storage.cassandra.claims import Claims
 from queuey.storage.cassandra.combiner import Combiner
 from queuey.storage.cassandra.deadletters import DeadLetters
@@ -20,6 +21,8 @@ from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.settings import CassandraSettings
 from queuey.storage.cassandra.sweep import Sweeper
 from queuey.storage.cassandra.version import DataVersion
+
+QUEUE_PAGE = 100  # queues listed at once when an application's usage is measured
 
 
 class CassandraStorage:
@@ -83,6 +86,16 @@ class CassandraStorage:
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         return await self.messages.count(queue, now_ms)
+
+    async def usage(self, app: str, now_ms: int) -> Usage:
+        total, offset = Usage(), None
+        while True:
+            queues = await self.queues.page(app, offset, QUEUE_PAGE + 1)
+            for queue in queues[:QUEUE_PAGE]:
+                total += await self.messages.usage(queue, now_ms)
+            if len(queues) <= QUEUE_PAGE:
+                return total
+            offset = queues[-1].name
 
     async def write_messages(
         self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False

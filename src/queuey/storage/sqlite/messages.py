@@ -68,6 +68,11 @@ SQL_GET = (
     " WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4 AND " + _LIVE.format(n=5)
 )
 SQL_COUNT = "SELECT count(*) FROM messages WHERE qid = ?1 AND " + _LIVE.format(n=2)
+# An application's live messages (due or not) and their bodies' bytes in UTF-8.
+SQL_USAGE = (
+    "SELECT count(*), coalesce(sum(length(CAST(m.body AS BLOB))), 0)"
+    " FROM queues q JOIN messages m ON m.qid = q.qid WHERE q.app = ? AND m.expires > ?"
+)
 _SQL_DEDUP_FIND = "SELECT ticks, sfx, part FROM dedup WHERE qid = ? AND did = ? AND until > ?"
 _SQL_DEDUP_PUT = (
     "INSERT OR REPLACE INTO dedup (qid, did, ticks, sfx, part, until) VALUES (?, ?, ?, ?, ?, ?)"

@@ -26,6 +26,7 @@ from queuey.core.models import (
     QueueStats,
     new_claim_token,
 )
+from queuey.core.quotas import Usage
 from queuey.storage.keys import cursor_position, sfx_of
 from queuey.storage.sqlite import claims as claim_sql
 from queuey.storage.sqlite import messages as message_sql
@@ -175,6 +176,21 @@ class SqliteStorage:
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         return int(self.reader.rows(message_sql.SQL_COUNT, (queue.qid, now_ms))[0][0])
+
+    async def usage(self, app: str, now_ms: int) -> Usage:
+        # In a thread, on a connection of its own: the scan reads every live message's body.
+        return await asyncio.get_running_loop().run_in_executor(None, self._usage, app, now_ms)
+
+    def _usage(self, app: str, now_ms: int) -> Usage:
+        try:
+            conn = self._connect(self.busy_timeout_ms, read_only=True, cache_kib=1024)
+            try:
+                [(messages, size)] = conn.execute(message_sql.SQL_USAGE, (app, now_ms)).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise unavailable(exc) from exc
+        return Usage(int(messages), int(size))
 
     async def read_messages(
         self,
