@@ -48,6 +48,7 @@ TABLES = (
     f"{KEYSPACE}.moves",
     f"{KEYSPACE}.dedup",
     f"{KEYSPACE}.floors",
+    f"{KEYSPACE}.changes",
 )
 
 

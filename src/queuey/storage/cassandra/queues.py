@@ -11,10 +11,10 @@ from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.models import Queue, QueueSettings
+from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.rows import Named, Row
 from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, SETTINGS_COLUMNS
 from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
-from queuey.storage.cassandra.version import DataVersion
 
 _GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
@@ -34,9 +34,9 @@ class Queues:
     changes at once). Only found queues are copied: a queue another server creates is seen at
     once."""
 
-    def __init__(self, session: Session, version: DataVersion) -> None:
+    def __init__(self, session: Session, changes: ChangeLog) -> None:
         self._session = session
-        self._version = version
+        self._changes = changes
         self._copies: dict[tuple[str, str], tuple[Queue, float]] = {}  # -> (queue, read at)
 
     def _copy(self, app: str, name: str) -> Queue | None:
@@ -121,6 +121,7 @@ class Queues:
                     settings=settings,
                 )  # fmt: skip
                 self._remember(app, name, queue)
+                await self._changes.record(app, name, self._session.meta_level)
                 return queue
             self._remember(app, name, None)  # changed meanwhile: read it again
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
@@ -137,8 +138,8 @@ class Queues:
                 await asyncio.gather(
                     session.execute("n_delete", (app, name_shard(name), name), level),
                     session.execute("d_insert", (current.qid % DEAD_SHARDS, current.qid), level),
+                    self._changes.record(app, name, level),
                 )
-                self._version.changed()
                 return True
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
 

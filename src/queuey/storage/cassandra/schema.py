@@ -11,6 +11,7 @@ NAME_SHARDS = 16  # partitions of an application's queue listing
 INDEX_SHARDS = 4  # partitions of each hour of the expiry index (and of pending moves)
 DEAD_SHARDS = 4  # partitions of the deleted queues awaiting the sweep
 HOUR_MS = 3_600_000  # the expiry index is partitioned by hour
+CHANGE_TTL_S = 60  # seconds a row of the change log lives (changes.py)
 
 
 def replication(settings: CassandraSettings) -> str:
@@ -110,6 +111,12 @@ def tables(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
             qid bigint, did text, until bigint, part int, ticks bigint, sfx bigint,
             stored boolean, since bigint, PRIMARY KEY ((qid, did)))
             WITH gc_grace_seconds = 3600 AND {fast}""",
+        # The change log (changes.py): one partition per second of the writers' clocks.
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.changes (
+            bucket bigint, app text, name text, at uuid, PRIMARY KEY ((bucket), app, name))
+            WITH default_time_to_live = {CHANGE_TTL_S} AND gc_grace_seconds = 60
+            AND compaction = {{'class': 'TimeWindowCompactionStrategy',
+            'compaction_window_unit': 'MINUTES', 'compaction_window_size': 5}} AND {fast}""",
     ]
 
 
@@ -234,6 +241,8 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "h_insert": f"INSERT INTO {msgs}.expiry_hours (shard, hour) VALUES (?, ?)",
         "h_read": f"SELECT hour FROM {msgs}.expiry_hours WHERE shard = ? AND hour <= ?",
         "h_delete": f"DELETE FROM {msgs}.expiry_hours WHERE shard = ? AND hour = ?",
+        "ch_insert": f"INSERT INTO {msgs}.changes (bucket, app, name, at) VALUES (?, ?, ?, ?)",
+        "ch_read": f"SELECT bucket, app, name, at FROM {msgs}.changes WHERE bucket IN ? LIMIT ?",
         "ping": "SELECT release_version FROM system.local",
     }
     # Reads of one queue partition of a bucket: (descending, cursor kind) -> statement, where

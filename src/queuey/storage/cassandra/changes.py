@@ -1,0 +1,101 @@
+"""The change log: which queues writes changed lately, so that every server on the cluster
+wakes only the waiters of those queues (:meth:`CassandraStorage.changes`).
+
+A write that may let a waiting read or claim find something (new or overwritten messages,
+released claims, updated or deleted queues: what SQLite's change log records) upserts one row
+``(bucket, app, name) -> at`` where ``bucket`` is the writer's wall-clock second and ``at`` a
+value never written before. A post puts it in the batch of its messages, so it costs no
+request of its own; rows live a minute (``schema.CHANGE_TTL_S``). Many writes to one queue in
+one second are one row whose ``at`` keeps changing.
+
+Each server's one poller reads the rows of the buckets from :data:`BEHIND` seconds before its
+own clock to :data:`AHEAD` after (one query, whatever the number of waiters or queues) and
+names the queues whose rows are new or hold another ``at`` than at its last look. Reading the
+window again is what tolerates clocks that disagree and rows committed late: a row counts when
+it is first seen, whatever second it names, as long as that second is still in the window.
+
+A change row can be lost only with its write's answer: a batch that failed may still have
+been applied (a timeout), so the writer writes the row again :data:`FOLLOW_UP_S` later. A row
+lost all the same delays the news to the other servers' waiters of that queue: streams look
+at their queue every second anyway, a long poll answers at the end of its wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+
+from queuey.core.errors import StorageUnavailable
+from queuey.storage.cassandra.rows import unique
+from queuey.storage.cassandra.session import Session
+
+Key = tuple[str, str]  # (application, queue name)
+Seen = dict[tuple[int, str, str], object]  # (bucket, app, name) -> at
+
+BUCKET_S = 1  # seconds of wall clock per partition of the log
+BEHIND = 3  # buckets before the reader's current one that it reads again
+AHEAD = 1  # buckets after it (writers whose clocks run ahead)
+ROWS = 10_000  # rows read at most: a busier window cannot tell which queues changed
+FOLLOW_UP_S = 1.0  # after a failed write, when its change row is written again
+_KEPT_LOOKS = 8  # positions a reader can start from (several callers of one store)
+
+
+def bucket_now() -> int:
+    return int(time.time()) // BUCKET_S
+
+
+class ChangeLog:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._looks: OrderedDict[int, Seen] = OrderedDict()  # position -> rows then seen
+        self._position = 0
+        self._follow_ups: set[asyncio.Task[None]] = set()
+
+    def row(self, app: str, name: str) -> tuple[str, tuple[int, str, str, object]]:
+        """The statement that records a change of queue ``(app, name)``, to send with the
+        write."""
+        return ("ch_insert", (bucket_now(), app, name, unique()))
+
+    async def record(self, app: str, name: str, level: str) -> None:
+        """Record a change of queue ``(app, name)`` on its own (after a write that cannot
+        carry the row: a conditional one)."""
+        key, params = self.row(app, name)
+        await self._session.execute(key, params, level)
+
+    def failed(self, app: str, name: str, level: str) -> None:
+        """A write to ``(app, name)`` failed, and may have been applied all the same: record
+        its change again a little later, when it has landed if it ever does."""
+        task = asyncio.create_task(self._follow_up(app, name, level))
+        self._follow_ups.add(task)
+        task.add_done_callback(self._follow_ups.discard)
+
+    async def _follow_up(self, app: str, name: str, level: str) -> None:
+        await asyncio.sleep(FOLLOW_UP_S)
+        with contextlib.suppress(StorageUnavailable):  # the store is down: readers wake all
+            await self.record(app, name, level)
+
+    async def close(self) -> None:
+        tasks = list(self._follow_ups)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def changes(self, since: int | None) -> tuple[int, set[Key] | None]:
+        now = bucket_now()
+        buckets = list(range(now - BEHIND, now + AHEAD + 1))
+        rows = await self._session.execute("ch_read", (buckets, ROWS), "ONE")
+        seen: Seen = {(bucket, app, name): at for bucket, app, name, at in rows}
+        before = None if since is None else self._looks.get(since)
+        keys: set[Key] | None = None  # None: cannot tell
+        if before is not None and len(rows) < ROWS:  # all rows read: compare them
+            keys = {key[1:] for key, at in seen.items() if before.get(key) != at}
+        if since is not None and keys is not None and not keys:
+            self._looks[since] = seen  # nothing new: the same position, today's window
+            return since, set()
+        self._position += 1
+        self._looks[self._position] = seen
+        while len(self._looks) > _KEPT_LOOKS:
+            self._looks.popitem(last=False)
+        return self._position, keys
