@@ -266,7 +266,7 @@ class QueueService:
         """Lease up to ``limit`` available messages, waiting up to ``wait`` s for one.
 
         Nothing is claimed for a ``client`` that has gone away, and what was claimed for an
-        answer that does not reach it is given back as it was (:meth:`_give_back`)."""
+        answer that does not reach it is given back as it was (:meth:`give_back`)."""
         queue = await self._rights.queue(caller, app, name, Right.CLAIM)
         asked = parse.claim_params(params, queue.settings.claim_ttl, self.limits)
         deadline = self._long_poll.deadline(asked.wait)
@@ -278,7 +278,7 @@ class QueueService:
                     queue, list(partitions), asked.limit, self._now_ms(), asked.ttl * 1000, remove
                 )
                 if claims and client is not None:
-                    give_back = functools.partial(self._give_back, queue, claims, remove)
+                    give_back = functools.partial(self.give_back, queue, claims, remove)
                     if client.gone:
                         await give_back()
                         return []
@@ -290,8 +290,9 @@ class QueueService:
             queue = await self.storage.get_queue(app, name) or queue  # paused or resumed?
         return []
 
-    async def _give_back(self, queue: Queue, claims: list[Claim], removed: bool) -> None:
-        """Return claimed messages as they were before the claim, its delivery not counted."""
+    async def give_back(self, queue: Queue, claims: list[Claim], removed: bool) -> None:
+        """Return claimed messages that never reached their consumer as they were before the
+        claim, its delivery not counted (``removed``: the claim deleted them)."""
         giving = self.storage.unclaim_messages(queue, claims, self._now_ms(), removed)
         await self._changing(queue, giving)
 
