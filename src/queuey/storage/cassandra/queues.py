@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import secrets
+import time
 import zlib
 from typing import Any
 
@@ -19,6 +20,7 @@ from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_re
 _GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
 QUEUE_CACHE_S = 1.0  # how long this process answers a queue's metadata from its copy
+STALE_S = 300  # age after which a senders' row that no longer holds is deleted
 _CACHED = 100_000  # queue rows this process keeps copies of
 
 
@@ -66,7 +68,9 @@ class Queues:
         # without a queue, which list_queues leaves out).
         listed = session.execute("n_insert", (app, name_shard(name), name), level)
         try:
-            answer, _ = await asyncio.gather(session.named("q_create", params, level), listed)
+            answer, *_ = await asyncio.gather(
+                session.named("q_create", params, level), listed, self._sends(app, name, settings)
+            )
             # A transaction that did not apply answers with the row that won.
             winner = _won(answer, qid)
         except StorageUnavailable as error:
@@ -114,7 +118,10 @@ class Queues:
             if settings.partitions < current.partitions:
                 raise InvalidUpdate()
             params = (*_settings_row(settings), app, name, current.qid, settings.partitions)
-            rows = await self._session.execute("q_update", params, self._session.meta_level)
+            rows, _ = await asyncio.gather(
+                self._session.execute("q_update", params, self._session.meta_level),
+                self._sends(app, name, settings),
+            )
             if rows and rows[0][0]:
                 queue = Queue(
                     app=app, name=name, qid=current.qid, created=current.created,
@@ -142,6 +149,32 @@ class Queues:
                 )
                 return True
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
+
+    async def _sends(self, app: str, name: str, settings: QueueSettings) -> None:
+        """Record where the queue sends its dead letters, with the transaction that says so:
+        whenever a queue's settings name a dead-letter queue, the senders' table lists it
+        there (it may also list a queue that no longer sends there: :meth:`senders` checks)."""
+        target = settings.dead_letter_queue
+        if target is not None:
+            await self._session.execute("s_insert", (app, target, name), self._session.meta_level)
+
+    async def senders(self, app: str, name: str) -> list[str]:
+        """The queues of ``app`` whose dead-letter queue is ``name``: the senders' rows, each
+        checked against its queue's row. A row that no longer holds (the queue was deleted or
+        sends elsewhere) is deleted once it is :data:`STALE_S` old, as of its write: a creation
+        or update in progress writes it again, newer, before its transaction."""
+        session, level = self._session, self._session.meta_level
+        rows = await session.execute("s_list", (app, name), level)
+        queues = await asyncio.gather(*(self.read(app, sender) for sender, _ in rows))
+        found, stale = [], []
+        old = int((time.time() - STALE_S) * 1_000_000)  # writetimes are in microseconds
+        for (sender, written), queue in zip(rows, queues, strict=True):
+            if queue is not None and queue.settings.dead_letter_queue == name:
+                found.append(sender)
+            elif written is not None and written < old:
+                stale.append(session.execute("s_delete", (written, app, name, sender), level))
+        await asyncio.gather(*stale)
+        return sorted(found)
 
     async def page(self, app: str, offset: str | None, limit: int) -> list[Queue]:
         names = await self.page_names(app, offset, limit)

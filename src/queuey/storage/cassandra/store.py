@@ -80,6 +80,9 @@ class CassandraStorage:
     async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
         return await self.queues.page_names(app, offset, limit)
 
+    async def dead_letter_senders(self, app: str, name: str) -> list[str]:
+        return await self.queues.senders(app, name)
+
     # --- messages ------------------------------------------------------------------------------
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
