@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -12,7 +13,6 @@ from queuey.core.errors import StorageUnavailable
 from queuey.core.ids import IdGenerator
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.storage.cassandra import CassandraStorage, changes
-from queuey.storage.cassandra.rows import unique
 from queuey.storage.cassandra.session import Session
 from tests import cassandra as node
 from tests.cassandra import APP, KEYSPACE, LEASE_MS, cql, messages, now_ms, refs, work_queue
@@ -67,7 +67,7 @@ def late_row(store: CassandraStorage, seconds: int, name: str) -> None:
     cql(
         store,
         f"INSERT INTO {KEYSPACE}.changes (bucket, app, name, at) VALUES (%s, %s, %s, %s)",
-        bucket, APP, name, unique(),
+        bucket, APP, name, uuid.uuid4(),
     )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 
 from queuey.core.errors import StorageUnavailable
-from queuey.storage.cassandra.rows import unique
+from queuey.storage.cassandra.rows import Uniques
 from queuey.storage.cassandra.session import Session
 
 Key = tuple[str, str]  # (application, queue name)
@@ -52,11 +52,12 @@ class ChangeLog:
         self._looks: OrderedDict[int, Seen] = OrderedDict()  # position -> rows then seen
         self._position = 0
         self._follow_ups: set[asyncio.Task[None]] = set()
+        self._unique = Uniques()  # the rows' ``at`` values
 
     def row(self, app: str, name: str) -> tuple[str, tuple[int, str, str, object]]:
         """The statement that records a change of queue ``(app, name)``, to send with the
         write."""
-        return ("ch_insert", (bucket_now(), app, name, unique()))
+        return ("ch_insert", (bucket_now(), app, name, self._unique()))
 
     async def record(self, app: str, name: str, level: str) -> None:
         """Record a change of queue ``(app, name)`` on its own (after a write that cannot
