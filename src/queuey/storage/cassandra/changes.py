@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
+from typing import Any
 
 from queuey.core.errors import StorageUnavailable
 from queuey.storage.cassandra.rows import Uniques
@@ -51,26 +53,56 @@ class ChangeLog:
         self._session = session
         self._looks: OrderedDict[int, Seen] = OrderedDict()  # position -> rows then seen
         self._position = 0
-        self._follow_ups: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._unique = Uniques()  # the rows' ``at`` values
-
-    def row(self, app: str, name: str) -> tuple[str, tuple[int, str, str, object]]:
-        """The statement that records a change of queue ``(app, name)``, to send with the
-        write."""
-        return ("ch_insert", (bucket_now(), app, name, self._unique()))
+        # Queues whose row is being written -> whether writes committed since it started.
+        self._recording: dict[Key, bool] = {}
 
     async def record(self, app: str, name: str, level: str) -> None:
-        """Record a change of queue ``(app, name)`` on its own (after a write that cannot
-        carry the row: a conditional one)."""
-        key, params = self.row(app, name)
-        await self._session.execute(key, params, level)
+        """Record a change of queue ``(app, name)`` now."""
+        params = (bucket_now(), app, name, self._unique())
+        await self._session.execute("ch_insert", params, level)
+
+    def written(self, app: str, name: str, level: str) -> None:
+        """A write to ``(app, name)`` committed: record its change after it, without holding
+        its answer. The writes that commit while the queue's row is being written share the
+        next one, started when that one is done: so a row is always written after every
+        write it stands for, and a queue posted to by many clients at once costs a row per
+        round trip, not per post."""
+        key = (app, name)
+        if key in self._recording:
+            self._recording[key] = True
+            return
+        self._recording[key] = False
+        self._start(self._record_each(key, level))
+
+    async def _record_each(self, key: Key, level: str) -> None:
+        try:
+            while True:
+                try:
+                    await self.record(*key, level)
+                except StorageUnavailable:
+                    self.failed(*key, level)
+                if not self._recording[key]:
+                    return
+                self._recording[key] = False
+        finally:
+            del self._recording[key]
 
     def failed(self, app: str, name: str, level: str) -> None:
         """A write to ``(app, name)`` failed, and may have been applied all the same: record
         its change again a little later, when it has landed if it ever does."""
-        task = asyncio.create_task(self._follow_up(app, name, level))
-        self._follow_ups.add(task)
-        task.add_done_callback(self._follow_ups.discard)
+        self._start(self._follow_up(app, name, level))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the rows being written now."""
+        while self._recording:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _follow_up(self, app: str, name: str, level: str) -> None:
         await asyncio.sleep(FOLLOW_UP_S)
@@ -78,7 +110,7 @@ class ChangeLog:
             await self.record(app, name, level)
 
     async def close(self) -> None:
-        tasks = list(self._follow_ups)
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

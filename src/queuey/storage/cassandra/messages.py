@@ -84,16 +84,17 @@ class Messages:
         statements = self._index.rows_of(qid, wanted) + insert_statements(
             qid, wanted, kept, self._index.unique
         )
-        statements.append(self._changes.row(queue.app, queue.name))
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
-        # isolated (the registry, index, wake-up and change rows in the same request are
-        # bookkeeping that the sweep and Cassandra's TTL tolerate missing). Across buckets
-        # only the batch log makes the write all or nothing.
+        # isolated (the registry, index and wake-up rows in the same request are bookkeeping
+        # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
+        # log makes the write all or nothing. The change row follows (other servers' waiters
+        # must find the messages when they read it), without holding the answer.
         try:
             await self._session.batch(statements, write_level, logged=len(wanted) > 1)
         except StorageUnavailable:
             self._changes.failed(queue.app, queue.name, write_level)
             raise
+        self._changes.written(queue.app, queue.name, write_level)
         self._index.written(statements)
         # Messages that may land below a claim floor: replaced ones (a PUT can create one with
         # an old id, or revive an expired one), those of a slow write, and any below this
