@@ -4,9 +4,12 @@ wakes only the waiters of those queues (:meth:`CassandraStorage.changes`).
 A write that may let a waiting read or claim find something (new or overwritten messages,
 released claims, updated or deleted queues: what SQLite's change log records) upserts one row
 ``(bucket, app, name) -> at`` where ``bucket`` is the writer's wall-clock second and ``at`` a
-value never written before. A post puts it in the batch of its messages, so it costs no
-request of its own; rows live a minute (``schema.CHANGE_TTL_S``). Many writes to one queue in
-one second are one row whose ``at`` keeps changing.
+value never written before; rows live a minute (``schema.CHANGE_TTL_S``). The row of a
+write of messages is written once the write committed (a reader that sees it must find the
+messages), without holding the write's answer: a post stays one request, and the posts that
+commit while their queue's row is being written share the next one (:meth:`ChangeLog.written`).
+Queue updates and deletions and releases of claims write theirs before they answer. Many
+writes to one queue in one second are one row whose ``at`` keeps changing.
 
 Each server's one poller reads the rows of the buckets from :data:`BEHIND` seconds before its
 own clock to :data:`AHEAD` after (one query, whatever the number of waiters or queues) and
@@ -14,9 +17,9 @@ names the queues whose rows are new or hold another ``at`` than at its last look
 window again is what tolerates clocks that disagree and rows committed late: a row counts when
 it is first seen, whatever second it names, as long as that second is still in the window.
 
-A change row can be lost only with its write's answer: a batch that failed may still have
-been applied (a timeout), so the writer writes the row again :data:`FOLLOW_UP_S` later. A row
-lost all the same delays the news to the other servers' waiters of that queue: streams look
+A change row is written again :data:`FOLLOW_UP_S` later when it failed, or when its write
+failed (a timeout may still have applied it). A row lost all the same (the writer's process
+died between its write and the row, or the store stayed down) delays the news to the other servers' waiters of that queue: streams look
 at their queue every second anyway, a long poll answers at the end of its wait.
 """
 
