@@ -1,15 +1,17 @@
 """Do idle long polls of one application slow down another application's requests?
 
     .venv/bin/python bench/changefeed.py [--idle 6000] [--rate 20] [--duration 20]
-        [--post-to same|other] [--server-cmd "/work/main/.venv/bin/queuey"]
+        [--post-to same|other] [--backend sqlite|cassandra]
+        [--server-cmd "/work/main/.venv/bin/queuey"]
 
-Starts `queuey serve` (sqlite, one worker, on 127.0.0.1) with two applications. Application
-``idle`` holds ``--idle`` long polls (``GET /v1/idle/q?wait=20``, each asked again when it
-returns) on that server; application ``busy`` posts ``--rate`` messages/s to its own queue and
-reads it ``--rate`` times/s, through the same server (``--post-to same``) or through a second
-server on the same SQLite file (``other``). Prints the POST and GET latency p50/p99 of ``busy``
-over ``--duration`` seconds, how many long polls returned meanwhile (a write to ``busy`` should
-wake none of them), and the servers' RSS. The servers are stopped by PID at the end.
+Starts `queuey serve` (sqlite, or ``--backend cassandra`` on the single test node; one worker,
+on 127.0.0.1) with two applications. Application ``idle`` holds ``--idle`` long polls
+(``GET /v1/idle/q?wait=20``, each asked again when it returns) on that server; application
+``busy`` posts ``--rate`` messages/s to its own queue and reads it ``--rate`` times/s, through
+the same server (``--post-to same``) or through a second server on the same SQLite file or
+Cassandra keyspaces (``other``). Prints the POST and GET latency p50/p99 of ``busy`` over
+``--duration`` seconds, how many long polls returned meanwhile (a write to ``busy`` should wake
+none of them), and the servers' RSS. The servers are stopped by PID at the end.
 ``--server-cmd`` runs another build, e.g. an older checkout's, for a before/after comparison.
 """
 
@@ -32,9 +34,9 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
     uvloop = None  # type: ignore[assignment]
 
 
-def options(server_cmd: tuple[str, ...]) -> Options:
+def options(server_cmd: tuple[str, ...], backend: str) -> Options:
     return Options(
-        workers=1, backend="sqlite", durability="normal", duration=0, warmup=0,
+        workers=1, backend=backend, durability="normal", duration=0, warmup=0,
         connections=0, threads=0, timeout=0, scenarios=(), queues=0, populate_limit=0,
         output=Path("/dev/null"), server_cmd=server_cmd, keep_data=False, install_wrk=False,
     )  # fmt: skip
@@ -191,6 +193,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20, help="posts/s and reads/s")
     parser.add_argument("--duration", type=float, default=20, help="seconds measured")
     parser.add_argument("--post-to", choices=("same", "other"), default="same")
+    parser.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
     parser.add_argument("--server-cmd", help="the queuey command (default: this checkout's)")
     args = parser.parse_args()
     server_cmd = tuple(args.server_cmd.split()) if args.server_cmd else default_server_cmd()
@@ -198,11 +201,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="queuey-changefeed-") as tmp:
         first = Path(tmp) / "a"
         first.mkdir()
-        servers = [Server(options(server_cmd), keys, first)]
-        if args.post_to == "other":
+        servers = [Server(options(server_cmd, args.backend), keys, first)]
+        if args.post_to == "other":  # on the same file, or the same (this process's) keyspaces
             second = Path(tmp) / "b"
             second.mkdir()
-            other = Server(options(server_cmd), keys, second)
+            other = Server(options(server_cmd, args.backend), keys, second)
             config = other.config_path.read_text()
             other.config_path.write_text(config.replace(str(other.data_dir), str(first / "data")))
             servers.append(other)

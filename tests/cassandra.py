@@ -39,6 +39,7 @@ TABLES = (
     f"{METADATA_KEYSPACE}.queues",
     f"{METADATA_KEYSPACE}.queue_names",
     f"{METADATA_KEYSPACE}.dead_queues",
+    f"{METADATA_KEYSPACE}.dead_letter_senders",
     f"{KEYSPACE}.buckets",
     f"{KEYSPACE}.messages",
     f"{KEYSPACE}.expiry",
@@ -48,6 +49,7 @@ TABLES = (
     f"{KEYSPACE}.moves",
     f"{KEYSPACE}.dedup",
     f"{KEYSPACE}.floors",
+    f"{KEYSPACE}.changes",
 )
 
 

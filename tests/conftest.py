@@ -13,6 +13,9 @@ from queuey.core.clock import FakeClock
 from queuey.storage.base import Storage
 
 BACKENDS = list(storage_backends.BACKENDS)
+#: The back-ends whose store several processes share (``Storage.shared``): a test of what
+#: only they do runs on these, ``@pytest.mark.parametrize("api", SHARED_BACKENDS, indirect=True)``.
+SHARED_BACKENDS = [name for name in BACKENDS if name != "memory"]
 
 
 def make_storage(backend: str, directory: Path) -> Storage:

@@ -90,6 +90,7 @@ class Notifier:
         self._subscriptions: dict[Key, set[Subscription]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._position: int | None = None  # in the store's changes, after the last look
+        self.wakes = 0  # subscriptions woken so far (by a change of their queue, or of all)
 
     @property
     def waiting(self) -> int:
@@ -98,7 +99,9 @@ class Notifier:
 
     def changed(self, key: Key) -> None:
         """Report a write to one queue: wakes its subscriptions."""
-        for subscription in self._subscriptions.get(key, ()):
+        subscriptions = self._subscriptions.get(key, ())
+        self.wakes += len(subscriptions)
+        for subscription in subscriptions:
             subscription.wake()
 
     def subscribe(self, key: Key) -> Subscription:
@@ -124,6 +127,7 @@ class Notifier:
 
     def _wake_all(self) -> None:
         for subscriptions in list(self._subscriptions.values()):
+            self.wakes += len(subscriptions)
             for subscription in subscriptions:
                 subscription.wake()
 

@@ -135,6 +135,24 @@ async def test_redrive_without_to_needs_a_single_sender(api: Api) -> None:
     assert "a, b" in answer["error_msg"]["to"]
 
 
+async def test_redrive_without_to_finds_the_sender_without_walking_the_queues(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = await api.mkq(queue_name="dead")
+    await api.mkq(queue_name="jobs", max_deliveries=1, dead_letter_queue=dead)
+    for index in range(5):  # queues that send elsewhere, or nowhere
+        await api.mkq(queue_name=f"other{index}", dead_letter_queue="jobs" if index else "")
+    await dead_letter(api, "jobs", 1)
+
+    async def walked(*args: object) -> None:
+        raise AssertionError("the application's queues were listed")
+
+    monkeypatch.setattr(api.service.storage, "list_queues", walked)
+    monkeypatch.setattr(api.service.storage, "list_queue_names", walked)
+    assert (await redrive(api, dead))["moved"] == 1
+    assert await bodies(api, "jobs") == ["job 0"]
+
+
 async def test_an_interrupted_redrive_moves_each_message_once(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,7 @@ from falcon.testing import ASGIWebSocketSimulator, StreamedResult
 from queuey.core.ids import ticks_from_ns, ticks_of, uuid1_hex
 from queuey.core.models import Message
 from tests.api.conftest import AUTH, FORM, OTHER_AUTH, THIRD_AUTH, Api
+from tests.conftest import SHARED_BACKENDS
 
 TIMEOUT = 10.0
 
@@ -278,9 +279,9 @@ async def test_broadcast_catch_up_joins_the_live_feed_without_gap(api: Api) -> N
         assert [m["message_id"] for m in await live.messages(30)] == new
 
 
+@pytest.mark.parametrize("api", SHARED_BACKENDS, indirect=True)  # one process: in id order
 async def test_a_message_committed_late_by_another_process_still_arrives(api: Api) -> None:
-    if not api.service.storage.shared:
-        pytest.skip("one process only: writes commit in the order of their ids")
+    assert api.service.storage.shared
     queue = await api.mkq()
     stored = await api.service.storage.get_queue("queuey", queue)
     assert stored is not None
@@ -372,6 +373,21 @@ async def test_roundrobin_extend_and_credit_frames(api: Api) -> None:
         assert all(m["deliveries"] == 1 for m in more)
 
 
+async def test_websocket_release_of_current_and_failed_claims_gives_the_credit_back(
+    api: Api,
+) -> None:
+    queue = await api.mkq(policy="roundrobin", max_deliveries=5)
+    await post_many(api, queue, ["a", "b", "c"])
+    async with socket(api, queue, credit=2, ttl=60) as ws:
+        first, second = await frame(ws), await frame(ws)
+        forged = first["claim_id"][:34] + "f" * 16
+        await ws.send_text(orjson.dumps({"extend": [first["claim_id"], forged], "ttl": 0}).decode())
+        assert await frame(ws) == {"extended": [first["claim_id"]], "failed": [forged]}
+        third = await frame(ws)  # the released claim's credit came back at once
+        assert third["message_id"] != second["message_id"]
+        assert (third["body"], third["deliveries"]) in {("a", 2), ("c", 1)}
+
+
 async def test_websocket_forged_claim_ids_are_failed_entries(api: Api) -> None:
     """Ack and extend frames settle claims as the HTTP routes do: an id of a token no back-end
     hands out or of a partition the queue lacks is a failed entry, the real claim is settled."""
@@ -413,6 +429,47 @@ async def test_at_most_once_roundrobin_needs_no_ack(api: Api) -> None:
         got = await events.messages(3)
         assert [m["message_id"] for m in got] == posted
     assert await api.read(queue) == []
+
+
+async def test_roundrobin_claims_not_yet_written_go_back_uncounted_when_the_subscriber_leaves(
+    api: Api,
+) -> None:
+    from queuey.streams import End
+
+    queue = await api.mkq(claim_ttl=60)
+    hub = _hub(api)
+    request = await hub.check(_caller(), "queuey", queue, {"mode": "roundrobin", "credit": "3"})
+    leaving = await hub.subscribe(request, _framing())  # its frames are taken only when asked
+    (written,) = await post_many(api, queue, ["written"])
+    await _until(lambda: leaving.queued == 1)
+    assert len(await leaving.take()) == 1  # handed to the socket: it may have arrived
+    unsent = await post_many(api, queue, ["u1", "u2"])
+    await _until(lambda: leaving.queued == 2)
+    leaving.end(End.GONE)
+    # The two never written are available at once, this claim their first delivery; the
+    # written one stays claimed until its lease ends, then comes back counted.
+    claimed = await _claim(api, queue, retry_until=2)
+    assert sorted((m["message_id"], m["deliveries"]) for m in claimed) == [(i, 1) for i in unsent]
+    await ack(api, queue, *(m["claim_id"] for m in claimed))
+    api.clock.advance(61)
+    [again] = await _claim(api, queue, retry_until=1)
+    assert (again["message_id"], again["deliveries"]) == (written, 2)
+
+
+async def test_at_most_once_roundrobin_messages_not_yet_written_go_back_when_it_leaves(
+    api: Api,
+) -> None:
+    from queuey.streams import End
+
+    queue = await api.mkq(delivery="at_most_once")
+    hub = _hub(api)
+    request = await hub.check(_caller(), "queuey", queue, {"mode": "roundrobin", "credit": "2"})
+    leaving = await hub.subscribe(request, _framing())
+    posted = await post_many(api, queue, ["a", "b"])
+    await _until(lambda: leaving.queued == 2)
+    assert await api.read(queue) == []  # claimed at most once: they left the queue
+    leaving.end(End.GONE)
+    await _until_async(lambda: _ids(api, queue), posted)
 
 
 # --- pause, delete, buffer, shutdown ------------------------------------------------------------
@@ -500,6 +557,45 @@ async def test_credentials_in_the_url_token_invalid_key_never(api: Api) -> None:
     key = AUTH["Authorization"].split()[1]
     await refused(api, private, 401, "Unauthorized", key=key, headers={})
     await refused(api, private, 401, "Unauthorized", Authorization=f"Application {key}", headers={})
+
+
+async def test_a_stream_opened_with_a_token_ends_when_the_token_expires(api: Api) -> None:
+    queue = await api.mkq()
+    token = await _token(api, queue, ttl=1)
+    async with stream(api, queue, headers={}, token=token) as events:
+        posted = await api.post(queue, "while valid")
+        assert (await events.messages(1))[0]["message_id"] == posted["key"]
+        started = time.monotonic()
+        await events.ended()
+        assert time.monotonic() - started < 2.0
+        *_, end = events.buffer.decode().strip().split("\n\n")
+        assert end.startswith("event: end\ndata: ")
+        assert orjson.loads(end.split("data: ", 1)[1])["error_msg"] == {
+            "InvalidToken": "The token is expired, invalid or not for this application."
+        }
+    async with stream(api, queue, headers={}, token=token, format="ndjson") as lines:
+        await lines.ended()
+        assert b"InvalidToken" in lines.buffer
+    token = await _token(api, queue, ttl=1)
+    async with socket(api, queue, headers={}, token=token) as ws:
+        posted = await api.post(queue, "over the socket")
+        assert (await frame(ws))["message_id"] == posted["key"]
+        with pytest.raises(Exception):  # noqa: B017 (the simulator's disconnect error)
+            await asyncio.wait_for(ws.receive_text(), TIMEOUT)
+        assert ws.close_code == 4401
+
+
+async def test_websocket_takes_a_token_in_the_url_never_an_application_key(api: Api) -> None:
+    queue = await api.mkq()
+    async with socket(api, queue, headers={}, token=await _token(api, queue)) as ws:
+        posted = await api.post(queue, "hello")
+        assert (await frame(ws))["message_id"] == posted["key"]
+    key = AUTH["Authorization"].split()[1]
+    for params in ({"token": key}, {"key": key}):
+        with pytest.raises(WebSocketDisconnected) as refusal:
+            async with socket(api, queue, {}, **params):
+                pass
+        assert refusal.value.code == 3401, params
 
 
 @pytest.mark.parametrize(
@@ -594,3 +690,47 @@ def _framing() -> Any:
     from queuey.api.streams import NDJSON_FRAMING
 
     return NDJSON_FRAMING
+
+
+async def _token(api: Api, queue: str, ttl: int = 3600) -> str:
+    """A token that may stream ``queue``, for ``ttl`` seconds."""
+    params = {"subject": "user:ann", "queues": queue, "rights": "read,stream", "ttl": ttl}
+    result = await api.http.simulate_post(
+        "/tokens/queuey", headers=AUTH, body=urlencode(params), content_type=FORM
+    )
+    assert result.status_code == 201, result.text
+    token: str = result.json["token"]
+    return token
+
+
+async def _until(ready: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not ready():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def _until_async(get: Any, expected: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while (got := await get()) != expected:
+        assert time.monotonic() < deadline, f"timed out: {got!r}"
+        await asyncio.sleep(0.02)
+
+
+async def _ids(api: Api, queue: str) -> list[str]:
+    return [m["message_id"] for m in await api.read(queue)]
+
+
+async def _claim(api: Api, queue: str, retry_until: int) -> list[dict[str, Any]]:
+    """Claim up to 10 messages (over HTTP), trying again until ``retry_until`` come."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + TIMEOUT
+    while len(got) < retry_until:
+        result = await api.http.simulate_post(
+            f"/v1/queuey/{queue}/claims", headers=AUTH, body="limit=10", content_type=FORM
+        )
+        assert result.status_code in (200, 204), result.text
+        got += result.json["messages"] if result.status_code == 200 else []
+        assert time.monotonic() < deadline, f"timed out: {got!r}"
+        await asyncio.sleep(0.02)
+    return got

@@ -87,12 +87,18 @@ async def test_the_schema_uses_time_window_compaction_and_the_keyspaces_asked_fo
     compaction = {name: options["class"] for name, options in rows}
     assert compaction["messages"].endswith("TimeWindowCompactionStrategy")
     assert compaction["expiry"].endswith("TimeWindowCompactionStrategy")
+    assert compaction["changes"].endswith("TimeWindowCompactionStrategy")
     tables = cql(
         store,
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
         node.METADATA_KEYSPACE,
     )
-    assert {name for (name,) in tables} == {"queues", "queue_names", "dead_queues"}
+    assert {name for (name,) in tables} == {
+        "queues",
+        "queue_names",
+        "dead_queues",
+        "dead_letter_senders",
+    }
 
 
 @pytest.mark.parametrize(

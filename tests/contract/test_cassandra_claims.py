@@ -143,21 +143,8 @@ async def test_a_waiting_claim_answers_soon_after_a_post_through_another_server(
         latencies.append(time.monotonic() - posted)
         await store.ack_messages(queue, refs([claim]), now_ms(clock))
     await service.notifier.stop()
-    # The store's version changes every 50 ms, so the waiter looks again at that pace.
+    # The other server's change row is read within a poll interval (50 ms).
     assert statistics.median(latencies) < 0.1, latencies
-
-
-async def test_changes_cannot_tell_which_queue_every_50_ms_and_at_once_after_a_write(
-    store: CassandraStorage, clock: FakeClock, gen: IdGenerator
-) -> None:
-    queue = await work_queue(store)
-    first, _ = await store.changes(None)
-    await asyncio.sleep(0.06)
-    later, keys = await store.changes(first)
-    assert later != first and keys is None
-    before, _ = await store.changes(None)
-    await store.write_messages(queue, messages(gen, clock, 1))
-    assert (await store.changes(before))[1] is None
 
 
 # --- unknown outcomes -----------------------------------------------------------------------

@@ -10,12 +10,12 @@ import pytest
 from queuey.core.clock import FakeClock
 from queuey.core.errors import StorageUnavailable
 from queuey.core.ids import IdGenerator
-from queuey.core.models import Message, Queue
-from queuey.storage.cassandra import CassandraStorage
+from queuey.core.models import Message, Queue, QueueSettings
+from queuey.storage.cassandra import CassandraStorage, queues, schema
 from queuey.storage.cassandra.deadletters import Move
 from queuey.storage.cassandra.schema import CLAIM_COLUMNS
 from tests import cassandra as node
-from tests.cassandra import LEASE_MS, messages, now_ms, refs, row_of, work_queue
+from tests.cassandra import LEASE_MS, cql, messages, now_ms, refs, row_of, work_queue
 
 store = pytest.fixture(node.fresh_store, name="store")
 gen = pytest.fixture(node.ids, name="gen")
@@ -113,3 +113,37 @@ async def test_a_move_that_lost_its_race_is_dropped_and_the_message_moved_once(
 def replace_row(row: tuple[Any, ...], **changes: Any) -> tuple[Any, ...]:
     names = [name.strip() for name in CLAIM_COLUMNS.split(",")]
     return tuple(changes.get(name, value) for name, value in zip(names, row, strict=True))
+
+
+# --- the senders of a dead-letter queue -------------------------------------------------------
+
+
+def senders_rows(store: CassandraStorage) -> list[tuple[Any, ...]]:
+    return sorted(
+        cql(store, f"SELECT app, dlq, name FROM {node.METADATA_KEYSPACE}.dead_letter_senders")
+    )
+
+
+async def test_a_senders_row_that_no_longer_holds_is_left_out_and_deleted_once_old(
+    store: CassandraStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await work_queue(store, "jobs", dead_letter_queue="dead")
+    await store.update_queue("app", "jobs", QueueSettings(dead_letter_queue="other"))
+    assert senders_rows(store) == [("app", "dead", "jobs"), ("app", "other", "jobs")]
+    assert await store.dead_letter_senders("app", "dead") == []
+    assert len(senders_rows(store)) == 2  # young: a change in progress may be writing it
+
+    monkeypatch.setattr(queues, "STALE_S", 0)
+    assert await store.dead_letter_senders("app", "dead") == []
+    assert senders_rows(store) == [("app", "other", "jobs")]
+    assert await store.dead_letter_senders("app", "other") == ["jobs"]
+
+
+async def test_queues_made_before_the_senders_table_are_recorded_when_it_is_made(
+    store: CassandraStorage,
+) -> None:
+    await work_queue(store, "jobs", dead_letter_queue="dead")
+    await work_queue(store, "plain")
+    cql(store, f"TRUNCATE {node.METADATA_KEYSPACE}.dead_letter_senders")
+    schema.fill_senders(store.session.driver, store.session.meta)
+    assert senders_rows(store) == [("app", "dead", "jobs")]

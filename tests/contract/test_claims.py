@@ -14,6 +14,7 @@ from queuey.core.errors import QueueNotFound
 from queuey.core.ids import IdGenerator
 from queuey.core.models import Claim, ClaimRef, Message, Queue, QueueSettings
 from queuey.storage.base import Storage
+from tests.contract.changes import next_changes
 from tests.contract.test_storage import APP, HOUR_MS, ids, make_message, now_ms, now_s, read
 
 LEASE_MS = 30_000
@@ -574,18 +575,22 @@ async def test_dedup_ids_belong_to_one_queue_and_a_deleted_queue_refuses_writes(
 # --- change notification ------------------------------------------------------------------------
 
 
-async def test_changes_name_the_queue_a_write_changed_or_cannot_tell(
+async def test_changes_name_exactly_the_queue_a_write_changed(
     storage: Storage, clock: FakeClock, gen: IdGenerator
 ) -> None:
     queue = await work_queue(storage, clock)
     await work_queue(storage, clock, "idle")
-    position, _ = await storage.changes(None)
+    position, keys = await storage.changes(None)
+    if not storage.shared:  # this process's writes are all there is: nothing to report
+        assert (position, keys) == (0, set())
+    else:
+        assert keys is None  # no position to start from: any queue may have changed
 
     await post(storage, queue, gen, clock, 1)
 
-    after, keys = await storage.changes(position)
-    if not storage.shared:  # this process's writes are all there is: nothing to report
+    after, keys = await next_changes(storage, position)
+    if not storage.shared:
         assert (after, keys) == (0, set())
-    else:  # precisely the queue, or "cannot tell" (any queue may have changed)
-        assert keys is None or keys == {(APP, "work")}
-        assert keys is None or after != position
+    else:  # precisely the queue written, at a new position; then nothing more
+        assert keys == {(APP, "work")} and after != position
+        assert await storage.changes(after) == (after, set())

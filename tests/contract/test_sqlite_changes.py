@@ -11,6 +11,7 @@ from queuey.core.clock import FakeClock
 from queuey.core.ids import IdGenerator
 from queuey.core.models import ClaimRef, QueueSettings
 from queuey.storage.sqlite import changes
+from tests.contract.changes import another_process_learns_which_queues_changed
 from tests.contract.test_sqlite import APP, messages, now_ms, opened, raw
 
 
@@ -23,25 +24,7 @@ async def test_another_process_learns_which_queues_changed(
     tmp_path: Path, clock: FakeClock, gen: IdGenerator
 ) -> None:
     async with opened(tmp_path) as writer, opened(tmp_path) as watcher:
-        a = await writer.create_queue(APP, "a", QueueSettings(), 0)
-        await writer.create_queue(APP, "b", QueueSettings(), 0)
-        position, keys = await watcher.changes(None)
-        assert keys is None  # no position to start from: any queue may have changed
-
-        await writer.write_messages(a, messages(gen, clock, 2))
-        position, keys = await watcher.changes(position)
-        assert keys == {(APP, "a")}
-
-        assert await watcher.changes(position) == (position, set())  # nothing since
-
-        await writer.update_queue(APP, "b", QueueSettings(paused=True))
-        await writer.write_unique(a, messages(gen, clock, 1), ["d"], now_ms(clock), 1000)
-        position, keys = await watcher.changes(position)
-        assert keys == {(APP, "a"), (APP, "b")}
-
-        await writer.delete_queue(APP, "b")
-        position, keys = await watcher.changes(position)
-        assert keys == {(APP, "b")}
+        await another_process_learns_which_queues_changed(writer, watcher, clock, gen)
 
 
 async def test_claims_and_acks_are_no_change_a_release_is(

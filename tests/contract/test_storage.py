@@ -402,6 +402,31 @@ async def test_a_recreated_queue_has_a_new_qid_and_none_of_the_old_messages(
     assert await storage.count_messages(old_queue, now) == 0
 
 
+async def test_dead_letter_senders_follow_creates_updates_and_deletes(
+    storage: Storage, clock: FakeClock
+) -> None:
+    def sending_to(dlq: str | None) -> QueueSettings:
+        return QueueSettings(max_deliveries=1, dead_letter_queue=dlq)
+
+    for name in ("b", "a", "c"):
+        await storage.create_queue(APP, name, sending_to("dead"), 1.0)
+    await storage.create_queue(APP, "elsewhere", sending_to("other"), 1.0)
+    await storage.create_queue(OTHER_APP, "a", sending_to("dead"), 1.0)
+    assert await storage.dead_letter_senders(APP, "dead") == ["a", "b", "c"]
+
+    await storage.update_queue(APP, "b", sending_to("other"))
+    await storage.update_queue(APP, "c", sending_to(None))
+    await storage.delete_queue(APP, "a")
+    await storage.update_queue(APP, "elsewhere", sending_to("dead"))
+    assert await storage.dead_letter_senders(APP, "dead") == ["elsewhere"]
+    assert await storage.dead_letter_senders(APP, "other") == ["b"]
+    assert await storage.dead_letter_senders(OTHER_APP, "dead") == ["a"]
+    assert await storage.dead_letter_senders(APP, "nobody") == []
+
+    await storage.create_queue(APP, "a", sending_to("dead"), 1.0)  # again
+    assert await storage.dead_letter_senders(APP, "dead") == ["a", "elsewhere"]
+
+
 async def test_list_queues_sorts_by_name(storage: Storage, clock: FakeClock) -> None:
     # Names use [A-Za-z0-9_.-]; the order is that of the characters' code points.
     names = ["smith", "Zed", "alpha", "a_1", "a.1", "a-1", "0", "B", "fredrick", "b"]

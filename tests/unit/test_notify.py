@@ -117,3 +117,17 @@ async def test_another_process_write_wakes_the_subscriptions_of_its_queue_only()
         await asyncio.gather(mine.wait(5), other.wait(5))
         assert time.monotonic() - started < 0.1
     await notifier.stop()
+
+
+async def test_wakes_count_the_subscriptions_woken() -> None:
+    store = SharedStore()
+    notifier = Notifier(store, poll_interval=0.01)
+    with notifier.subscribe(Q), notifier.subscribe(Q), notifier.subscribe(("app", "other")):
+        await asyncio.sleep(0.05)
+        assert notifier.wakes == 3  # the first look cannot tell: everyone once
+        notifier.changed(Q)
+        assert notifier.wakes == 5
+        store.log.append(("app", "other"))  # another process's commit
+        await asyncio.sleep(0.05)
+        assert notifier.wakes == 6
+    await notifier.stop()

@@ -113,6 +113,8 @@ def create_app(
     route("/__version__", ops.Version(service))
     route("/openapi.json", openapi.OpenApi())
     if metrics is not None:
+        notifier = service.notifier
+        metrics.wakes_counted = lambda: notifier.wakes
         route("/metrics", MetricsResource(metrics, metrics_token))
     site = console.Console()
     route("/", site, suffix="root")

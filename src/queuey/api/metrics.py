@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 
 import falcon.asgi
 from prometheus_client import (
@@ -66,6 +67,13 @@ class Metrics:
             "queuey_messages", "Messages posted, read, claimed and acked, by application",
             ("application", "event"), registry=self.registry,
         )  # fmt: skip
+        self.wakes = Counter(
+            "queuey_waiter_wakes", "Long polls and stream feeds woken by a change of their queue"
+            " (or of every queue, when the store cannot tell which)", registry=self.registry,
+        )  # fmt: skip
+        #: This process's count of wakes (the Notifier's), and its value at the last flush.
+        self.wakes_counted: Callable[[], int] = lambda: 0
+        self._wakes_flushed = 0
         self._requests: dict[tuple[str, str, int], int] = {}
         # Per (route, method): a count per bucket (the last one +Inf), then the sum of seconds.
         self._latency: dict[tuple[str, str], list[float]] = {}
@@ -104,6 +112,9 @@ class Metrics:
             child._sum.inc(timed[-1])
         for (application, event), n in messages.items():
             self.messages.labels(application, event).inc(n)
+        wakes = self.wakes_counted()
+        self.wakes.inc(wakes - self._wakes_flushed)
+        self._wakes_flushed = wakes
 
     async def run_flusher(self) -> None:
         """Flush every FLUSH_INTERVAL seconds (for the other workers' scrapes) until cancelled;

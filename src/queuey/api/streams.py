@@ -25,6 +25,7 @@ from queuey.api.resource import Resource
 from queuey.core.errors import (
     ClaimExpired,
     InvalidRequest,
+    InvalidToken,
     NotFound,
     QueueNotFound,
     QueueyError,
@@ -46,8 +47,17 @@ EVENT_STREAM = "text/event-stream"
 #: Milliseconds an EventSource waits before it reconnects.
 RETRY_MS = 2000
 _PATH = re.compile(r"/v1/([^/]+)/([^/]+)/stream/?")
-# WebSocket close codes: the queue was deleted, the client was too slow, the server restarts.
-CLOSE_CODES = {End.DELETED: 4404, End.OVERFLOW: 1008, End.SHUTDOWN: 1012}
+# WebSocket close codes: the queue was deleted, the token expired, the client was too slow,
+# the server restarts.
+CLOSE_CODES = {End.DELETED: 4404, End.EXPIRED: 4401, End.OVERFLOW: 1008, End.SHUTDOWN: 1012}
+# The error an ending stream's last frame (SSE ``event: end``, an NDJSON line) reports.
+END_ERRORS: dict[End, QueueyError] = {End.DELETED: QueueNotFound(), End.EXPIRED: InvalidToken()}
+
+
+def _end_error(reason: End) -> bytes:
+    """The JSON error body that says why the stream ends (b"": none to say)."""
+    error = END_ERRORS.get(reason)
+    return b"" if error is None else errors.error_body(error.errors)
 
 
 class Sse:
@@ -67,9 +77,8 @@ class Sse:
         return b"id: %s\nevent: message\ndata: %s\n\n" % (claim.message.id.encode(), data)
 
     def end(self, reason: End) -> bytes:
-        if reason is not End.DELETED:
-            return b""
-        return b"event: end\ndata: %s\n\n" % errors.error_body(QueueNotFound().errors)
+        body = _end_error(reason)
+        return b"event: end\ndata: %s\n\n" % body if body else b""
 
 
 class NdJson:
@@ -87,9 +96,8 @@ class NdJson:
         return orjson.dumps(responses.claim(claim), option=orjson.OPT_APPEND_NEWLINE)
 
     def end(self, reason: End) -> bytes:
-        if reason is not End.DELETED:
-            return b""
-        return errors.error_body(QueueNotFound().errors) + b"\n"
+        body = _end_error(reason)
+        return body + b"\n" if body else b""
 
 
 class WsText:
@@ -322,16 +330,17 @@ class _Session:
         errs.raise_if_any()
         assert seconds is not None
         until = self.service.now_ms() + seconds * 1000
+        failed: object = []
         try:
             extended, _ = await self.service.extend(
                 self.caller, app, name, claim_ids, {"ttl": seconds}
             )
-        except ClaimExpired as error:
-            current = error.details.get("extended")
-            self.streams.settle(app, name, current if isinstance(current, list) else [], until)
-            raise
+        except ClaimExpired as error:  # some were current: their leases moved all the same
+            current = error.details.get("released" if seconds == 0 else "extended")
+            extended = current if isinstance(current, list) else []
+            failed = error.details.get("failed", [])
         self.streams.settle(app, name, extended, until)
-        return {"extended": extended, "failed": []}
+        return {"extended": extended, "failed": failed}
 
     def _credit(self, value: object) -> dict[str, Any]:
         errs = Errors()

@@ -177,6 +177,7 @@ class Grant:
     subject: str
     queues: tuple[str, ...]
     rights: frozenset[str]
+    expires: float = float("inf")  # epoch seconds: when the token stops being valid
 
     def names(self, queue: str) -> bool:
         return any(

@@ -21,7 +21,6 @@ from queuey.storage.base import Storage
 
 REDRIVE_PARAMS = frozenset({"to", "limit"})
 REDRIVE_BATCH = 100  # messages moved per round trip
-_LIST_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ async def redrive_target(storage: Storage, source: Queue, to: str | None) -> Que
             errors.raise_if_any()
         assert target is not None
         return target
-    senders = await _senders(storage, source)
+    senders = await storage.dead_letter_senders(source.app, source.name)
     if len(senders) != 1:
         errors["to"] = (
             "Required: no queue sends its dead letters here"
@@ -72,18 +71,6 @@ async def redrive_target(storage: Storage, source: Queue, to: str | None) -> Que
         errors.raise_if_any()
     assert target is not None
     return target
-
-
-async def _senders(storage: Storage, source: Queue) -> list[str]:
-    """The application's queues whose dead-letter queue is ``source`` (a walk of its queues)."""
-    found: list[str] = []
-    offset: str | None = None
-    while True:
-        page = await storage.list_queues(source.app, offset, _LIST_PAGE + 1)
-        found += [q.name for q in page[:_LIST_PAGE] if q.settings.dead_letter_queue == source.name]
-        if len(page) <= _LIST_PAGE:
-            return found
-        offset = page[-1].name
 
 
 def redrive_dedup_id(message: Message) -> str:

@@ -336,7 +336,8 @@ class QueueService:
         return []
 
     async def give_back(self, queue: Queue, claims: list[Claim], removed: bool) -> None:
-        """Return claimed messages as they were before the claim, its delivery not counted."""
+        """Return claimed messages that never reached their consumer as they were before the
+        claim, its delivery not counted (``removed``: the claim deleted them)."""
         giving = self.storage.unclaim_messages(queue, claims, self._now_ms(), removed)
         await self._changing(queue, giving)
 

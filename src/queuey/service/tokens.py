@@ -133,7 +133,7 @@ def _grant(claims: Mapping[str, Any], app: str, now: float) -> Grant:
         raise InvalidToken()
     if not _strings(queues) or not _strings(rights):
         raise InvalidToken()
-    return Grant(app, subject, tuple(queues), frozenset(rights) & frozenset(RIGHTS))
+    return Grant(app, subject, tuple(queues), frozenset(rights) & frozenset(RIGHTS), exp)
 
 
 def _strings(value: object) -> bool:

@@ -87,6 +87,13 @@ class Storage(Protocol):
         """The names :meth:`list_queues` would return, without loading the queues."""
         ...
 
+    async def dead_letter_senders(self, app: str, name: str) -> list[str]:
+        """The names of ``app``'s queues whose ``dead_letter_queue`` is ``name``, sorted.
+
+        Costs what the answer does (an index), whatever the number of the application's
+        queues."""
+        ...
+
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         """How many messages of the queue, over all partitions, expire after ``now_ms``."""
         ...

@@ -83,6 +83,8 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self._queues: dict[str, dict[str, Queue]] = {}
         self._names: dict[str, list[str]] = {}
+        # (app, dead-letter queue) -> the queues that send their dead letters there
+        self._senders: dict[tuple[str, str], set[str]] = {}
         self._partitions: dict[tuple[int, int], _Partition] = {}
         self._qids = itertools.count(1)
         self._dead_lettered: dict[int, int] = {}
@@ -105,6 +107,7 @@ class MemoryStorage(Storage):
         queue = Queue(app=app, name=name, qid=next(self._qids), created=now, settings=settings)
         queues[name] = queue
         bisect.insort(self._names.setdefault(app, []), name)
+        self._sends(queue, True)
         return queue
 
     async def get_queue(self, app: str, name: str) -> Queue | None:
@@ -118,7 +121,26 @@ class MemoryStorage(Storage):
             raise InvalidUpdate()
         updated = dc_replace(current, settings=settings)
         self._queues[app][name] = updated
+        self._sends(current, False)
+        self._sends(updated, True)
         return updated
+
+    def _sends(self, queue: Queue, sends: bool) -> None:
+        """Record (or forget) that ``queue`` sends its dead letters where it names."""
+        target = queue.settings.dead_letter_queue
+        if target is None:
+            return
+        key = (queue.app, target)
+        senders = self._senders.setdefault(key, set())
+        if sends:
+            senders.add(queue.name)
+        else:
+            senders.discard(queue.name)
+            if not senders:
+                del self._senders[key]
+
+    async def dead_letter_senders(self, app: str, name: str) -> list[str]:
+        return sorted(self._senders.get((app, name), ()))
 
     async def delete_queue(self, app: str, name: str) -> bool:
         queue = self._queues.get(app, {}).pop(name, None)
@@ -126,6 +148,7 @@ class MemoryStorage(Storage):
             return False
         names = self._names[app]
         del names[bisect.bisect_left(names, name)]
+        self._sends(queue, False)
         for partition in range(1, queue.partitions + 1):
             self._partitions.pop((queue.qid, partition), None)
         self._dead_lettered.pop(queue.qid, None)

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from queuey.core.errors import StorageUnavailable
-from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue
+from queuey.core.models import Claim, Cursor, Message, Queue
 from queuey.service import QueueService, claim_id, settle_window_ms, settled
-from queuey.streams.subscriber import Chunk, End, Framing, Position, Subscriber
+from queuey.streams.subscriber import UNDELIVERED, Chunk, End, Framing, Position, Subscriber
 
 log = logging.getLogger("queuey")
 
@@ -142,6 +142,7 @@ class Feed:
                     break
                 if timeout > 0:
                     await self._wait(timeout)
+            await self._left()
         finally:
             if self._watch is not None:
                 self._watch.cancel()
@@ -166,6 +167,10 @@ class Feed:
         """Serve what is there; seconds until the next look (0: at once), None when the
         queue is gone."""
         raise NotImplementedError
+
+    async def _left(self) -> None:
+        """Settle what subscribers that left hold (before each step, and when the last
+        one has left)."""
 
     async def _until_change(self, queue: Queue, now_ms: int) -> float:
         next_ms = await self.service.storage.next_change_ms(queue, now_ms)
@@ -406,6 +411,8 @@ class RoundRobin(Feed):
         self.leases: dict[Subscriber, Lease] = {}
         self._turn = 0
         self.at_most_once = False
+        self._queue_seen: Queue | None = None
+        self._unsent: list[Claim] = []  # of subscribers that left before their frames went
 
     def join(self, subscriber: Subscriber, lease: Lease) -> None:
         self.leases[subscriber] = lease
@@ -419,7 +426,26 @@ class RoundRobin(Feed):
 
     def _remove(self, subscriber: Subscriber) -> None:
         self.leases.pop(subscriber, None)
+        if subscriber.ended in UNDELIVERED:  # claims whose frames never went: given back
+            self._unsent += subscriber.unsent
+        subscriber.unsent = []
         super()._remove(subscriber)
+
+    async def _left(self) -> None:
+        """Give back the messages claimed for subscribers that left before their frames
+        were written, as they were: no delivery counted. (Frames written stay claimed until
+        their lease ends: they may have reached the client.)"""
+        claims, self._unsent = self._unsent, []
+        await self._give_back(claims)
+
+    async def _give_back(self, claims: list[Claim]) -> None:
+        queue = self._queue_seen
+        if not claims or queue is None:
+            return
+        try:
+            await self.service.give_back(queue, claims, self.at_most_once)
+        except StorageUnavailable as error:  # their leases end: delivered again then
+            log.warning("stream of %s/%s cannot give back claims: %s", *self.key, error)
 
     def free(self, subscriber: Subscriber) -> int:
         lease = self.leases.get(subscriber)
@@ -441,9 +467,11 @@ class RoundRobin(Feed):
         self.kick()
 
     async def _step(self) -> float | None:
+        await self._left()
         queue = await self._queue()
         if queue is None:
             return None
+        self._queue_seen = queue
         now_ms = self.service.now_ms()
         self.at_most_once = queue.settings.delivery == "at_most_once"
         for lease in self.leases.values():
@@ -478,10 +506,8 @@ class RoundRobin(Feed):
         claims = await self.service.storage.claim_messages(
             queue, list(chosen), wanted, now_ms, ttl * 1000, remove=self.at_most_once
         )
-        left = self._hand_out(claims, members)
-        if left:  # their subscribers went away meanwhile: the messages are available again
-            refs = [ClaimRef(c.message.partition, c.message.id, c.token) for c in left]
-            await self.service.storage.extend_claims(queue, refs, self.service.now_ms(), 0)
+        # What nobody could take (its subscribers went away meanwhile) was never delivered.
+        await self._give_back(self._hand_out(claims, members))
         return len(claims) == wanted
 
     def _hand_out(self, claims: list[Claim], members: list[Subscriber]) -> list[Claim]:
@@ -496,9 +522,11 @@ class RoundRobin(Feed):
                     continue
                 claim = pending.pop(0)
                 chunk = subscriber.framing.claim(claim)
+                if not subscriber.push([chunk], len(chunk), claim):
+                    pending.insert(0, claim)  # it overflowed and left: the claim is not its
+                    continue
                 if not self.at_most_once:
                     self.leases[subscriber].held[claim_id(claim)] = claim.expires_ms
-                subscriber.push([chunk], len(chunk))
             self._turn += 1
         return pending
 

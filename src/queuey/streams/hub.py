@@ -40,6 +40,7 @@ class StreamRequest:
     position: Position | None  # broadcast: after this message; None: from now on
     ttl: int  # round-robin lease, seconds
     credit: int  # round-robin unacked messages
+    expires: float = float("inf")  # epoch seconds: when the caller's token expires
 
 
 class Streams:
@@ -111,6 +112,7 @@ class Streams:
         return StreamRequest(
             queue, mode, partitions, position if mode == "broadcast" else None,
             ttl or queue.settings.claim_ttl, credit,
+            caller.grant.expires if caller.grant is not None else float("inf"),
         )  # fmt: skip
 
     async def subscribe(self, request: StreamRequest, framing: Framing) -> Subscriber:
@@ -128,6 +130,8 @@ class Streams:
         else:
             assert isinstance(feed, Broadcast)
             await feed.join(subscriber, queue)
+        if request.expires != float("inf"):  # a token's stream ends when the token does
+            subscriber.expire_in(request.expires - self.service.now_ms() / 1000)
         return subscriber
 
     def _feed(self, queue: Queue, mode: str) -> Feed:

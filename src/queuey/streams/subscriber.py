@@ -26,6 +26,11 @@ class End(enum.Enum):
     OVERFLOW = "overflow"  # more than stream_buffer bytes were queued for it
     SHUTDOWN = "shutdown"  # the server is stopping
     GONE = "gone"  # the client went away
+    EXPIRED = "expired"  # the token it was opened with expired
+
+
+#: Ends after which the frames still queued are dropped: their claims are given back.
+UNDELIVERED = frozenset({End.OVERFLOW, End.GONE})
 
 
 class Framing(Protocol):
@@ -62,8 +67,11 @@ class Subscriber:
         self._buffer = buffer
         self._chunks: list[Chunk] = []
         self._size = 0
+        #: Round-robin claims whose frames are queued, not yet taken to be written.
+        self.unsent: list[Claim] = []
         self._ready = asyncio.Event()
         self._beat = False
+        self._expiry: asyncio.TimerHandle | None = None
         #: Event-loop time of the last frames or heartbeat taken.
         self.active = asyncio.get_running_loop().time()
 
@@ -79,22 +87,33 @@ class Subscriber:
     def wants(self, partition: int) -> bool:
         return self.partitions is None or partition in self.partitions
 
-    def push(self, chunks: Sequence[Chunk], size: int) -> None:
-        """Queue frames of ``size`` bytes; past the buffer the stream ends (OVERFLOW)."""
+    def push(self, chunks: Sequence[Chunk], size: int, claim: Claim | None = None) -> bool:
+        """Queue frames of ``size`` bytes (those of ``claim``); past the buffer the stream
+        ends (OVERFLOW). Whether they were queued."""
         if self.ended is not None:
-            return
+            return False
         self._size += size
         if self._size > self._buffer:
             self.end(End.OVERFLOW)
-            return
+            return False
         self._chunks.extend(chunks)
+        if claim is not None:
+            self.unsent.append(claim)
         self._ready.set()
+        return True
+
+    def expire_in(self, seconds: float) -> None:
+        """End the stream (EXPIRED) ``seconds`` from now, unless it ended before."""
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, seconds), self.end, End.EXPIRED)
 
     def end(self, reason: End) -> None:
         if self.ended is not None:
             return
         self.ended = reason
-        if reason is End.OVERFLOW:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if reason in UNDELIVERED:  # what is queued will never be written
             self._chunks.clear()
             self._size = 0
         self._ready.set()
@@ -115,6 +134,7 @@ class Subscriber:
         self._beat = False
         self.active = asyncio.get_running_loop().time()
         chunks, self._chunks, self._size = self._chunks, [], 0
+        self.unsent = []  # their frames are being written: delivered, as far as we can tell
         if chunks and self.on_drain is not None:
             self.on_drain()
         return chunks

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from queuey.core.models import Claim, ClaimRef, Queue, new_claim_token
+from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, holding, never, tokened, unchanged
 from queuey.storage.cassandra.deadletters import DeadLetters, Move
 from queuey.storage.cassandra.floors import Floors, Position
@@ -28,7 +29,6 @@ from queuey.storage.cassandra.rows import (
 )
 from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.taken import TakenRows
-from queuey.storage.cassandra.version import DataVersion
 from queuey.storage.keys import sfx_of
 
 _FETCH_MAX = 1000  # candidates one scan of a queue partition reads at most
@@ -62,7 +62,7 @@ class Claims:
         combiner: Combiner,
         dead_letters: DeadLetters,
         index: ExpiryIndex,
-        version: DataVersion,
+        changes: ChangeLog,
     ) -> None:
         self._session = session
         self._queues = queues
@@ -70,7 +70,7 @@ class Claims:
         self._combiner = combiner
         self._dead_letters = dead_letters
         self._index = index
-        self._version = version
+        self._changes = changes
         self._taken = TakenRows()
 
     async def claim(
@@ -111,8 +111,6 @@ class Claims:
         await asyncio.gather(
             *(self._dead_letters.finish(move, job.write_level) for move in job.moves)
         )
-        if job.claims or job.moves:
-            self._version.changed()
 
     async def walk(self, job: _Job, starts: dict[int, Position | None]) -> None:
         """Claim over the queue's buckets in order, each from the parts' floors (``starts``)
@@ -214,7 +212,6 @@ class Claims:
             params = (qid, key[1] >> 32, *key, ref.token, now_ms)
             ops.append(self._combiner.op(key, "c_ack", params, holding(ref.token, now_ms), gone))
         done = await self._run(qid, ops, self._session.levels_of(queue)[1])
-        self._version.changed()
         for op, ok in zip(ops, done, strict=True):
             if ok and op is not None:
                 self._taken.acked(qid, op.key)
@@ -274,13 +271,14 @@ class Claims:
                 self._taken.extended(queue.qid, key, cexp)
                 by_token = leases.setdefault(ref.token, {})
                 by_token.setdefault(key[1] >> 32, []).append((key, state[key][3]))
+        freed = lease_ms <= 0 and leases  # available again: every server's waiters hear of it
         await asyncio.gather(
             *(
                 self._index.lease(queue, token, cexp, leased, now_ms)
                 for token, leased in leases.items()
-            )
+            ),
+            *([self._changes.record(queue.app, queue.name, write_level)] if freed else []),
         )
-        self._version.changed()
         return done
 
     async def _key_rows(self, queue: Queue, keys: Sequence[Key], level: str) -> list[Row]:

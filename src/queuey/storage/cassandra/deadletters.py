@@ -19,7 +19,6 @@ from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.rows import ByBucket, Key, Row, message, ttl_until
 from queuey.storage.cassandra.schema import INDEX_SHARDS
 from queuey.storage.cassandra.session import Session, Statements
-from queuey.storage.cassandra.version import DataVersion
 
 MOVING_CEXP = (1 << 63) - 1  # the lease end of a message being dead-lettered: never available
 
@@ -48,14 +47,12 @@ class DeadLetters:
         combiner: Combiner,
         index: ExpiryIndex,
         floors: Floors,
-        version: DataVersion,
     ) -> None:
         self._session = session
         self._queues = queues
         self._combiner = combiner
         self._index = index
         self._floors = floors
-        self._version = version
 
     async def prepare(self, queue: Queue, bucket: int, rows: list[Row], now_ms: int) -> list[Move]:
         """Record the moves of exhausted messages (``rows`` of ``bucket``) before the
@@ -122,7 +119,6 @@ class DeadLetters:
         )
         await self._combiner.run(move.qid, move.bucket, [op], level)
         await self.drop(move, level)
-        self._version.changed()
 
     async def _copy(self, move: Move, level: str) -> None:
         """Write the copy (unless the dead-letter queue holds that id already) and the count

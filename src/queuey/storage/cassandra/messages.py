@@ -8,9 +8,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from queuey.core.errors import QueueNotFound
+from queuey.core.errors import QueueNotFound, StorageUnavailable
 from queuey.core.models import Cursor, Message, Queue, QueueStats
 from queuey.core.quotas import Usage
+from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.floors import Floors
 from queuey.storage.cassandra.index import ExpiryIndex
 from queuey.storage.cassandra.queues import Queues
@@ -25,7 +26,6 @@ from queuey.storage.cassandra.rows import (
     messages_of,
 )
 from queuey.storage.cassandra.session import Session, Statements
-from queuey.storage.cassandra.version import DataVersion
 from queuey.storage.keys import cursor_position, sfx_of
 
 log = logging.getLogger("queuey.cassandra")
@@ -47,13 +47,13 @@ class Messages:
         queues: Queues,
         index: ExpiryIndex,
         floors: Floors,
-        version: DataVersion,
+        changes: ChangeLog,
     ) -> None:
         self._session = session
         self._queues = queues
         self._index = index
         self._floors = floors
-        self._version = version
+        self._changes = changes
 
     async def write(
         self, queue: Queue, messages: Sequence[Message], replace: bool, fresh: bool
@@ -89,10 +89,15 @@ class Messages:
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
         # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
-        # log makes the write all or nothing.
-        await self._session.batch(statements, write_level, logged=len(wanted) > 1)
+        # log makes the write all or nothing. The change row follows (other servers' waiters
+        # must find the messages when they read it), without holding the answer.
+        try:
+            await self._session.batch(statements, write_level, logged=len(wanted) > 1)
+        except StorageUnavailable:
+            self._changes.failed(queue.app, queue.name, write_level)
+            raise
+        self._changes.written(queue.app, queue.name, write_level)
         self._index.written(statements)
-        self._version.changed()
         # Messages that may land below a claim floor: replaced ones (a PUT can create one with
         # an old id, or revive an expired one), those of a slow write, and any below this
         # process's floors.
@@ -160,7 +165,6 @@ class Messages:
                 for bucket, keys in by_bucket(keys_in_order(ids)).items()
             )
         )
-        self._version.changed()
 
     async def purge(self, queue: Queue, now_ms: int) -> int:
         """Delete each bucket's partition: its messages and their claims. The count is of the
@@ -172,7 +176,6 @@ class Messages:
             *(session.execute("m_count", (queue.qid, b, now_ms, _TOP), read) for b in buckets)
         )
         await asyncio.gather(*(session.execute("m_purge", (queue.qid, b), write) for b in buckets))
-        self._version.changed()
         return sum(rows[0][0] for rows in counts if rows)
 
     async def stored(self, queue: Queue, key: Key) -> bool:

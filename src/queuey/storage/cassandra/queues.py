@@ -6,19 +6,21 @@ from __future__ import annotations
 import asyncio
 import heapq
 import secrets
+import time
 import zlib
 from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.models import Queue, QueueSettings
+from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.rows import Named, Row
 from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, SETTINGS_COLUMNS
 from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
-from queuey.storage.cassandra.version import DataVersion
 
 _GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
 QUEUE_CACHE_S = 1.0  # how long this process answers a queue's metadata from its copy
+STALE_S = 300  # age after which a senders' row that no longer holds is deleted
 _CACHED = 100_000  # queue rows this process keeps copies of
 
 
@@ -34,9 +36,9 @@ class Queues:
     changes at once). Only found queues are copied: a queue another server creates is seen at
     once."""
 
-    def __init__(self, session: Session, version: DataVersion) -> None:
+    def __init__(self, session: Session, changes: ChangeLog) -> None:
         self._session = session
-        self._version = version
+        self._changes = changes
         self._copies: dict[tuple[str, str], tuple[Queue, float]] = {}  # -> (queue, read at)
 
     def _copy(self, app: str, name: str) -> Queue | None:
@@ -66,7 +68,9 @@ class Queues:
         # without a queue, which list_queues leaves out).
         listed = session.execute("n_insert", (app, name_shard(name), name), level)
         try:
-            answer, _ = await asyncio.gather(session.named("q_create", params, level), listed)
+            answer, *_ = await asyncio.gather(
+                session.named("q_create", params, level), listed, self._sends(app, name, settings)
+            )
             # A transaction that did not apply answers with the row that won.
             winner = _won(answer, qid)
         except StorageUnavailable as error:
@@ -114,13 +118,17 @@ class Queues:
             if settings.partitions < current.partitions:
                 raise InvalidUpdate()
             params = (*_settings_row(settings), app, name, current.qid, settings.partitions)
-            rows = await self._session.execute("q_update", params, self._session.meta_level)
+            rows, _ = await asyncio.gather(
+                self._session.execute("q_update", params, self._session.meta_level),
+                self._sends(app, name, settings),
+            )
             if rows and rows[0][0]:
                 queue = Queue(
                     app=app, name=name, qid=current.qid, created=current.created,
                     settings=settings,
                 )  # fmt: skip
                 self._remember(app, name, queue)
+                await self._changes.record(app, name, self._session.meta_level)
                 return queue
             self._remember(app, name, None)  # changed meanwhile: read it again
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
@@ -137,10 +145,36 @@ class Queues:
                 await asyncio.gather(
                     session.execute("n_delete", (app, name_shard(name), name), level),
                     session.execute("d_insert", (current.qid % DEAD_SHARDS, current.qid), level),
+                    self._changes.record(app, name, level),
                 )
-                self._version.changed()
                 return True
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
+
+    async def _sends(self, app: str, name: str, settings: QueueSettings) -> None:
+        """Record where the queue sends its dead letters, with the transaction that says so:
+        whenever a queue's settings name a dead-letter queue, the senders' table lists it
+        there (it may also list a queue that no longer sends there: :meth:`senders` checks)."""
+        target = settings.dead_letter_queue
+        if target is not None:
+            await self._session.execute("s_insert", (app, target, name), self._session.meta_level)
+
+    async def senders(self, app: str, name: str) -> list[str]:
+        """The queues of ``app`` whose dead-letter queue is ``name``: the senders' rows, each
+        checked against its queue's row. A row that no longer holds (the queue was deleted or
+        sends elsewhere) is deleted once it is :data:`STALE_S` old, as of its write: a creation
+        or update in progress writes it again, newer, before its transaction."""
+        session, level = self._session, self._session.meta_level
+        rows = await session.execute("s_list", (app, name), level)
+        queues = await asyncio.gather(*(self.read(app, sender) for sender, _ in rows))
+        found, stale = [], []
+        old = int((time.time() - STALE_S) * 1_000_000)  # writetimes are in microseconds
+        for (sender, written), queue in zip(rows, queues, strict=True):
+            if queue is not None and queue.settings.dead_letter_queue == name:
+                found.append(sender)
+            elif written is not None and written < old:
+                stale.append(session.execute("s_delete", (written, app, name, sender), level))
+        await asyncio.gather(*stale)
+        return sorted(found)
 
     async def page(self, app: str, offset: str | None, limit: int) -> list[Queue]:
         names = await self.page_names(app, offset, limit)

@@ -11,6 +11,8 @@ NAME_SHARDS = 16  # partitions of an application's queue listing
 INDEX_SHARDS = 4  # partitions of each hour of the expiry index (and of pending moves)
 DEAD_SHARDS = 4  # partitions of the deleted queues awaiting the sweep
 HOUR_MS = 3_600_000  # the expiry index is partitioned by hour
+CHANGE_TTL_S = 60  # seconds a row of the change log lives (changes.py)
+SENDERS = "dead_letter_senders"  # the table of which queues send dead letters where
 
 
 def replication(settings: CassandraSettings) -> str:
@@ -76,6 +78,10 @@ def tables(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {meta}.queue_names (
             app text, shard int, name text, PRIMARY KEY ((app, shard), name))
             WITH {fast}""",
+        # The queues that send their dead letters to a queue (a redrive's default target).
+        f"""CREATE TABLE IF NOT EXISTS {meta}.{SENDERS} (
+            app text, dlq text, name text, seen boolean, PRIMARY KEY ((app, dlq), name))
+            WITH {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {meta}.dead_queues (
             shard int, qid bigint, PRIMARY KEY ((shard), qid)) WITH {fast}""",
         f"""CREATE TABLE IF NOT EXISTS {msgs}.buckets (
@@ -110,6 +116,12 @@ def tables(settings: CassandraSettings, meta: str, msgs: str) -> list[str]:
             qid bigint, did text, until bigint, part int, ticks bigint, sfx bigint,
             stored boolean, since bigint, PRIMARY KEY ((qid, did)))
             WITH gc_grace_seconds = 3600 AND {fast}""",
+        # The change log (changes.py): one partition per second of the writers' clocks.
+        f"""CREATE TABLE IF NOT EXISTS {msgs}.changes (
+            bucket bigint, app text, name text, at uuid, PRIMARY KEY ((bucket), app, name))
+            WITH default_time_to_live = {CHANGE_TTL_S} AND gc_grace_seconds = 60
+            AND compaction = {{'class': 'TimeWindowCompactionStrategy',
+            'compaction_window_unit': 'MINUTES', 'compaction_window_size': 5}} AND {fast}""",
     ]
 
 
@@ -140,6 +152,10 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "n_delete": f"DELETE FROM {meta}.queue_names WHERE app = ? AND shard = ? AND name = ?",
         "n_list": f"SELECT name FROM {meta}.queue_names"
         " WHERE app = ? AND shard = ? AND name >= ? LIMIT ?",
+        "s_insert": f"INSERT INTO {meta}.{SENDERS} (app, dlq, name, seen) VALUES (?, ?, ?, true)",
+        "s_list": f"SELECT name, WRITETIME(seen) FROM {meta}.{SENDERS} WHERE app = ? AND dlq = ?",
+        "s_delete": f"DELETE FROM {meta}.{SENDERS} USING TIMESTAMP ?"
+        " WHERE app = ? AND dlq = ? AND name = ?",
         "d_insert": f"INSERT INTO {meta}.dead_queues (shard, qid) VALUES (?, ?)",
         "d_list": f"SELECT qid FROM {meta}.dead_queues WHERE shard = ? LIMIT 16",
         "d_delete": f"DELETE FROM {meta}.dead_queues WHERE shard = ? AND qid = ?",
@@ -237,6 +253,8 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "h_insert": f"INSERT INTO {msgs}.expiry_hours (shard, hour) VALUES (?, ?)",
         "h_read": f"SELECT hour FROM {msgs}.expiry_hours WHERE shard = ? AND hour <= ?",
         "h_delete": f"DELETE FROM {msgs}.expiry_hours WHERE shard = ? AND hour = ?",
+        "ch_insert": f"INSERT INTO {msgs}.changes (bucket, app, name, at) VALUES (?, ?, ?, ?)",
+        "ch_read": f"SELECT bucket, app, name, at FROM {msgs}.changes WHERE bucket IN ? LIMIT ?",
         "ping": "SELECT release_version FROM system.local",
     }
     # Reads of one queue partition of a bucket: (descending, cursor kind) -> statement, where
@@ -279,8 +297,17 @@ NOT_IDEMPOTENT = frozenset(
 
 def create(session: Any, settings: CassandraSettings, keyspaces: dict[str, str]) -> None:
     """Create the keyspaces and tables (``keyspaces``: ``meta`` and ``msgs`` to their quoted
-    names) and add the work-queue columns to tables created without them."""
-    for cql in tables(settings, keyspaces["meta"], keyspaces["msgs"]):
+    names), add the work-queue columns to tables created without them, and fill the table of
+    dead-letter senders when it is new to an existing keyspace."""
+    meta = keyspaces["meta"]
+    had_senders = bool(
+        session.execute(
+            "SELECT table_name FROM system_schema.tables"
+            " WHERE keyspace_name = %s AND table_name = %s",
+            (meta.strip('"'), SENDERS),
+        ).all()
+    )
+    for cql in tables(settings, meta, keyspaces["msgs"]):
         session.execute(cql, timeout=60)
     for (keyspace, table), columns in ADDED_COLUMNS.items():
         quoted = keyspaces[keyspace]
@@ -293,3 +320,21 @@ def create(session: Any, settings: CassandraSettings, keyspaces: dict[str, str])
         for name, kind in columns:
             if name not in present:
                 session.execute(f"ALTER TABLE {quoted}.{table} ADD {name} {kind}", timeout=60)
+    if not had_senders:
+        fill_senders(session, meta)
+
+
+def fill_senders(session: Any, meta: str) -> None:
+    """Record the dead-letter queue of every queue made before the senders' table (one walk
+    of the queues, once)."""
+    from cassandra.query import SimpleStatement
+
+    walk = SimpleStatement(
+        f"SELECT app, name, dead_letter_queue FROM {meta}.queues", fetch_size=1000
+    )
+    insert = session.prepare(
+        f"INSERT INTO {meta}.{SENDERS} (app, dlq, name, seen) VALUES (?, ?, ?, true)"
+    )
+    for app, name, dlq in session.execute(walk, timeout=60):
+        if dlq:
+            session.execute(insert, (app, dlq, name), timeout=60)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
 from queuey.core.quotas import Usage
+from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.claims import Claims
 from queuey.storage.cassandra.combiner import Combiner
 from queuey.storage.cassandra.deadletters import DeadLetters
@@ -20,7 +21,6 @@ from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.settings import CassandraSettings
 from queuey.storage.cassandra.sweep import Sweeper
-from queuey.storage.cassandra.version import DataVersion
 
 QUEUE_PAGE = 100  # queues listed at once when an application's usage is measured
 
@@ -34,19 +34,19 @@ class CassandraStorage:
         self.base_delay = settings.base_delay
         self.nodes = 1
         self.session = Session(settings, metadata_keyspace)
-        self.version = DataVersion()
-        self.queues = Queues(self.session, self.version)
+        self.changes_log = ChangeLog(self.session)
+        self.queues = Queues(self.session, self.changes_log)
         self.combiner = Combiner(self.session)
         self.floors = Floors(self.session)
         index = ExpiryIndex(self.session)
-        self.messages = Messages(self.session, self.queues, index, self.floors, self.version)
+        self.messages = Messages(self.session, self.queues, index, self.floors, self.changes_log)
         self.dedup = Dedup(self.session, self.queues, self.messages)
         self.dead_letters = DeadLetters(
-            self.session, self.queues, self.combiner, index, self.floors, self.version
+            self.session, self.queues, self.combiner, index, self.floors
         )
         self.claims = Claims(
             self.session, self.queues, self.floors, self.combiner, self.dead_letters, index,
-            self.version,
+            self.changes_log,
         )  # fmt: skip
         self.sweeper = Sweeper(self.session, self.queues, self.combiner, self.dead_letters)
 
@@ -57,6 +57,7 @@ class CassandraStorage:
         self.nodes = self.session.nodes
 
     async def close(self) -> None:
+        await self.changes_log.close()
         await self.session.close()
 
     async def ping(self) -> None:
@@ -81,6 +82,9 @@ class CassandraStorage:
 
     async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
         return await self.queues.page_names(app, offset, limit)
+
+    async def dead_letter_senders(self, app: str, name: str) -> list[str]:
+        return await self.queues.senders(app, name)
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -183,7 +187,7 @@ class CassandraStorage:
         return await self.messages.next_change_ms(queue, now_ms)
 
     async def changes(self, since: int | None) -> tuple[int, set[tuple[str, str]] | None]:
-        return self.version.changes(since)
+        return await self.changes_log.changes(since)
 
     # --- sweep ---------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ SQL_LIST_QUEUES = (
     f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 )
 SQL_LIST_NAMES = "SELECT name FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
+SQL_SENDERS = "SELECT name FROM queues WHERE app = ? AND dlq = ? ORDER BY name"
 _SQL_ALIVE = "SELECT 1 FROM queues WHERE qid = ?"
 _SETTINGS_COLUMNS = (
     "partitions, type, consistency, principles,"

@@ -83,6 +83,8 @@ _TABLES_V3 = (
         PRIMARY KEY (qid, did)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS dedup_until ON dedup (until)",
+    # The queues that send their dead letters to one queue (a redrive's default target).
+    "CREATE INDEX IF NOT EXISTS queues_dlq ON queues (app, dlq) WHERE dlq IS NOT NULL",
     changes.SQL_CREATE,  # added within version 3: a file without it gets it at start-up
 )
 SQL_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"

@@ -135,6 +135,9 @@ class SqliteStorage:
         rows = self.reader.rows(queues.SQL_LIST_NAMES, (app, offset or "", limit))
         return [row[0] for row in rows]
 
+    async def dead_letter_senders(self, app: str, name: str) -> list[str]:
+        return [row[0] for row in self.reader.rows(queues.SQL_SENDERS, (app, name))]
+
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
