@@ -426,6 +426,35 @@ def drop_keyspaces(hosts: str) -> None:
         cluster.shutdown()
 
 
+def answering(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    path: str,
+    statuses: Sequence[int],
+    wait_s: float,
+    what: str,
+    log_tail: Callable[[], str],
+) -> None:
+    """Wait until the process started answers GET ``path`` with one of ``statuses``."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(
+                f"{what} exited with {proc.returncode} before answering:\n{log_tail()}"
+            )
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            try:
+                conn.request("GET", path)
+                if conn.getresponse().status in statuses:
+                    say(f"{what} pid {proc.pid} answers on http://{HOST}:{port}")
+                    return
+            finally:
+                conn.close()
+        time.sleep(0.1)
+    raise BenchError(f"{what} did not answer {path} within {wait_s:.0f}s")
+
+
 class Server:
     """One `queuey serve` subprocess with its own config and data directory."""
 
@@ -478,22 +507,7 @@ class Server:
                 cwd=REPO_DIR,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise BenchError(f"server exited with {code} before answering:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                try:
-                    conn.request("GET", "/__lbheartbeat__")
-                    if conn.getresponse().status == 200:
-                        say(f"server pid {self.proc.pid} answers on http://{HOST}:{self.port}")
-                        return
-                finally:
-                    conn.close()
-            time.sleep(0.1)
-        raise BenchError(f"server did not answer /__lbheartbeat__ within {wait_s:.0f}s")
+        answering(self.proc, self.port, "/__lbheartbeat__", (200,), wait_s, "server", self.log_tail)
 
     @property
     def pgid(self) -> int | None:
