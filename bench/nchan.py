@@ -1,24 +1,25 @@
 """nginx with the Nchan module, for the stream bench's comparison (``--against nchan``).
 
-Needs the Debian packages ``nginx-light`` and ``libnginx-mod-nchan`` (``apt-get install -y
-nginx-light libnginx-mod-nchan``). :class:`Nchan` writes a configuration to a temporary
-directory (one worker process, like Queuey's one worker; ``POST /pub`` publishes to the one
-channel, ``GET /sub`` subscribes to it as server-sent events or a WebSocket), starts nginx in
-the foreground and stops it by its PID.
+Needs the Debian packages ``nginx-light`` and ``libnginx-mod-nchan``, installed with apt-get
+when they are missing (as ``bench/run.py`` installs wrk). :class:`Nchan` writes a
+configuration to a temporary directory (one worker process, like Queuey's one worker;
+``POST /pub`` publishes to the one channel, ``GET /sub`` subscribes to it as server-sent events
+or a WebSocket), starts nginx in the foreground and stops it by its PID.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
-from run import HOST, BenchError, answering, free_port, say
+from run import HOST, answering, apt_install, free_port, say
 
+BINARY = "/usr/sbin/nginx"
 MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+PACKAGES = ("nginx-light", "libnginx-mod-nchan")
 
 CONFIG = """\
 load_module {module};
@@ -65,11 +66,8 @@ class Nchan:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_s: float = 20.0) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists() or not MODULE.exists():
-            raise BenchError(
-                "nginx with Nchan is missing: apt-get install -y nginx-light libnginx-mod-nchan"
-            )
+        if not Path(BINARY).exists() or not MODULE.exists():
+            apt_install(PACKAGES, "nginx with Nchan is missing")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "nginx.conf"
         config.write_text(
@@ -82,7 +80,7 @@ class Nchan:
                 heartbeat=self.heartbeat,
             )  # fmt: skip
         )
-        command = [binary, "-p", str(self.workdir), "-c", str(config)]
+        command = [BINARY, "-p", str(self.workdir), "-c", str(config)]
         say(f"starting nginx: {' '.join(command)}")
         log = (self.workdir / "stderr.log").open("wb")
         self.proc = subprocess.Popen(

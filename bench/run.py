@@ -211,28 +211,34 @@ def ensure_wrk(install: bool) -> str:
         return found
     if not install:
         raise BenchError("wrk is not on PATH (install the Debian package: apt-get install wrk)")
+    apt_install(["wrk"], "wrk is not on PATH")
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("apt-get reported success but wrk is still not on PATH")
+    say(f"installed {found}")
+    return found
+
+
+def apt_install(packages: Sequence[str], why: str) -> None:
+    """Install Debian packages with apt-get (refreshing its lists once if that fails)."""
+    wanted = " ".join(packages)
     if shutil.which("apt-get") is None:
-        raise BenchError("wrk is not on PATH and there is no apt-get to install it; install wrk")
+        raise BenchError(f"{why} and there is no apt-get to install it; install {wanted}")
     prefix: list[str] = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
-            raise BenchError("wrk is not on PATH; install it as root: apt-get install -y wrk")
+            raise BenchError(f"{why}; install it as root: apt-get install -y {wanted}")
         prefix = ["sudo", "-n"]
-    install_cmd = [*prefix, "apt-get", "install", "-y", "wrk"]
+    install_cmd = [*prefix, "apt-get", "install", "-y", *packages]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    say(f"wrk is not on PATH: installing it with `{' '.join(install_cmd)}`")
+    say(f"{why}: installing it with `{' '.join(install_cmd)}`")
     if subprocess.run(install_cmd, env=env).returncode != 0:
         update_cmd = [*prefix, "apt-get", "update"]
         say(f"install failed: refreshing the package lists with `{' '.join(update_cmd)}`")
         subprocess.run(update_cmd, env=env)
         say(f"retrying `{' '.join(install_cmd)}`")
         if subprocess.run(install_cmd, env=env).returncode != 0:
-            raise BenchError("could not install wrk with apt-get; install it by hand and re-run")
-    found = shutil.which("wrk")
-    if not found:
-        raise BenchError("apt-get reported success but wrk is still not on PATH")
-    say(f"installed {found}")
-    return found
+            raise BenchError(f"could not install {wanted} with apt-get; install it and re-run")
 
 
 @dataclass

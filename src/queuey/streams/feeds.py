@@ -361,7 +361,7 @@ class Broadcast(Feed):
                     chunks = [_encoded(encoded, framing, i, m) for i, m in enumerate(messages)]
                     size = sum(len(c) for c in chunks)
                     if framing.joinable:
-                        chunks = [b"".join(c for c in chunks if isinstance(c, bytes))]
+                        chunks = [b"".join(chunks)]
                     frames = shared[fid] = (chunks, size)
                 subscriber.position = self.position
                 _push(subscriber, *frames)
@@ -381,7 +381,7 @@ def _encoded(
 
 def _push(subscriber: Subscriber, chunks: list[Chunk], size: int) -> None:
     if subscriber.framing.joinable and len(chunks) > 1:
-        chunks = [b"".join(c for c in chunks if isinstance(c, bytes))]
+        chunks = [b"".join(chunks)]
     subscriber.push(chunks, size)
 
 
