@@ -42,8 +42,9 @@ from websockets.protocol import State
 
 from queuey.api.asgi import QueueyApp
 from queuey.api.errors import error_body
-from queuey.api.streams import WRITE_FRAMES
+from queuey.api.streams import END_STREAM, WRITE_FRAMES
 from queuey.core.limits import Limits
+from queuey.streams import End
 
 # The request line of a request whose method the parser refused: a token, an origin-form
 # target and an HTTP/1.x version (RFC 9112 section 3).
@@ -145,6 +146,9 @@ class QueueyHttpProtocol(HttpToolsProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
                 cycle.message_event.set()
+                end = cycle.scope.get(END_STREAM)  # a stream's client left
+                if callable(end):
+                    end(End.GONE)
         super().connection_lost(exc)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
@@ -254,9 +258,9 @@ class QueueyHttpProtocol(HttpToolsProtocol):
         need be) instead of holding the shutdown up forever."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            end = cycle.scope.get("queuey.end_stream")
+            end = cycle.scope.get(END_STREAM)
             if callable(end):
-                end()
+                end(End.SHUTDOWN)
         super().shutdown()
 
     def _head_too_large(self) -> Refused:

@@ -51,6 +51,11 @@ _PATH = re.compile(r"/v1/([^/]+)/([^/]+)/stream/?")
 #: it cannot (see :meth:`queuey.server.QueueyHttpProtocol.write_body` and
 #: :meth:`queuey.server.QueueyWebSocketProtocol.write_texts`).
 WRITE_FRAMES = "queuey.write_frames"
+#: Where a stream puts, in its request's scope, the function that ends it (given an End): the
+#: server's shutdown ends it (:meth:`queuey.server.QueueyHttpProtocol.shutdown`), and a server
+#: that gives WRITE_FRAMES ends it when its connection is lost, so no task waits for the
+#: ASGI disconnect then.
+END_STREAM = "queuey.end_stream"
 # WebSocket close codes: the queue was deleted, the client was too slow, the server restarts.
 CLOSE_CODES = {End.DELETED: 4404, End.OVERFLOW: 1008, End.SHUTDOWN: 1012}
 
@@ -138,8 +143,7 @@ class StreamResource(Resource):
         request, framing = await self._check(req, caller, app, queue)
         subscriber = await self.streams.subscribe(request, framing)
         _stream_headers(resp, framing)
-        # The server's shutdown ends the stream (queuey.server.QueueyHttpProtocol.shutdown).
-        req.scope["queuey.end_stream"] = lambda: subscriber.end(End.SHUTDOWN)
+        req.scope[END_STREAM] = subscriber.end
         receive: Receive = req.scope["queuey.receive"]
         resp.stream = _http_frames(subscriber, framing, receive, req.scope.get(WRITE_FRAMES))
 
@@ -164,7 +168,9 @@ async def _http_frames(
 ) -> AsyncIterator[bytes]:
     """The stream's body: what the subscriber could not write at once with ``write`` (the
     server's direct writer of this response's body, when it has one), heartbeats, the end."""
-    watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
+    watcher = (
+        None if write is not None else asyncio.create_task(_watch_disconnect(receive, subscriber))
+    )
     try:
         if framing.opening:
             yield framing.opening
@@ -183,7 +189,8 @@ async def _http_frames(
                 yield framing.heartbeat
     finally:
         subscriber.end(End.GONE)
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def _watch_disconnect(receive: Receive, subscriber: Subscriber) -> None:
