@@ -393,9 +393,12 @@ class Lease:
         self.credit = credit
         self.held: dict[str, int] = {}
 
-    def expire(self, now_ms: int) -> None:
-        for item in [item for item, until in self.held.items() if until <= now_ms]:
+    def expire(self, now_ms: int) -> list[str]:
+        """Forget the claims whose lease ended; their ids."""
+        ended = [item for item, until in self.held.items() if until <= now_ms]
+        for item in ended:
             del self.held[item]
+        return ended
 
 
 class RoundRobin(Feed):
@@ -404,6 +407,7 @@ class RoundRobin(Feed):
     def __init__(self, service: QueueService, key: Key, on_idle: Callable[[Feed], None]) -> None:
         super().__init__(service, key, on_idle)
         self.leases: dict[Subscriber, Lease] = {}
+        self._holders: dict[str, Lease] = {}  # claim id → the lease holding it
         self._turn = 0
         self.at_most_once = False
 
@@ -418,7 +422,10 @@ class RoundRobin(Feed):
             self.kick()
 
     def _remove(self, subscriber: Subscriber) -> None:
-        self.leases.pop(subscriber, None)
+        lease = self.leases.pop(subscriber, None)
+        if lease is not None:
+            for item in lease.held:
+                self._holders.pop(item, None)
         super()._remove(subscriber)
 
     def free(self, subscriber: Subscriber) -> int:
@@ -431,13 +438,17 @@ class RoundRobin(Feed):
     def settle(self, claim_ids: Iterable[str], until_ms: int | None = None) -> None:
         """Claims acknowledged (``until_ms`` None) or extended: credit comes back or the
         lease's end moves."""
-        items = set(claim_ids)
-        for lease in self.leases.values():
-            for item in items & lease.held.keys():
-                if until_ms is None or until_ms <= self.service.now_ms():
-                    del lease.held[item]
-                else:
-                    lease.held[item] = until_ms
+        moved = until_ms if until_ms is not None and until_ms > self.service.now_ms() else None
+        holders = self._holders
+        for item in claim_ids:
+            lease = holders.get(item)
+            if lease is None:
+                continue
+            if moved is not None:
+                lease.held[item] = moved
+            else:
+                del holders[item]
+                lease.held.pop(item, None)
         self.kick()
 
     async def _step(self) -> float | None:
@@ -447,7 +458,8 @@ class RoundRobin(Feed):
         now_ms = self.service.now_ms()
         self.at_most_once = queue.settings.delivery == "at_most_once"
         for lease in self.leases.values():
-            lease.expire(now_ms)
+            for item in lease.expire(now_ms):
+                self._holders.pop(item, None)
         if not self.paused:
             groups: dict[tuple[int, frozenset[int] | None], list[Subscriber]] = {}
             for subscriber, lease in self.leases.items():
@@ -485,20 +497,28 @@ class RoundRobin(Feed):
         return len(claims) == wanted
 
     def _hand_out(self, claims: list[Claim], members: list[Subscriber]) -> list[Claim]:
-        """Give the claims one at a time to the members in turn; the ones nobody could take."""
+        """Give the claims to the members in turn, each its share (an equal part of what is
+        left, within its credit) in one push, so that claims handed out together are written
+        together and can be acked in one frame; the ones nobody could take."""
         pending = list(claims)
         while pending:
             open_ = [s for s in members if self.free(s)]
             if not open_:
                 break
+            share = -(-len(pending) // len(open_))
             for subscriber in _rotate(open_, self._turn):
-                if not pending or not self.free(subscriber):
+                count = min(share, self.free(subscriber), len(pending))
+                if count <= 0:
                     continue
-                claim = pending.pop(0)
-                chunk = subscriber.framing.claim(claim)
+                given, pending = pending[:count], pending[count:]
+                chunks = [subscriber.framing.claim(claim) for claim in given]
                 if not self.at_most_once:
-                    self.leases[subscriber].held[claim_id(claim)] = claim.expires_ms
-                subscriber.push([chunk], len(chunk))
+                    lease = self.leases[subscriber]
+                    for claim in given:
+                        item = claim_id(claim)
+                        lease.held[item] = claim.expires_ms
+                        self._holders[item] = lease
+                subscriber.push(chunks, sum(len(chunk) for chunk in chunks))
             self._turn += 1
         return pending
 
