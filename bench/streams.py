@@ -427,7 +427,10 @@ def run_scenario(scenario: Scenario, server_cmd: tuple[str, ...], files: int) ->
                     row = run_loop(measure(target, scenario))
             except BenchError as error:
                 row = Row(scenario.label, name, problems=[str(error)])
-        row.target = scenario.target if name == "queuey" else ""
+        if name != "queuey":  # the targets are Queuey's
+            row.verdict = ""
+        else:
+            row.target = scenario.target
         say(f"STREAMS_JSON {json.dumps(row.__dict__)}")
         rows.append(row)
     return rows
