@@ -57,11 +57,14 @@ cassandra-cluster-stop:
 	$(CASSANDRA) stop --nodes 3
 
 # The sqlite run, then the same scenarios on the single Cassandra node (100,000 queues for
-# the listing: creating a queue is a lightweight transaction, ~1,800/s on this machine).
+# the listing: creating a queue is a lightweight transaction, ~1,800/s on this machine), then
+# the short stream scenarios, beside Nchan where it compares (bench/streams.py --suite: nginx
+# with libnginx-mod-nchan; STREAM_ARGS="--server-cmd ..." runs another build).
 bench: install
 	$(BIN)/python bench/run.py $(ARGS)
 	$(BIN)/python bench/run.py --backend cassandra --queues 100000 \
 		--output .bench/cassandra/results.json $(ARGS)
+	$(BIN)/python bench/streams.py --suite $(STREAM_ARGS)
 
 # A long fuzz of the API from its OpenAPI document (make test runs a bounded one).
 fuzz: install

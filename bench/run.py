@@ -211,28 +211,34 @@ def ensure_wrk(install: bool) -> str:
         return found
     if not install:
         raise BenchError("wrk is not on PATH (install the Debian package: apt-get install wrk)")
+    apt_install(["wrk"], "wrk is not on PATH")
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("apt-get reported success but wrk is still not on PATH")
+    say(f"installed {found}")
+    return found
+
+
+def apt_install(packages: Sequence[str], why: str) -> None:
+    """Install Debian packages with apt-get (refreshing its lists once if that fails)."""
+    wanted = " ".join(packages)
     if shutil.which("apt-get") is None:
-        raise BenchError("wrk is not on PATH and there is no apt-get to install it; install wrk")
+        raise BenchError(f"{why} and there is no apt-get to install it; install {wanted}")
     prefix: list[str] = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
-            raise BenchError("wrk is not on PATH; install it as root: apt-get install -y wrk")
+            raise BenchError(f"{why}; install it as root: apt-get install -y {wanted}")
         prefix = ["sudo", "-n"]
-    install_cmd = [*prefix, "apt-get", "install", "-y", "wrk"]
+    install_cmd = [*prefix, "apt-get", "install", "-y", *packages]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    say(f"wrk is not on PATH: installing it with `{' '.join(install_cmd)}`")
+    say(f"{why}: installing it with `{' '.join(install_cmd)}`")
     if subprocess.run(install_cmd, env=env).returncode != 0:
         update_cmd = [*prefix, "apt-get", "update"]
         say(f"install failed: refreshing the package lists with `{' '.join(update_cmd)}`")
         subprocess.run(update_cmd, env=env)
         say(f"retrying `{' '.join(install_cmd)}`")
         if subprocess.run(install_cmd, env=env).returncode != 0:
-            raise BenchError("could not install wrk with apt-get; install it by hand and re-run")
-    found = shutil.which("wrk")
-    if not found:
-        raise BenchError("apt-get reported success but wrk is still not on PATH")
-    say(f"installed {found}")
-    return found
+            raise BenchError(f"could not install {wanted} with apt-get; install it and re-run")
 
 
 @dataclass
@@ -430,6 +436,35 @@ def drop_keyspaces(hosts: str, keyspaces: tuple[str, ...]) -> None:
         cluster.shutdown()
 
 
+def answering(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    path: str,
+    statuses: Sequence[int],
+    wait_s: float,
+    what: str,
+    log_tail: Callable[[], str],
+) -> None:
+    """Wait until the process started answers GET ``path`` with one of ``statuses``."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(
+                f"{what} exited with {proc.returncode} before answering:\n{log_tail()}"
+            )
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            try:
+                conn.request("GET", path)
+                if conn.getresponse().status in statuses:
+                    say(f"{what} pid {proc.pid} answers on http://{HOST}:{port}")
+                    return
+            finally:
+                conn.close()
+        time.sleep(0.1)
+    raise BenchError(f"{what} did not answer {path} within {wait_s:.0f}s")
+
+
 class Server:
     """One `queuey serve` subprocess with its own config and data directory."""
 
@@ -485,22 +520,7 @@ class Server:
                 cwd=REPO_DIR,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise BenchError(f"server exited with {code} before answering:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                try:
-                    conn.request("GET", "/__lbheartbeat__")
-                    if conn.getresponse().status == 200:
-                        say(f"server pid {self.proc.pid} answers on http://{HOST}:{self.port}")
-                        return
-                finally:
-                    conn.close()
-            time.sleep(0.1)
-        raise BenchError(f"server did not answer /__lbheartbeat__ within {wait_s:.0f}s")
+        answering(self.proc, self.port, "/__lbheartbeat__", (200,), wait_s, "server", self.log_tail)
 
     @property
     def pgid(self) -> int | None:

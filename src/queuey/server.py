@@ -19,6 +19,10 @@ the connection is closed: HTTP/0.9, an HTTP/1.1 request without exactly one ``Ho
 ``Transfer-Encoding`` other than ``chunked``, and ``Transfer-Encoding`` on HTTP/1.0. A method the
 parser does not know (``FOO``, a lowercase ``get``) gets the application's 405 with ``Allow``.
 Every such answer is the API's JSON error.
+
+Both protocols put a writer of a stream's frames in its request's scope
+(:data:`queuey.api.streams.WRITE_FRAMES`): a feed writes a message to each of its
+subscribers' connections in one pass, without waking a task a subscriber.
 """
 
 from __future__ import annotations
@@ -32,10 +36,15 @@ from urllib.parse import unquote
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
 
 from queuey.api.asgi import QueueyApp
 from queuey.api.errors import error_body
+from queuey.api.streams import END_STREAM, WRITE_FRAMES
 from queuey.core.limits import Limits
+from queuey.streams import End
 
 # The request line of a request whose method the parser refused: a token, an origin-form
 # target and an HTTP/1.x version (RFC 9112 section 3).
@@ -137,11 +146,37 @@ class QueueyHttpProtocol(HttpToolsProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
                 cycle.message_event.set()
+                end = cycle.scope.get(END_STREAM)  # a stream's client left
+                if callable(end):
+                    end(End.GONE)
         super().connection_lost(exc)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         self._running = cycle
+        cycle.scope[WRITE_FRAMES] = self.write_body  # type: ignore[literal-required]
         super()._start_asgi_task(cycle, app)
+
+    def write_body(self, pieces: list[bytes]) -> bool:
+        """Write a piece of the running answer's chunked body at once, beside ASGI's
+        ``send`` (a stream's feed writes a message to each of its subscribers in one pass,
+        waking no task). False, writing nothing, when it cannot be written at once: the answer
+        has not started, is not chunked or is complete, the connection is closing, or its
+        write buffer is full (the client is not taking what it was sent); the caller then
+        sends it through ASGI, which waits for room."""
+        cycle = self._running
+        if (
+            cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or not cycle.chunked_encoding
+            or cycle.disconnected
+            or self.flow.write_paused
+            or self.transport.is_closing()
+        ):
+            return False
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return True
 
     def pause_writing(self) -> None:
         self._stalled_since = self.loop.time()
@@ -223,9 +258,9 @@ class QueueyHttpProtocol(HttpToolsProtocol):
         need be) instead of holding the shutdown up forever."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            end = cycle.scope.get("queuey.end_stream")
+            end = cycle.scope.get(END_STREAM)
             if callable(end):
-                end()
+                end(End.SHUTDOWN)
         super().shutdown()
 
     def _head_too_large(self) -> Refused:
@@ -281,3 +316,34 @@ class QueueyHttpProtocol(HttpToolsProtocol):
                 ).response()
             )  # fmt: skip
         transport.close()
+
+
+class QueueyWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (websockets' sans-I/O one), with a writer of text messages
+    that a stream's feed calls for each subscriber in one pass, beside ASGI's ``send``."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:
+            self.scope[WRITE_FRAMES] = self.write_texts  # type: ignore[literal-required]
+
+    def write_texts(self, payloads: list[bytes]) -> bool:
+        """Send each UTF-8 payload as a text message at once (framed, and compressed when the
+        client asked for it, by the connection). False, sending nothing, when they cannot go
+        at once: the connection is not open (not yet accepted, closing, gone) or its write
+        buffer is full; the caller then sends them through ASGI, which waits for room."""
+        conn = self.conn
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or conn.state is not State.OPEN
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        for payload in payloads:
+            conn.send_text(payload)
+        self.transport.write(b"".join(conn.data_to_send()))
+        return True

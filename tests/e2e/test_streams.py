@@ -166,6 +166,7 @@ SUBSCRIBER = textwrap.dedent(
     if last:
         headers["Last-Event-ID"] = last
     with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+        print("open", flush=True)  # the stream joined its queue's feed
         for line in response.iter_lines():
             if line.startswith("id: "):
                 print(line[4:], flush=True)
@@ -174,10 +175,14 @@ SUBSCRIBER = textwrap.dedent(
 
 
 def _subscriber(url: str, last: str) -> subprocess.Popen[str]:
+    """A subscriber in its own process, once its stream is open (its answer's head came)."""
     key = AUTH["Authorization"].split()[1]
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-c", SUBSCRIBER, url, key, last], stdout=subprocess.PIPE, text=True
     )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "open"
+    return process
 
 
 def _read_ids(process: subprocess.Popen[str], count: int) -> list[str]:
@@ -197,9 +202,8 @@ def test_a_subscriber_killed_mid_stream_resumes_with_last_event_id_and_misses_no
 ) -> None:
     create(server.url, "log", partitions="3")
     url = f"{server.url}/v1/queuey/log/stream"
-    first = _subscriber(url, "")
+    first = _subscriber(url, "")  # a stream starts with what is posted after it opened
     try:
-        time.sleep(1.0)  # connected (a stream starts with what is posted after it opened)
         posted = post(server.url, "log", [f"a{i}" for i in range(20)])
         seen = _read_ids(first, 10)
     finally:

@@ -73,10 +73,10 @@ class CometFraming(Framing):
 
 
 class SocketFraming(Framing):
-    """One JSON object per WebSocket text frame."""
+    """One JSON object per WebSocket text frame (its UTF-8 payload)."""
 
     def message(self, message: Message) -> Chunk:
-        return self.encoded(message).decode()
+        return self.encoded(message)
 
 
 class Consumer:
@@ -244,7 +244,7 @@ async def _write(consumer: Consumer, send: Send) -> None:
             sent = 0
             try:
                 for chunk in chunks:
-                    await send({"type": "websocket.send", "text": chunk})
+                    await send({"type": "websocket.send", "text": chunk.decode()})
                     sent += 1
             finally:
                 await consumer.sent(sent)

@@ -47,6 +47,16 @@ EVENT_STREAM = "text/event-stream"
 #: Milliseconds an EventSource waits before it reconnects.
 RETRY_MS = 2000
 _PATH = re.compile(r"/v1/([^/]+)/([^/]+)/stream/?")
+#: Where the server puts, in a request's scope, a function that writes frames (pieces of the
+#: request's chunked response body, or WebSocket text messages) at once, returning False when
+#: it cannot (see :meth:`queuey.server.QueueyHttpProtocol.write_body` and
+#: :meth:`queuey.server.QueueyWebSocketProtocol.write_texts`).
+WRITE_FRAMES = "queuey.write_frames"
+#: Where a stream puts, in its request's scope, the function that ends it (given an End): the
+#: server's shutdown ends it (:meth:`queuey.server.QueueyHttpProtocol.shutdown`), and a server
+#: that gives WRITE_FRAMES ends it when its connection is lost, so no task waits for the
+#: ASGI disconnect then.
+END_STREAM = "queuey.end_stream"
 # WebSocket close codes: the queue was deleted, the token expired, the client was too slow,
 # the server restarts.
 CLOSE_CODES = {End.DELETED: 4404, End.EXPIRED: 4401, End.OVERFLOW: 1008, End.SHUTDOWN: 1012}
@@ -101,15 +111,15 @@ class NdJson:
 
 
 class WsText:
-    """One message object per WebSocket text frame."""
+    """One message object per WebSocket text frame (its UTF-8 payload)."""
 
     joinable = False
 
-    def message(self, message: Message) -> str:
-        return orjson.dumps(responses.message(message)).decode()
+    def message(self, message: Message) -> bytes:
+        return orjson.dumps(responses.message(message))
 
-    def claim(self, claim: Claim) -> str:
-        return orjson.dumps(responses.claim(claim)).decode()
+    def claim(self, claim: Claim) -> bytes:
+        return orjson.dumps(responses.claim(claim))
 
 
 SSE, NDJSON_FRAMING, WEBSOCKET = Sse(), NdJson(), WsText()
@@ -141,10 +151,9 @@ class StreamResource(Resource):
         request, framing = await self._check(req, caller, app, queue)
         subscriber = await self.streams.subscribe(request, framing)
         _stream_headers(resp, framing)
-        # The server's shutdown ends the stream (queuey.server.QueueyHttpProtocol.shutdown).
-        req.scope["queuey.end_stream"] = lambda: subscriber.end(End.SHUTDOWN)
+        req.scope[END_STREAM] = subscriber.end
         receive: Receive = req.scope["queuey.receive"]
-        resp.stream = _http_frames(subscriber, framing, receive)
+        resp.stream = _http_frames(subscriber, framing, receive, req.scope.get(WRITE_FRAMES))
 
     async def on_head(
         self, req: Request, resp: Response, caller: Caller, app: str, queue: str
@@ -160,16 +169,25 @@ def _stream_headers(resp: Response, framing: HttpFraming) -> None:
 
 
 async def _http_frames(
-    subscriber: Subscriber, framing: HttpFraming, receive: Receive
+    subscriber: Subscriber,
+    framing: HttpFraming,
+    receive: Receive,
+    write: Callable[[list[bytes]], bool] | None,
 ) -> AsyncIterator[bytes]:
-    watcher = asyncio.create_task(watch_disconnect(receive, subscriber))
+    """The stream's body: what the subscriber could not write at once with ``write`` (the
+    server's direct writer of this response's body, when it has one), heartbeats, the end."""
+    watcher = (
+        None if write is not None else asyncio.create_task(watch_disconnect(receive, subscriber))
+    )
     try:
         if framing.opening:
             yield framing.opening
+        if write is not None:  # the answer's head went out: frames may follow it directly
+            subscriber.attach(write, framing.heartbeat)
         while True:
             chunks = await subscriber.take()
             if chunks:
-                yield b"".join(_bytes(chunks))
+                yield b"".join(chunks)
             elif subscriber.ended is not None:
                 last = framing.end(subscriber.ended)
                 if last and subscriber.ended is not End.GONE:
@@ -179,11 +197,8 @@ async def _http_frames(
                 yield framing.heartbeat
     finally:
         subscriber.end(End.GONE)
-        watcher.cancel()
-
-
-def _bytes(chunks: list[bytes | str]) -> list[bytes]:
-    return [c for c in chunks if isinstance(c, bytes)]
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def watch_disconnect(receive: Receive, subscriber: Subscriber) -> None:
@@ -224,6 +239,9 @@ class StreamSocket:
             await deny(scope, send, error)
             return
         await send({"type": "websocket.accept"})
+        write = scope.get(WRITE_FRAMES)
+        if write is not None:  # heartbeats are left to the WebSocket server's pings
+            subscriber.attach(write, b"")
         session = _Session(self, caller, request, subscriber)
         reader = asyncio.create_task(session.read(receive))
         try:
@@ -275,7 +293,7 @@ class _Session:
             while True:
                 chunks = await subscriber.take()
                 for chunk in chunks:
-                    await send({"type": "websocket.send", "text": chunk})
+                    await send({"type": "websocket.send", "text": chunk.decode()})
                 if not chunks and subscriber.ended is not None:
                     code = CLOSE_CODES.get(subscriber.ended)
                     if code is not None:
@@ -292,7 +310,7 @@ class _Session:
             if text is None and event.get("bytes") is not None:
                 text = event["bytes"].decode("utf-8", "replace")
             reply = await self.answer(text or "")
-            data = orjson.dumps(reply).decode()
+            data = orjson.dumps(reply)
             self.subscriber.push([data], len(data))
 
     async def answer(self, text: str) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn
 
     from queuey.main import build_app, tune_gc
-    from queuey.server import QueueyHttpProtocol
+    from queuey.server import QueueyHttpProtocol, QueueyWebSocketProtocol
 
     options: dict[str, object] = {
         "host": host,
@@ -110,6 +110,8 @@ def _run(settings: Settings, host: str, port: int, workers: int) -> int:
             max_header_bytes=settings.limits.max_header_bytes,
             max_header_count=settings.limits.max_header_count,
         ),
+        # websockets' sans-I/O protocol, with a direct writer of a stream's messages
+        "ws": QueueyWebSocketProtocol,
         "loop": _loop(),
         "lifespan": "on",
         "access_log": False,

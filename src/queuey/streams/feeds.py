@@ -366,7 +366,7 @@ class Broadcast(Feed):
                     chunks = [_encoded(encoded, framing, i, m) for i, m in enumerate(messages)]
                     size = sum(len(c) for c in chunks)
                     if framing.joinable:
-                        chunks = [b"".join(c for c in chunks if isinstance(c, bytes))]
+                        chunks = [b"".join(chunks)]
                     frames = shared[fid] = (chunks, size)
                 subscriber.position = self.position
                 _push(subscriber, *frames)
@@ -386,7 +386,7 @@ def _encoded(
 
 def _push(subscriber: Subscriber, chunks: list[Chunk], size: int) -> None:
     if subscriber.framing.joinable and len(chunks) > 1:
-        chunks = [b"".join(c for c in chunks if isinstance(c, bytes))]
+        chunks = [b"".join(chunks)]
     subscriber.push(chunks, size)
 
 
@@ -398,9 +398,12 @@ class Lease:
         self.credit = credit
         self.held: dict[str, int] = {}
 
-    def expire(self, now_ms: int) -> None:
-        for item in [item for item, until in self.held.items() if until <= now_ms]:
+    def expire(self, now_ms: int) -> list[str]:
+        """Forget the claims whose lease ended; their ids."""
+        ended = [item for item, until in self.held.items() if until <= now_ms]
+        for item in ended:
             del self.held[item]
+        return ended
 
 
 class RoundRobin(Feed):
@@ -409,6 +412,7 @@ class RoundRobin(Feed):
     def __init__(self, service: QueueService, key: Key, on_idle: Callable[[Feed], None]) -> None:
         super().__init__(service, key, on_idle)
         self.leases: dict[Subscriber, Lease] = {}
+        self._holders: dict[str, Lease] = {}  # claim id → the lease holding it
         self._turn = 0
         self.at_most_once = False
         self._queue_seen: Queue | None = None
@@ -425,7 +429,10 @@ class RoundRobin(Feed):
             self.kick()
 
     def _remove(self, subscriber: Subscriber) -> None:
-        self.leases.pop(subscriber, None)
+        lease = self.leases.pop(subscriber, None)
+        if lease is not None:
+            for item in lease.held:
+                self._holders.pop(item, None)
         if subscriber.ended in UNDELIVERED:  # claims whose frames never went: given back
             self._unsent += subscriber.unsent
         subscriber.unsent = []
@@ -457,13 +464,17 @@ class RoundRobin(Feed):
     def settle(self, claim_ids: Iterable[str], until_ms: int | None = None) -> None:
         """Claims acknowledged (``until_ms`` None) or extended: credit comes back or the
         lease's end moves."""
-        items = set(claim_ids)
-        for lease in self.leases.values():
-            for item in items & lease.held.keys():
-                if until_ms is None or until_ms <= self.service.now_ms():
-                    del lease.held[item]
-                else:
-                    lease.held[item] = until_ms
+        moved = until_ms if until_ms is not None and until_ms > self.service.now_ms() else None
+        holders = self._holders
+        for item in claim_ids:
+            lease = holders.get(item)
+            if lease is None:
+                continue
+            if moved is not None:
+                lease.held[item] = moved
+            else:
+                del holders[item]
+                lease.held.pop(item, None)
         self.kick()
 
     async def _step(self) -> float | None:
@@ -475,7 +486,8 @@ class RoundRobin(Feed):
         now_ms = self.service.now_ms()
         self.at_most_once = queue.settings.delivery == "at_most_once"
         for lease in self.leases.values():
-            lease.expire(now_ms)
+            for item in lease.expire(now_ms):
+                self._holders.pop(item, None)
         if not self.paused:
             groups: dict[tuple[int, frozenset[int] | None], list[Subscriber]] = {}
             for subscriber, lease in self.leases.items():
@@ -511,22 +523,30 @@ class RoundRobin(Feed):
         return len(claims) == wanted
 
     def _hand_out(self, claims: list[Claim], members: list[Subscriber]) -> list[Claim]:
-        """Give the claims one at a time to the members in turn; the ones nobody could take."""
+        """Give the claims to the members in turn, each its share (an equal part of what is
+        left, within its credit) in one push, so that claims handed out together are written
+        together and can be acked in one frame; the ones nobody could take."""
         pending = list(claims)
         while pending:
             open_ = [s for s in members if self.free(s)]
             if not open_:
                 break
+            share = -(-len(pending) // len(open_))
             for subscriber in _rotate(open_, self._turn):
-                if not pending or not self.free(subscriber):
+                count = min(share, self.free(subscriber), len(pending))
+                if count <= 0:
                     continue
-                claim = pending.pop(0)
-                chunk = subscriber.framing.claim(claim)
-                if not subscriber.push([chunk], len(chunk), claim):
-                    pending.insert(0, claim)  # it overflowed and left: the claim is not its
+                given, pending = pending[:count], pending[count:]
+                chunks = [subscriber.framing.claim(claim) for claim in given]
+                if not subscriber.push(chunks, sum(len(chunk) for chunk in chunks), given):
+                    pending = given + pending  # it overflowed and left: the claims are not its
                     continue
                 if not self.at_most_once:
-                    self.leases[subscriber].held[claim_id(claim)] = claim.expires_ms
+                    lease = self.leases[subscriber]
+                    for claim in given:
+                        item = claim_id(claim)
+                        lease.held[item] = claim.expires_ms
+                        self._holders[item] = lease
             self._turn += 1
         return pending
 

@@ -1,9 +1,12 @@
 """One open stream: what is queued for it, how it ends, and how it is framed.
 
 A feed (broadcast or round-robin) pushes encoded frames into a subscriber; the HTTP layer
-takes them out and writes them. The frames are the framing's own (bytes for server-sent events
-and NDJSON, text for WebSocket), made by a :class:`Framing`, so a broadcast message is encoded
-once per framing however many subscribers get it.
+takes them out and writes them, or, once it attached a direct writer (:meth:`Subscriber.attach`),
+a push writes them at once (one transport write a subscriber, no task woken) whenever nothing
+is queued or being written before them. The frames are the framing's own (server-sent events
+and NDJSON text, a WebSocket text frame's payload: UTF-8 bytes all), made by a
+:class:`Framing`, so a broadcast message is encoded once per framing however many subscribers
+get it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Protocol
 
 from queuey.core.models import Claim, Message
 
-Chunk = bytes | str
+Chunk = bytes
 Position = tuple[int, str]  # (ticks, id): the order of messages in a queue
 
 
@@ -72,8 +75,13 @@ class Subscriber:
         self._ready = asyncio.Event()
         self._beat = False
         self._expiry: asyncio.TimerHandle | None = None
-        #: Event-loop time of the last frames or heartbeat taken.
-        self.active = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        #: Event-loop time of the last frames or heartbeat taken or written.
+        self.active = self._loop.time()
+        # Writes frames to the client now; False when it cannot (see attach).
+        self._sink: Callable[[list[Chunk]], bool] | None = None
+        self._heartbeat = b""
+        self._in_flight = False  # frames taken are being written
 
     @property
     def queued(self) -> int:
@@ -87,18 +95,37 @@ class Subscriber:
     def wants(self, partition: int) -> bool:
         return self.partitions is None or partition in self.partitions
 
-    def push(self, chunks: Sequence[Chunk], size: int, claim: Claim | None = None) -> bool:
-        """Queue frames of ``size`` bytes (those of ``claim``); past the buffer the stream
-        ends (OVERFLOW). Whether they were queued."""
+    def attach(self, sink: Callable[[list[Chunk]], bool], heartbeat: bytes) -> None:
+        """Write frames (and ``heartbeat``) with ``sink`` from now on when nothing is queued
+        or being written before them; ``sink`` returns False when it cannot write at once
+        (the client does not keep up, the connection closes): the frames are queued then."""
+        self._sink = sink
+        self._heartbeat = heartbeat
+
+    def _direct(self, chunks: Sequence[Chunk]) -> bool:
+        """Whether the frames were written at once."""
+        sink = self._sink
+        if sink is None or self._chunks or self._in_flight or not sink(list(chunks)):
+            return False
+        self.active = self._loop.time()
+        return True
+
+    def push(self, chunks: Sequence[Chunk], size: int, claims: Sequence[Claim] = ()) -> bool:
+        """Write frames of ``size`` bytes (those of round-robin ``claims``), or queue them;
+        past the buffer (what is queued and these frames) the stream ends (OVERFLOW), written
+        at once or not. Whether they were written or queued."""
         if self.ended is not None:
             return False
-        self._size += size
-        if self._size > self._buffer:
+        if self._size + size > self._buffer:
             self.end(End.OVERFLOW)
             return False
+        if self._direct(chunks):
+            if self.on_drain is not None:
+                self.on_drain()
+            return True
+        self._size += size
         self._chunks.extend(chunks)
-        if claim is not None:
-            self.unsent.append(claim)
+        self.unsent.extend(claims)
         self._ready.set()
         return True
 
@@ -122,12 +149,15 @@ class Subscriber:
 
     def heartbeat(self) -> None:
         """A heartbeat is due (nothing was sent for a while)."""
+        if self._heartbeat and self._direct([self._heartbeat]):
+            return
         self._beat = True
         self._ready.set()
 
     async def take(self) -> list[Chunk]:
         """The frames queued so far, waiting for one; [] when a heartbeat is due or the
         stream ended."""
+        self._in_flight = False  # what it took before is written
         if not self._chunks and self.ended is None and not self._beat:
             await self._ready.wait()
         self._ready.clear()
@@ -135,6 +165,8 @@ class Subscriber:
         self.active = asyncio.get_running_loop().time()
         chunks, self._chunks, self._size = self._chunks, [], 0
         self.unsent = []  # their frames are being written: delivered, as far as we can tell
-        if chunks and self.on_drain is not None:
-            self.on_drain()
+        if chunks:
+            self._in_flight = True
+            if self.on_drain is not None:
+                self.on_drain()
         return chunks
