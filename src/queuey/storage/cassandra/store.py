@@ -79,6 +79,9 @@ class CassandraStorage:
     async def list_queue_names(self, app: str, offset: str | None, limit: int) -> list[str]:
         return await self.queues.page_names(app, offset, limit)
 
+    async def scan_queues(self, after: str | None, limit: int) -> list[tuple[str, Queue]]:
+        return await self.queues.scan(after, limit)
+
     # --- messages ------------------------------------------------------------------------------
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
@@ -99,6 +102,16 @@ class CassandraStorage:
         now_ms: int,
     ) -> list[Message]:
         return await self.messages.read(queue, partitions, cursor, descending, limit, now_ms)
+
+    async def scan_messages(
+        self,
+        queue: Queue,
+        partition: int,
+        after: tuple[int, str] | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        return await self.messages.scan(queue, partition, after, limit, now_ms)
 
     async def get_messages(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
