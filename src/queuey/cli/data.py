@@ -153,7 +153,8 @@ def _export(args: argparse.Namespace, errors: Console) -> int:
     settings = _settings(args.config)
     _on_disk(settings, "export")
     app = _application(settings, args.app)
-    with _file(args.output, "w", sys.stdout.buffer) as out, _progress(errors, _counter("messages")) as progress:
+    output = _file(args.output, "w", sys.stdout.buffer)
+    with output as out, _progress(errors, _counter("messages")) as progress:
         task = progress.add_task("export")
 
         async def work() -> dump.Exported:
@@ -186,7 +187,8 @@ def _file(path: str | None, mode: str, standard: BinaryIO) -> Iterator[BinaryIO]
 def _import(args: argparse.Namespace, errors: Console) -> int:
     settings = _settings(args.config)
     _on_disk(settings, "import into")
-    with _file(args.file, "r", sys.stdin.buffer) as lines, _progress(errors, _counter("messages")) as progress:
+    source = _file(args.file, "r", sys.stdin.buffer)
+    with source as lines, _progress(errors, _counter("messages")) as progress:
         task = progress.add_task("import")
 
         async def work() -> dump.Imported:
