@@ -176,7 +176,7 @@ def _file(path: str | None, mode: str, standard: BinaryIO) -> Iterator[BinaryIO]
         standard.flush()
         return
     try:
-        file = open(path, mode + "b")  # noqa: SIM115 (closed below)
+        file = open(path, "rb") if mode == "r" else open(path, "wb")  # noqa: SIM115
     except OSError as error:
         doing = "read" if mode == "r" else "write"
         raise Stop(ExitCode.USAGE, f"cannot {doing} {path}: {error.strerror}") from None
