@@ -256,6 +256,9 @@ async def _each(workers: int, jobs: Iterable[Awaitable[None]]) -> None:
         for job in pending:
             await job
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(workers):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+    except BaseExceptionGroup as failed:  # the first failure, as if the jobs ran in turn
+        raise failed.exceptions[0] from None
