@@ -8,8 +8,9 @@ Builds a SQLite store in a temporary directory (``--queues`` queues of applicati
 ``queuey migrate --from <that store> --to <Cassandra>`` as a subprocess. The target is a pair of
 keyspaces of its own on the given Cassandra node (``queuey_bench_migrate_*``, dropped before
 the run and, unless ``--keep``, after it). Prints one JSON line: the build time, the copy's
-messages, seconds and rate (from the command's own summary), the verification's seconds, and
-whether both sides matched.
+messages, seconds and rate (from the command's own summary), the seconds of copy and
+verification together and the CPU seconds the command used in them, and whether both sides
+matched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,12 @@ def drop_keyspaces(hosts: str) -> None:
         cluster.shutdown()
 
 
+def children_cpu() -> float:
+    """CPU seconds (user and system) of the child processes waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -98,9 +106,9 @@ def main() -> int:
             "--to", str(target), "--checkpoint", str(work / "checkpoint"), "--json",
             "--workers", str(args.workers), *(["--no-verify"] if args.no_verify else []),
         ]  # fmt: skip
-        started = time.monotonic()
+        started, cpu = time.monotonic(), children_cpu()
         done = subprocess.run(command, capture_output=True, text=True)
-        total = time.monotonic() - started
+        total, migrate_cpu = time.monotonic() - started, children_cpu() - cpu
         if not args.keep:
             drop_keyspaces(args.hosts)
         if done.returncode not in (0, 5):
@@ -111,7 +119,7 @@ def main() -> int:
             "messages": args.messages, "queues": args.queues, "build_s": round(built, 1),
             "copied": summary["copied"], "copy_s": summary["seconds"],
             "messages_per_s": summary["rate"], "workers": args.workers,
-            "copy_and_verify_s": round(total, 1),
+            "copy_and_verify_s": round(total, 1), "migrate_cpu_s": round(migrate_cpu, 1),
             "verified": None if args.no_verify else not summary["mismatches"],
         }  # fmt: skip
         print(json.dumps(result))
