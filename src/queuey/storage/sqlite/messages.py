@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Message
-from queuey.storage.keys import HEX16, SFX_OFFSET
+from queuey.storage.keys import HEX16, SFX_OFFSET, id_end, id_of
 from queuey.storage.sqlite.queues import Alive, is_alive
 from queuey.storage.sqlite.reader import Row
 from queuey.storage.sqlite.writer import savepoint
@@ -122,9 +122,7 @@ def messages_of(rows: list[Row]) -> list[Message]:
             end = _ID_ENDS.get(key, "")
             if not end:
                 end = _id_end(key)
-        # The first 8 digits: hex() and a slice cost half of an f-string with a format spec.
-        message_id = hex(ticks & 0xFFFFFFFF | 0x100000000)[3:] + end
-        found.append(Message(message_id, ticks, part, body, ctype, expires, 0, dlv))
+        found.append(Message(id_of(ticks, end), ticks, part, body, ctype, expires, 0, dlv))
     return found
 
 
@@ -142,9 +140,7 @@ def _id_end(key: tuple[int, int]) -> str:
     if len(_ID_ENDS) >= 4096:
         _ID_ENDS.clear()
     high, sfx = key
-    end = _ID_ENDS[key] = (
-        f"{high & 0xFFFF:04x}{((high >> 16) & 0x0FFF) | 0x1000:04x}{sfx + SFX_OFFSET:016x}"
-    )
+    end = _ID_ENDS[key] = id_end(high, sfx)
     return end
 
 
