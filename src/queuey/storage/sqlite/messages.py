@@ -104,24 +104,17 @@ SQL_READ: dict[tuple[bool, bool | None], str] = {
 
 # --- reading rows back --------------------------------------------------------------------------
 
-# (ticks >> 32, sfx) -> the last 24 hex digits of the ids with those (see messages_of).
-_ID_ENDS: dict[tuple[int, int], str] = {}
-
 
 def messages_of(rows: list[Row]) -> list[Message]:
-    """Messages of rows of _MESSAGE_COLUMNS, rebuilding each id as uuid1_hex(ticks, suffix)."""
+    """Messages of rows of _MESSAGE_COLUMNS, rebuilding each id from its ticks and suffix (the
+    ids' last 24 digits once per run of rows that share them: a read's usually all do)."""
     found: list[Message] = []
-    high = -1
-    last: int | None = None
+    high = last = -1
     end = ""
     for ticks, sfx, part, body, ctype, expires, dlv in rows:
-        if ticks >> 32 != high or sfx != last:  # usually the same for a whole read
-            high = ticks >> 32
-            last = sfx
-            key = (high, sfx)
-            end = _ID_ENDS.get(key, "")
-            if not end:
-                end = _id_end(key)
+        if ticks >> 32 != high or sfx != last:
+            high, last = ticks >> 32, sfx
+            end = id_end(high, sfx)
         found.append(Message(id_of(ticks, end), ticks, part, body, ctype, expires, 0, dlv))
     return found
 
@@ -133,15 +126,6 @@ def scanned_of(rows: list[Row]) -> list[Message]:
         dataclasses.replace(message, due_ms=row[-1]) if row[-1] else message
         for message, row in zip(found, rows, strict=True)
     ]
-
-
-def _id_end(key: tuple[int, int]) -> str:
-    """The last 24 hex digits of the ids of ``key`` (ticks >> 32, sfx), remembered."""
-    if len(_ID_ENDS) >= 4096:
-        _ID_ENDS.clear()
-    high, sfx = key
-    end = _ID_ENDS[key] = id_end(high, sfx)
-    return end
 
 
 # --- planning inserts ---------------------------------------------------------------------------
