@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or input: nothing was sent
     UNREACHABLE = 3  # no base URL could be reached
     UNAVAILABLE = 4  # the server answered 503 on every attempt, or failed (5xx)
+    MISMATCH = 5  # migrate: the verification found that the two stores differ
     INTERRUPTED = 130  # Ctrl-C, as shells count SIGINT
 
 
@@ -35,7 +36,9 @@ EXIT_CODES = """exit codes:
   1  the server refused the request (an API error, printed with its error_msg)
   2  usage: bad arguments or unreadable input, nothing was sent
   3  no server could be reached (connection refused, timed out, TLS failure)
-  4  the server is unavailable (503 after the retries) or failed (5xx)
+  4  the server is unavailable (503 after the retries) or failed (5xx); for the commands
+     on a store (export, import, migrate, backup): the store could not be used
+  5  migrate: the verification found that the two stores differ
   130  interrupted (Ctrl-C)"""
 
 

@@ -94,6 +94,14 @@ class Storage(Protocol):
         queues."""
         ...
 
+    async def scan_queues(self, after: str | None, limit: int) -> list[tuple[str, Queue]]:
+        """Up to ``limit`` queues of every application, each with its position, in an order
+        of the back-end's own that does not change while the store holds the queues, from
+        just after position ``after`` (None: from the start). Calling again with the last
+        position returned visits every queue that exists throughout the scan exactly once.
+        Positions are plain text, to be kept (a checkpoint) and given back later."""
+        ...
+
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         """How many messages of the queue, over all partitions, expire after ``now_ms``."""
         ...
@@ -141,6 +149,21 @@ class Storage(Protocol):
         not live yet. A partition outside 1..``queue.partitions``
         (of the object passed in) reads nothing. Callers pass distinct partitions. Reading a
         deleted queue returns nothing; it does not raise."""
+        ...
+
+    async def scan_messages(
+        self,
+        queue: Queue,
+        partition: int,
+        after: tuple[int, str] | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        """Up to ``limit`` of the partition's unexpired messages (``expires_ms > now_ms``),
+        delayed and claimed ones included, ordered by (ticks, id), after the position
+        ``after`` (ticks, id) or from the start: a copy of the queue pages through them with
+        the last message's (ticks, id). Each has its ``due_ms`` and ``deliveries``. A deleted
+        queue, or a partition outside 1..``queue.partitions``, yields nothing."""
         ...
 
     async def get_messages(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 from queuey.core.models import Cursor
 
 SFX_OFFSET = 1 << 63
@@ -50,3 +52,20 @@ def cursor_position(cursor: Cursor, descending: bool) -> tuple[int, bool]:
     if cursor_id < "0":  # before every id: ascending keeps the whole tick, descending none of it
         return SFX_MIN, not descending
     return SFX_MAX, descending  # after every id
+
+
+def queue_position(app: str, name: str) -> str:
+    """A queue's position in a scan ordered by (application, name), as text
+    (:meth:`queuey.storage.base.Storage.scan_queues`)."""
+    return orjson.dumps([app, name]).decode()
+
+
+def parse_queue_position(position: str) -> tuple[str, str]:
+    """The (application, name) of a :func:`queue_position` (ValueError if it is not one)."""
+    try:
+        app, name = orjson.loads(position)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        raise ValueError(f"{position!r} is not a queue position") from None
+    if not isinstance(app, str) or not isinstance(name, str):
+        raise ValueError(f"{position!r} is not a queue position")
+    return app, name

@@ -22,6 +22,7 @@ from queuey.core.models import (
 )
 from queuey.core.quotas import Usage
 from queuey.storage.base import Storage
+from queuey.storage.keys import parse_queue_position, queue_position
 
 
 class _Partition:
@@ -164,6 +165,22 @@ class MemoryStorage(Storage):
         start = bisect.bisect_left(names, offset) if offset is not None else 0
         return names[start : start + limit]
 
+    async def scan_queues(self, after: str | None, limit: int) -> list[tuple[str, Queue]]:
+        start = parse_queue_position(after) if after is not None else None
+        found: list[tuple[str, Queue]] = []
+        for app in sorted(self._queues):
+            if start is not None and app < start[0]:
+                continue
+            names = self._names.get(app, [])
+            first = 0
+            if start is not None and app == start[0]:
+                first = bisect.bisect_right(names, start[1])
+            for name in names[first : first + limit - len(found)]:
+                found.append((queue_position(app, name), self._queues[app][name]))
+            if len(found) >= limit:
+                break
+        return found
+
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
         total = 0
         for partition in range(1, queue.partitions + 1):
@@ -248,6 +265,26 @@ class MemoryStorage(Storage):
             if stored is None or partition > queue.partitions:
                 continue
             found.extend(_scan(stored, cursor, descending, limit, now_ms))
+        return found
+
+    async def scan_messages(
+        self,
+        queue: Queue,
+        partition: int,
+        after: tuple[int, str] | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        stored = self._partitions.get((queue.qid, partition))
+        if stored is None or self._live(queue) is None or partition > queue.partitions:
+            return []
+        index = bisect.bisect_right(stored.keys, after) if after is not None else 0
+        found: list[Message] = []
+        for message in itertools.islice(stored.messages, index, None):
+            if len(found) >= limit:
+                break
+            if message.expires_ms > now_ms:
+                found.append(message)
         return found
 
     async def get_messages(

@@ -133,6 +133,41 @@ class Messages:
             out += found.get(part, [])
         return out
 
+    async def scan(
+        self,
+        queue: Queue,
+        part: int,
+        after: tuple[int, str] | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        """The partition's unexpired messages after (ticks, id) ``after``, bucket by bucket."""
+        if not 1 <= part <= queue.partitions or limit <= 0:
+            return []
+        level = self._session.levels_of(queue)[0]
+        if not await self._queues.alive(queue, level):
+            return []
+        ticks, sfx = (after[0], sfx_of(after[1])) if after is not None else (_BOTTOM, _BOTTOM)
+        found: list[Message] = []
+        start = ticks >> 32 if after is not None else _BOTTOM
+        while len(found) < limit:
+            rows = await self._session.execute("b_asc", (queue.qid, start, BUCKET_PAGE), level)
+            buckets = [row[0] for row in rows]
+            for bucket in buckets:
+                while len(found) < limit:
+                    params = (queue.qid, bucket, part, ticks, sfx, limit - len(found))
+                    rows = await self._session.execute("m_copy", params, level)
+                    found += [message(part, *row) for row in rows if row[4] > now_ms]
+                    if len(rows) < params[-1]:
+                        break
+                    ticks, sfx = rows[-1][0], rows[-1][1]
+                if len(found) >= limit:
+                    break
+            if len(buckets) < BUCKET_PAGE:
+                break
+            start = buckets[-1] + 1
+        return found
+
     async def get(self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int) -> list[Message]:
         ordered = keys_in_order(ids)
         wanted = by_bucket(ordered)

@@ -196,6 +196,19 @@ class Queues:
         merged = heapq.merge(*([row[0] for row in rows] for rows in slices))
         return [name for name, _ in zip(merged, range(limit), strict=False)]
 
+    async def scan(self, after: str | None, limit: int) -> list[tuple[str, Queue]]:
+        """Every application's queues in token order, after the token ``after``."""
+        session = self._session
+        if after is None:
+            rows = await session.execute("q_scan_first", (limit,), session.meta_level)
+        else:
+            try:
+                token = int(after)
+            except ValueError:
+                raise ValueError(f"{after!r} is not a queue position") from None
+            rows = await session.execute("q_scan", (token, limit), session.meta_level)
+        return [(str(row[0]), _queue_of(row[1], row[2], row[3:])) for row in rows]
+
     def known_alive(self, queue: Queue) -> bool | None:
         """Whether ``queue`` (this incarnation) still exists, as this process's fresh copy
         says; None without a fresh copy."""

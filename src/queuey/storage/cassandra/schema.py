@@ -148,6 +148,11 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         " dead_letter_queue = ?, delay = ?, dedup_window = ?, policy = ?, paused = ?"
         " WHERE app = ? AND name = ? IF qid = ? AND partitions <= ?",
         "q_delete": f"DELETE FROM {meta}.queues WHERE app = ? AND name = ? IF qid = ?",
+        # Every queue in token order (a copy of the store pages through them by token).
+        "q_scan_first": f"SELECT token(app, name), app, name, qid, created, {SETTINGS_COLUMNS}"
+        f" FROM {meta}.queues LIMIT ?",
+        "q_scan": f"SELECT token(app, name), app, name, qid, created, {SETTINGS_COLUMNS}"
+        f" FROM {meta}.queues WHERE token(app, name) > ? LIMIT ?",
         "n_insert": f"INSERT INTO {meta}.queue_names (app, shard, name) VALUES (?, ?, ?)",
         "n_delete": f"DELETE FROM {meta}.queue_names WHERE app = ? AND shard = ? AND name = ?",
         "n_list": f"SELECT name FROM {meta}.queue_names"
@@ -174,6 +179,9 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "m_keys": f"SELECT part, ticks, sfx, expires, dlv, ctok, cexp FROM {msgs}.messages"
         f" WHERE {_IN_KEYS}",
         "m_rows": f"SELECT {CLAIM_COLUMNS} FROM {msgs}.messages WHERE {_IN_KEYS}",
+        # A copy's scan of one queue partition of a bucket, claimed and delayed rows included.
+        "m_copy": f"SELECT {read_columns} FROM {msgs}.messages"
+        " WHERE qid = ? AND bucket = ? AND part = ? AND (ticks, sfx) > (?, ?) LIMIT ?",
         "m_count": f"SELECT COUNT(*) FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? ALLOW FILTERING",
         "m_usage": f"SELECT part, ticks, sfx, body FROM {msgs}.messages"

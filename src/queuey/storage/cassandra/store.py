@@ -86,6 +86,9 @@ class CassandraStorage:
     async def dead_letter_senders(self, app: str, name: str) -> list[str]:
         return await self.queues.senders(app, name)
 
+    async def scan_queues(self, after: str | None, limit: int) -> list[tuple[str, Queue]]:
+        return await self.queues.scan(after, limit)
+
     # --- messages ------------------------------------------------------------------------------
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
@@ -116,6 +119,16 @@ class CassandraStorage:
         now_ms: int,
     ) -> list[Message]:
         return await self.messages.read(queue, partitions, cursor, descending, limit, now_ms)
+
+    async def scan_messages(
+        self,
+        queue: Queue,
+        partition: int,
+        after: tuple[int, str] | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        return await self.messages.scan(queue, partition, after, limit, now_ms)
 
     async def get_messages(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int

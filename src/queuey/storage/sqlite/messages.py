@@ -8,6 +8,7 @@ reads rebuild the id (:func:`messages_of`). Writes are multi-row INSERTs of a fe
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
 from collections.abc import Sequence
@@ -67,6 +68,13 @@ SQL_GET = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
     " WHERE qid = ?1 AND part = ?2 AND ticks = ?3 AND sfx = ?4 AND " + _LIVE.format(n=5)
 )
+# A copy's scan of queue ?1, partition ?2 after (?3, ?4): unexpired at ?5, delayed and claimed
+# rows included, with their due time last (see scanned_of).
+SQL_SCAN = (
+    f"SELECT {_MESSAGE_COLUMNS}, due FROM messages WHERE qid = ?1 AND part = ?2"
+    " AND (ticks, sfx) > (?3, ?4) AND expires > ?5"
+    " AND EXISTS (SELECT 1 FROM queues WHERE qid = ?1) ORDER BY ticks, sfx LIMIT ?6"
+)
 SQL_COUNT = "SELECT count(*) FROM messages WHERE qid = ?1 AND " + _LIVE.format(n=2)
 # An application's live messages (due or not) and their bodies' bytes in UTF-8.
 SQL_USAGE = (
@@ -114,6 +122,15 @@ def messages_of(rows: list[Row]) -> list[Message]:
             end = id_end(high, sfx)
         found.append(Message(id_of(ticks, end), ticks, part, body, ctype, expires, 0, dlv))
     return found
+
+
+def scanned_of(rows: list[Row]) -> list[Message]:
+    """Messages of rows of SQL_SCAN: :func:`messages_of` with their due times."""
+    found = messages_of([row[:-1] for row in rows])
+    return [
+        dataclasses.replace(message, due_ms=row[-1]) if row[-1] else message
+        for message, row in zip(found, rows, strict=True)
+    ]
 
 
 # --- planning inserts ---------------------------------------------------------------------------

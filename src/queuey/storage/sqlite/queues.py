@@ -23,6 +23,12 @@ SQL_GET_QUEUE = f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name = ?
 SQL_LIST_QUEUES = (
     f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 )
+# Every application's queues by (app, name), from the start or after a position (the index of
+# UNIQUE (app, name) serves both).
+SQL_SCAN_QUEUES = (
+    f"SELECT {_QUEUE_COLUMNS} FROM queues ORDER BY app, name LIMIT ?",
+    f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE (app, name) > (?, ?) ORDER BY app, name LIMIT ?",
+)
 SQL_LIST_NAMES = "SELECT name FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 SQL_SENDERS = "SELECT name FROM queues WHERE app = ? AND dlq = ? ORDER BY name"
 _SQL_ALIVE = "SELECT 1 FROM queues WHERE qid = ?"

@@ -27,7 +27,13 @@ from queuey.core.models import (
     new_claim_token,
 )
 from queuey.core.quotas import Usage
-from queuey.storage.keys import cursor_position, sfx_of
+from queuey.storage.keys import (
+    SFX_MIN,
+    cursor_position,
+    parse_queue_position,
+    queue_position,
+    sfx_of,
+)
 from queuey.storage.sqlite import claims as claim_sql
 from queuey.storage.sqlite import messages as message_sql
 from queuey.storage.sqlite import queues, schema, sweep
@@ -138,6 +144,15 @@ class SqliteStorage:
     async def dead_letter_senders(self, app: str, name: str) -> list[str]:
         return [row[0] for row in self.reader.rows(queues.SQL_SENDERS, (app, name))]
 
+    async def scan_queues(self, after: str | None, limit: int) -> list[tuple[str, Queue]]:
+        if after is None:
+            rows = self.reader.rows(queues.SQL_SCAN_QUEUES[0], (limit,))
+        else:
+            app, name = parse_queue_position(after)
+            rows = self.reader.rows(queues.SQL_SCAN_QUEUES[1], (app, name, limit))
+        found = [queues.queue_of(row) for row in rows]  # not kept: a scan meets each once
+        return [(queue_position(queue.app, queue.name), queue) for queue in found]
+
     # --- messages ---------------------------------------------------------------------------
 
     async def write_messages(
@@ -215,6 +230,20 @@ class SqliteStorage:
             at = cursor.ticks
             many = [(qid, p, at, sfx, now_ms, limit) for p in partitions if 1 <= p <= top]
         return messages_of(self.reader.rows_of_each(sql, many)) if many else []
+
+    async def scan_messages(
+        self,
+        queue: Queue,
+        partition: int,
+        after: tuple[int, str] | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[Message]:
+        if not 1 <= partition <= queue.partitions or limit <= 0:
+            return []
+        ticks, sfx = (after[0], sfx_of(after[1])) if after is not None else (-1, SFX_MIN)
+        params = (queue.qid, partition, ticks, sfx, now_ms, limit)
+        return message_sql.scanned_of(self.reader.rows(message_sql.SQL_SCAN, params))
 
     async def get_messages(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
