@@ -18,8 +18,8 @@ from queuey.client import (
     ConnectionFailed,
     NotFound,
 )
-from tests.client.servers import running_server
-from tests.e2e.conftest import KEY, Server, start_server
+from tests.client.servers import two_servers
+from tests.e2e.conftest import KEY, Server
 
 pytestmark = pytest.mark.e2e
 
@@ -140,14 +140,9 @@ def test_round_robin_over_a_websocket_acks_extends_and_credits(client: Client, q
 
 
 @pytest.fixture
-def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    """Two ``queuey serve`` on one SQLite store: a stream cut on one resumes on the other."""
-    with running_server(tmp_path) as first:
-        second = start_server(tmp_path, ["--config", str(tmp_path / "queuey.ini")])
-        try:
-            yield first, second
-        finally:
-            second.stop()
+def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    with two_servers(tmp_path) as running:
+        yield running
 
 
 def _urls(servers: tuple[Server, Server]) -> list[str]:
@@ -156,10 +151,10 @@ def _urls(servers: tuple[Server, Server]) -> list[str]:
 
 @pytest.mark.parametrize("websocket", [False, True], ids=["sse", "websocket"])
 def test_a_cut_stream_resumes_on_the_next_server_missing_nothing(
-    two_servers: tuple[Server, Server], queue: str, websocket: bool
+    servers: tuple[Server, Server], queue: str, websocket: bool
 ) -> None:
-    first, _ = two_servers
-    with Client(_urls(two_servers), KEY) as client:
+    first, _ = servers
+    with Client(_urls(servers), KEY) as client:
         client.create_queue(queue)
         stream = client.stream_socket(queue) if websocket else client.stream(queue)
         with stream:
@@ -177,10 +172,10 @@ def test_a_cut_stream_resumes_on_the_next_server_missing_nothing(
 
 
 async def test_an_async_stream_resumes_after_a_cut(
-    two_servers: tuple[Server, Server], queue: str
+    servers: tuple[Server, Server], queue: str
 ) -> None:
-    first, _ = two_servers
-    async with AsyncClient(_urls(two_servers), KEY) as client:
+    first, _ = servers
+    async with AsyncClient(_urls(servers), KEY) as client:
         await client.create_queue(queue, policy="broadcast")
         async with (
             await client.stream(queue) as stream,

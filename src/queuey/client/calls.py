@@ -81,16 +81,16 @@ class StreamOptions(TypedDict, total=False):
     ``mode`` defaults to the queue's ``policy``; ``partitions`` to all of the queue's.
     Broadcast only: ``after`` (a message id), ``since`` (a timestamp or message id),
     ``last_event_id`` (resume after that message). Round-robin only: ``ttl`` (the lease) and
-    ``credit`` (unacked messages held at once).
+    ``credit`` (unacked messages held at once). None is the same as left out.
     """
 
-    mode: Mode
-    partitions: Iterable[int]
-    after: str
-    since: str | float
-    last_event_id: str
-    ttl: int
-    credit: int
+    mode: Mode | None
+    partitions: Iterable[int] | None
+    after: str | None
+    since: str | float | None
+    last_event_id: str | None
+    ttl: int | None
+    credit: int | None
 
 
 # --- queues -----------------------------------------------------------------------------------
