@@ -21,6 +21,7 @@ from queuey.core.models import (
     QueueSettings,
     QueueStats,
 )
+from queuey.core.observer import Observer
 from queuey.notify import Notifier
 from queuey.service import maintenance
 from queuey.service import params as parse
@@ -49,15 +50,16 @@ class QueueService:
         notifier: Notifier,
         limits: Limits | None = None,
         tokens: Tokens | None = None,
+        observer: Observer | None = None,
     ) -> None:
         """``notifier`` carries "this queue changed" to waiting requests: the composition
         root builds the process's one. ``tokens`` mints and verifies tokens (default: with a
-        secret of this process only)."""
+        secret of this process only). ``observer`` (the metrics) hears of sweep runs."""
         self.storage = storage
         self.limits = limits = limits or Limits()
         self.tokens = tokens or Tokens([secrets.token_hex(32)], clock, limits.max_token_ttl)
         self.notifier = notifier
-        self.sweeper = Sweeper(storage, clock)
+        self.sweeper = Sweeper(storage, clock, observer)
         self._clock = clock
         self._rights = Rights(storage, applications, limits.max_name_length)
         self._new = MessageFactory(limits, clock)
@@ -73,6 +75,11 @@ class QueueService:
         await self.notifier.stop()
         await self.sweeper.stop()
         await self.storage.close()
+
+    @property
+    def waiting_long_polls(self) -> int:
+        """Reads and claims waiting for a message now."""
+        return self._long_poll.waiting
 
     async def heartbeat(self) -> None:
         await self.storage.ping()
