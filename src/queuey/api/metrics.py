@@ -120,7 +120,7 @@ class Metrics:
         self._requests: dict[tuple[str, str, int], int] = {}
         self._latency: Timings[tuple[str, str]] = {}
         self._messages: dict[tuple[str, str], int] = {}
-        self._storage: Timings[str] = {}
+        self._storage_calls: list[tuple[str, float]] = []
         self._storage_errors: dict[str, int] = {}
         self._sweeps: list[tuple[float, int, bool]] = []
         # Events may come from another thread (SQLite's writer): a lock of their own.
@@ -138,10 +138,11 @@ class Metrics:
             key = (application, event)
             self._events[key] = self._events.get(key, 0) + n
 
-    def storage_call(self, operation: str, seconds: float, failed: bool) -> None:
-        _time(self._storage, operation, seconds)
-        if failed:
-            self._storage_errors[operation] = self._storage_errors.get(operation, 0) + 1
+    def storage_call(self, operation: str, seconds: float) -> None:
+        self._storage_calls.append((operation, seconds))  # bucketed at the flush
+
+    def storage_error(self, operation: str) -> None:
+        self._storage_errors[operation] = self._storage_errors.get(operation, 0) + 1
 
     def sweep(self, seconds: float, units: int, failed: bool) -> None:
         self._sweeps.append((seconds, units, failed))
@@ -175,8 +176,11 @@ class Metrics:
         for counts in (messages, events):
             for (application, event), n in counts.items():
                 self.messages.labels(application, event).inc(n)
-        storage, self._storage = self._storage, {}
+        calls, self._storage_calls = self._storage_calls, []
         failed, self._storage_errors = self._storage_errors, {}
+        storage: Timings[str] = {}
+        for operation, seconds in calls:
+            _time(storage, operation, seconds)
         for operation, timed in storage.items():
             _add(self.storage_latency.labels(operation), timed)
         for operation, n in failed.items():

@@ -16,9 +16,13 @@ class Observer(Protocol):
         (:data:`EVENTS`). Safe to call from any thread (SQLite's writer calls it)."""
         ...
 
-    def storage_call(self, operation: str, seconds: float, failed: bool) -> None:
-        """A storage operation (a method of ``Storage``) took ``seconds``; ``failed``: it
-        raised."""
+    def storage_call(self, operation: str, seconds: float) -> None:
+        """A storage operation (a method of ``Storage``) took ``seconds``. On the hot path:
+        it must cost next to nothing."""
+        ...
+
+    def storage_error(self, operation: str) -> None:
+        """A storage operation raised."""
         ...
 
     def sweep(self, seconds: float, units: int, failed: bool) -> None:
@@ -33,7 +37,10 @@ class Unobserved:
     def event(self, application: str, event: str, n: int) -> None:
         pass
 
-    def storage_call(self, operation: str, seconds: float, failed: bool) -> None:
+    def storage_call(self, operation: str, seconds: float) -> None:
+        pass
+
+    def storage_error(self, operation: str) -> None:
         pass
 
     def sweep(self, seconds: float, units: int, failed: bool) -> None:

@@ -45,16 +45,16 @@ def _timed(
     name: str, operation: Callable[..., Awaitable[Any]], observer: Observer
 ) -> Callable[..., Awaitable[Any]]:
     clock = time.perf_counter
-    report = observer.storage_call
+    report, failed = observer.storage_call, observer.storage_error
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
         start = clock()
         try:
-            result = await operation(*args, **kwargs)
+            return await operation(*args, **kwargs)
         except Exception:
-            report(name, clock() - start, True)
+            failed(name)
             raise
-        report(name, clock() - start, False)
-        return result
+        finally:
+            report(name, clock() - start)
 
     return timed
