@@ -37,7 +37,7 @@ def _cassandra(settings: StorageSettings, observer: Observer | None) -> Storage:
 
     if settings.cassandra is None:
         raise ValueError("the cassandra back-end needs [storage] settings for Cassandra")
-    return CassandraStorage(settings.cassandra, settings.metadata_keyspace)
+    return CassandraStorage(settings.cassandra, settings.metadata_keyspace, observer)
 
 
 BACKENDS: Mapping[str, Factory] = MappingProxyType(
