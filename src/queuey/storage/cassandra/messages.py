@@ -16,11 +16,12 @@ from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.rows import (
     ByBucket,
     Key,
+    Uniques,
     by_bucket,
     keys_in_order,
     message,
     message_ttl,
-    unique,
+    messages_of,
 )
 from queuey.storage.cassandra.session import Session, Statements
 from queuey.storage.cassandra.version import DataVersion
@@ -80,7 +81,9 @@ class Messages:
         wanted = {bucket: keys for bucket, keys in wanted.items() if keys}
         if not wanted:
             return
-        statements = self._index.rows_of(qid, wanted) + insert_statements(qid, wanted, kept)
+        statements = self._index.rows_of(qid, wanted) + insert_statements(
+            qid, wanted, kept, self._index.unique
+        )
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
         # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
@@ -271,7 +274,9 @@ def _live(replies: list[list[Any]], now_ms: int) -> dict[Key, Message]:
     return found
 
 
-def insert_statements(qid: int, wanted: ByBucket, kept: dict[Key, ClaimState]) -> Statements:
+def insert_statements(
+    qid: int, wanted: ByBucket, kept: dict[Key, ClaimState], unique: Uniques
+) -> Statements:
     """The INSERTs of messages; the claim columns are always written (0 for a new row, or as
     ``kept``), so conditions and filters on them never meet null."""
     statements: Statements = []
@@ -374,10 +379,7 @@ class _Reader:
             params += [self._now_ms, self._now_ms, self._limit - len(self.found[part])]
             queries.append(self._session.execute(key, params, self._level))
         replies = await asyncio.gather(*queries)
-        return {
-            part: [message(part, *row) for row in rows]
-            for part, rows in zip(parts, replies, strict=True)
-        }
+        return {part: messages_of(part, rows) for part, rows in zip(parts, replies, strict=True)}
 
     async def _mark(self, bucket: int) -> object:
         rows = await self._session.execute("m_mark_read", (self._qid, bucket), self._level)
