@@ -88,7 +88,9 @@ class Metrics:
             ("route", "method"), buckets=BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.messages = Counter(
-            "queuey_messages", "Messages posted, read, claimed, acked, redelivered, dead-lettered, expired, by application",
+            "queuey_messages",
+            "Messages posted, read, claimed, acked, redelivered, dead-lettered or expired, "
+            "by application",
             ("application", "event"), registry=self.registry,
         )  # fmt: skip
         self.storage_latency = Histogram(
