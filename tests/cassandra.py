@@ -26,6 +26,7 @@ import pytest
 from queuey.core.clock import FakeClock
 from queuey.core.ids import IdGenerator
 from queuey.core.models import Claim, ClaimRef, Message, Queue, QueueSettings
+from queuey.core.observer import Observer
 from queuey.storage.cassandra import CassandraStorage
 from queuey.storage.cassandra.settings import CassandraSettings
 from queuey.storage.keys import sfx_of
@@ -118,8 +119,8 @@ def settings(**changes: object) -> CassandraSettings:
 class FreshCassandraStorage(CassandraStorage):
     """A store on the test keyspaces, emptied when it opens."""
 
-    def __init__(self) -> None:
-        super().__init__(settings(), METADATA_KEYSPACE)
+    def __init__(self, observer: Observer | None = None) -> None:
+        super().__init__(settings(), METADATA_KEYSPACE, observer)
 
     async def open(self) -> None:
         await super().open()

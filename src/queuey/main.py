@@ -33,7 +33,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
     tokens = Tokens(
         token_secrets(settings), clock, settings.limits.max_token_ttl, _issuers(settings)
     )
-    storage = make_storage(settings.storage)
+    # The metrics observe the storage and the service; with them off, nothing is observed.
+    metrics = Metrics() if settings.metrics else None
+    storage = make_storage(settings.storage, metrics)
     service = QueueService(
         storage,
         settings.application_keys.keys(),
@@ -42,6 +44,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         settings.limits,
         tokens,
         settings.quotas,
+        metrics,
     )
     keys = KeyRing(settings.application_keys)
     return create_app(
@@ -50,7 +53,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> AsgiApp:
         sweep_interval=settings.sweep_interval,
         sweep_batch=settings.sweep_batch,
         access_log=settings.access_log,
-        metrics=Metrics() if settings.metrics else None,
+        metrics=metrics,
         metrics_token=settings.metrics_token,
         cors=CorsPolicy.of(settings.cors_origins, settings.cors),
         front_ends=front_ends(settings, service, keys),

@@ -8,9 +8,6 @@ a fresh clone's ``make test`` needs nothing more. With ``CI=true`` nothing is sk
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 
-from tests.e2e.conftest import AUTH, Server, start_server, write_config
+from tests.e2e.conftest import AUTH, Server, start_server, system_program, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "console"
@@ -28,34 +25,9 @@ PHONE = {"width": 390, "height": 844}
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
 
-def find_chromium() -> str | None:
-    for name in CHROMIUM_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def install_chromium() -> str:
-    """Debian's chromium through apt-get (its package lists are fetched when they are stale)."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "chromium"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-        subprocess.run(install, env=env, capture_output=True, check=True)
-    found = find_chromium()
-    assert found, "apt-get installed chromium, but no chromium is on PATH"
-    return found
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    found = find_chromium()
-    if found:
-        return found
-    if os.geteuid() != 0 and os.environ.get("CI") != "true":
-        pytest.skip("chromium is missing and only root may apt-get install it")
-    return install_chromium()
+    return system_program("chromium", CHROMIUM_NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,17 @@ def running_server(directory: Path) -> Iterator[Server]:
         server.stop()
 
 
+@contextmanager
+def two_servers(directory: Path) -> Iterator[tuple[Server, Server]]:
+    """Two ``queuey serve`` on one SQLite store: a stream cut on one resumes on the other."""
+    with running_server(directory) as first:
+        second = start_server(directory, ["--config", str(directory / "queuey.ini")])
+        try:
+            yield first, second
+        finally:
+            second.stop()
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int

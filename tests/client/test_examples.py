@@ -1,4 +1,4 @@
-"""examples/producer.py and examples/worker.py against a real server."""
+"""examples/producer.py, worker.py and subscriber.py against a real server."""
 
 from __future__ import annotations
 
@@ -104,3 +104,29 @@ def test_a_stopped_worker_finishes_its_message_and_releases_the_rest(url: str, q
         stats = client.stats(queue)
         assert (stats.messages, stats.available, stats.claimed) == (released, released, 0)
         assert [m.deliveries for m in client.claim(queue, limit=10)] == [2] * released
+
+
+def test_the_subscriber_follows_and_resumes_where_it_stopped(
+    url: str, queue: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "last"
+    with Client(url, KEY) as client:
+        client.create_queue(queue)
+        subscriber = Script(url, "subscriber.py", queue, "--state", str(state))
+        subscriber.expect("ready")
+        for body in ("one", "two"):
+            client.post(queue, body)
+        assert subscriber.expect("1:").endswith(": one")
+        assert subscriber.expect("1:").endswith(": two")
+        subscriber.process.send_signal(signal.SIGTERM)
+        subscriber.expect("SIGTERM: stopping")
+        assert subscriber.expect("stopped") == "stopped after 2 messages"
+        assert subscriber.finish() == 0
+        for body in ("three", "four"):  # posted while it is down
+            client.post(queue, body)
+        restarted = Script(url, "subscriber.py", queue, "--state", str(state))
+        assert restarted.expect("1:").endswith(": three")
+        assert restarted.expect("1:").endswith(": four")
+        restarted.process.send_signal(signal.SIGINT)
+        assert restarted.expect("stopped") == "stopped after 2 messages"
+        assert restarted.finish() == 0

@@ -3,20 +3,49 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 KEY = "f25bfb8fe200475c8a0532a9cbe7651e"
 AUTH = {"Authorization": f"Application {KEY}"}
+
+
+def system_program(package: str, names: Sequence[str]) -> str:
+    """The first of ``names`` found on PATH. When none is, Debian's ``package`` is installed
+    with apt-get (as root, as CI runs; its package lists are fetched when they are stale);
+    elsewhere the test is skipped, unless ``CI=true``: then nothing is."""
+    found = _first_on_path(names)
+    if found:
+        return found
+    if os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip(f"{package} is missing and only root may apt-get install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", package]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+    found = _first_on_path(names)
+    assert found, f"apt-get installed {package}, but none of {', '.join(names)} is on PATH"
+    return found
+
+
+def _first_on_path(names: Sequence[str]) -> str | None:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
 
 def free_port() -> int:
@@ -36,14 +65,19 @@ class Server:
         return self.log.read_text()
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
+        return stop_process(self.process, signal.SIGINT)
+
+
+def stop_process(process: subprocess.Popen[Any], stop: signal.Signals) -> int:
+    """Stop ``process`` (by its PID) with ``stop``, killing it after 15 s; its exit code."""
+    if process.poll() is None:
+        process.send_signal(stop)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    return process.returncode
 
 
 def start_server(

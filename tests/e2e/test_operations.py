@@ -1,4 +1,5 @@
-"""``queuey serve`` in operation: metrics summed over workers, access log lines."""
+"""``queuey serve`` in operation: metrics summed over workers (counters, storage latency,
+open streams), access log lines."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from queuey.api.metrics import FLUSH_INTERVAL
-from tests.e2e.conftest import AUTH, Server, start_server, write_config
+from queuey.client import Client
+from tests.e2e.conftest import AUTH, KEY, Server, start_server, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +75,41 @@ def test_access_log_off(tmp_path: Path) -> None:
     httpx.get(f"{running.url}/v1/queuey", headers={**AUTH, "X-Request-Id": "quiet-1"})
     running.stop()
     assert "quiet-1" not in running.output()
+
+
+def test_open_streams_and_storage_calls_sum_over_workers(tmp_path: Path) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    running = start_server(
+        tmp_path,
+        ["--config", str(write_config(tmp_path)), "--workers", "2"],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(shared)},
+    )
+
+    def scrape() -> dict[tuple[str, str], float]:
+        with httpx.Client(base_url=running.url) as http:  # a new connection: any worker
+            text = http.get("/metrics").text
+        return {
+            (sample.name, sample.labels.get("operation", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    try:
+        with Client(f"{running.url}/v1/queuey", KEY) as client:
+            client.create_queue("s")
+            for n in range(20):
+                client.post("s", f"{n}")
+            streams = [Client(f"{running.url}/v1/queuey", KEY).stream("s") for _ in range(4)]
+            time.sleep(FLUSH_INTERVAL * 2)
+            for _ in range(4):
+                found = scrape()
+                assert found["queuey_open_streams", ""] == 4
+                assert found["queuey_storage_duration_seconds_count", "write_messages"] == 20
+            for stream in streams:
+                stream.close()
+                stream.client.close()
+            time.sleep(FLUSH_INTERVAL * 2)
+            assert scrape()["queuey_open_streams", ""] == 0
+    finally:
+        running.stop()

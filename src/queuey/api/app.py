@@ -88,6 +88,9 @@ def create_app(
     :meth:`Cors.add_route`, so that preflights answer with its methods."""
     routes = Cors(cors or CorsPolicy())
     hub = Streams(service)
+    if metrics is not None:
+        metrics.watch("open_streams", lambda: hub.open)
+        metrics.watch("waiting_long_polls", lambda: service.waiting_long_polls)
     observer = Observer(access_log, metrics, access_log_to)
     app = QueueyApp(
         media_type=falcon.MEDIA_JSON,

@@ -13,25 +13,35 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import threading
 from bisect import bisect_left
 from collections.abc import Callable
+from typing import TypeVar
 
 import falcon.asgi
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from queuey.core import observer
 from queuey.core.errors import Forbidden
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: What the message counter counts, by application.
-EVENTS = ("posted", "read", "claimed", "acked")
+#: What the message counter counts, by application: the API's events (counted per request),
+#: then the storage's (:data:`queuey.core.observer.EVENTS`).
+EVENTS = ("posted", "read", "claimed", "acked", *observer.EVENTS)
+#: The gauges, read when the metrics are flushed: name -> help.
+GAUGES = {
+    "open_streams": "Streams open on this server (summed over workers)",
+    "waiting_long_polls": "Reads and claims waiting for a message (summed over workers)",
+}
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 UNMATCHED = "unmatched"  # the route label of requests no route matched
 
@@ -42,8 +52,22 @@ FLUSH_INTERVAL = 1.0
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5, 10, 25)
 
 
+K = TypeVar("K")
+# Per label: a count per bucket (the last one +Inf), then the sum of seconds.
+Timings = dict[K, list[float]]
+
+
+def _time(timings: Timings[K], label: K, seconds: float) -> None:
+    timed = timings.get(label)
+    if timed is None:
+        timed = timings[label] = [0.0] * (len(BUCKETS) + 2)
+    timed[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound >= seconds
+    timed[-1] += seconds
+
+
 class Metrics:
-    """This process's metrics.
+    """This process's metrics, and the observer (:class:`queuey.core.observer.Observer`) of
+    its storage and service.
 
     The hot path only adds to plain dicts (a request costs a few dict operations and a
     bisect, no lock); :meth:`flush` moves what they gathered into the prometheus_client
@@ -64,7 +88,9 @@ class Metrics:
             ("route", "method"), buckets=BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.messages = Counter(
-            "queuey_messages", "Messages posted, read, claimed and acked, by application",
+            "queuey_messages",
+            "Messages posted, read, claimed, acked, redelivered, dead-lettered or expired, "
+            "by application",
             ("application", "event"), registry=self.registry,
         )  # fmt: skip
         self.wakes = Counter(
@@ -74,10 +100,63 @@ class Metrics:
         #: This process's count of wakes (the Notifier's), and its value at the last flush.
         self.wakes_counted: Callable[[], int] = lambda: 0
         self._wakes_flushed = 0
+        self.storage_latency = Histogram(
+            "queuey_storage_duration_seconds", "Time a storage operation took, by operation",
+            ("operation",), buckets=BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.storage_errors = Counter(
+            "queuey_storage_errors", "Storage operations that failed, by operation",
+            ("operation",), registry=self.registry,
+        )  # fmt: skip
+        self.sweeps = Counter(
+            "queuey_sweeps", "Sweep runs, by outcome (ok or failed)", ("outcome",),
+            registry=self.registry,
+        )  # fmt: skip
+        self.swept = Counter(
+            "queuey_swept", "Units of upkeep the sweeps did (messages reclaimed, leases ended)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.sweep_latency = Histogram(
+            "queuey_sweep_duration_seconds", "Time a sweep run took", buckets=BUCKETS,
+            registry=self.registry,
+        )  # fmt: skip
+        self.gauges = {
+            name: Gauge(f"queuey_{name}", text, registry=self.registry,
+                        multiprocess_mode="livesum")
+            for name, text in GAUGES.items()
+        }  # fmt: skip
+        self._sources: dict[str, Callable[[], int]] = {}
         self._requests: dict[tuple[str, str, int], int] = {}
-        # Per (route, method): a count per bucket (the last one +Inf), then the sum of seconds.
-        self._latency: dict[tuple[str, str], list[float]] = {}
+        self._latency: Timings[tuple[str, str]] = {}
         self._messages: dict[tuple[str, str], int] = {}
+        self._storage_calls: list[tuple[str, float]] = []
+        self._storage_errors: dict[str, int] = {}
+        self._sweeps: list[tuple[float, int, bool]] = []
+        # Events may come from another thread (SQLite's writer): a lock of their own.
+        self._events: dict[tuple[str, str], int] = {}
+        self._events_lock = threading.Lock()
+
+    def watch(self, gauge: str, source: Callable[[], int]) -> None:
+        """Set the gauge ``gauge`` (:data:`GAUGES`) from ``source`` at each flush."""
+        self._sources[gauge] = source
+
+    # --- the observer of the storage and service ----------------------------------------
+
+    def event(self, application: str, event: str, n: int) -> None:
+        with self._events_lock:
+            key = (application, event)
+            self._events[key] = self._events.get(key, 0) + n
+
+    def storage_call(self, operation: str, seconds: float) -> None:
+        self._storage_calls.append((operation, seconds))  # bucketed at the flush
+
+    def storage_error(self, operation: str) -> None:
+        self._storage_errors[operation] = self._storage_errors.get(operation, 0) + 1
+
+    def sweep(self, seconds: float, units: int, failed: bool) -> None:
+        self._sweeps.append((seconds, units, failed))
+
+    # --- requests -------------------------------------------------------------------------
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         if method not in METHODS:
@@ -85,11 +164,7 @@ class Metrics:
         counts = self._requests
         key = (route, method, status)
         counts[key] = counts.get(key, 0) + 1
-        timed = self._latency.get((route, method))
-        if timed is None:
-            timed = self._latency[route, method] = [0.0] * (len(BUCKETS) + 2)
-        timed[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound >= seconds
-        timed[-1] += seconds
+        _time(self._latency, (route, method), seconds)
 
     def count(self, application: str, event: str, n: int) -> None:
         counts = self._messages
@@ -104,14 +179,28 @@ class Metrics:
         for (route, method, status), n in requests.items():
             self.requests.labels(route, method, str(status)).inc(n)
         for (route, method), timed in latency.items():
-            child = self.latency.labels(route, method)
-            # What Histogram.observe does one observation at a time, for many at once.
-            for bucket, observed in zip(child._buckets, timed[:-1], strict=True):
-                if observed:
-                    bucket.inc(observed)
-            child._sum.inc(timed[-1])
-        for (application, event), n in messages.items():
-            self.messages.labels(application, event).inc(n)
+            _add(self.latency.labels(route, method), timed)
+        with self._events_lock:
+            events, self._events = self._events, {}
+        for counts in (messages, events):
+            for (application, event), n in counts.items():
+                self.messages.labels(application, event).inc(n)
+        calls, self._storage_calls = self._storage_calls, []
+        failed, self._storage_errors = self._storage_errors, {}
+        storage: Timings[str] = {}
+        for operation, seconds in calls:
+            _time(storage, operation, seconds)
+        for operation, timed in storage.items():
+            _add(self.storage_latency.labels(operation), timed)
+        for operation, n in failed.items():
+            self.storage_errors.labels(operation).inc(n)
+        sweeps, self._sweeps = self._sweeps, []
+        for seconds, units, sweep_failed in sweeps:
+            self.sweeps.labels("failed" if sweep_failed else "ok").inc()
+            self.swept.inc(units)
+            self.sweep_latency.observe(seconds)
+        for name, source in self._sources.items():
+            self.gauges[name].set(source())
         wakes = self.wakes_counted()
         self.wakes.inc(wakes - self._wakes_flushed)
         self._wakes_flushed = wakes
@@ -134,6 +223,14 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+def _add(child: Histogram, timed: list[float]) -> None:
+    """What Histogram.observe does one observation at a time, for many at once."""
+    for bucket, observed in zip(child._buckets, timed[:-1], strict=True):
+        if observed:
+            bucket.inc(observed)
+    child._sum.inc(timed[-1])
 
 
 class MetricsResource:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from queuey import __version__
-from queuey.cli import claims, data, messages, queues, serve
+from queuey.cli import claims, data, messages, queues, serve, streams
 from queuey.cli.common import EXIT_CODES
 
 
@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages.add_parsers(commands)
     claims.add_parsers(commands)
     data.add_parsers(commands)
+    streams.add_parsers(commands)
     args = parser.parse_args(argv)
     run = cast(Callable[[argparse.Namespace], int], args.run)
     return run(args)

@@ -1,11 +1,13 @@
 """The Queuey client: ``Client`` (blocking) and ``AsyncClient`` (asyncio) on httpx.
 
 Both take the same arguments and have the same methods (``calls.py`` defines each once);
-answers are the dataclasses of ``models.py``, errors the exceptions of ``errors.py``.
+answers are the dataclasses of ``models.py``, errors the exceptions of ``errors.py``. Streams
+(``stream`` over server-sent events, ``stream_socket`` over a WebSocket) are iterators that
+resume after a disconnection (``streams.py``).
 """
 
-from queuey.client.aio import AsyncClient
-from queuey.client.calls import QueueOptions
+from queuey.client.aio import AsyncClient, AsyncEventStream, AsyncSocketStream
+from queuey.client.calls import QueueOptions, StreamOptions
 from queuey.client.errors import (
     ApiError,
     AuthFailed,
@@ -30,12 +32,15 @@ from queuey.client.models import (
     Queue,
     QueueSettings,
     QueueStats,
+    Token,
 )
-from queuey.client.sync import Client
+from queuey.client.sync import Client, EventStream, SocketStream
 
 __all__ = [
     "ApiError",
     "AsyncClient",
+    "AsyncEventStream",
+    "AsyncSocketStream",
     "AuthFailed",
     "BadRequest",
     "ClaimExpired",
@@ -44,6 +49,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ConnectionFailed",
+    "EventStream",
     "Extension",
     "Message",
     "NewMessage",
@@ -56,6 +62,9 @@ __all__ = [
     "QueueStats",
     "QuotaExceeded",
     "ServerError",
+    "SocketStream",
+    "StreamOptions",
+    "Token",
     "TooManyRequests",
     "Unavailable",
 ]

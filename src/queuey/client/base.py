@@ -75,10 +75,15 @@ class Api(Generic[H]):
         http: H | None = None,
     ) -> None:
         self.servers = Servers(url, key, app, timeout, retries, max_retry_delay)
+        self.verify = verify  # for WebSocket streams, which do not go through httpx
         self.http = http if http is not None else self.open(verify)
 
     def open(self, verify: ssl.SSLContext | bool) -> H:
         raise NotImplementedError
+
+    @property
+    def retries(self) -> int:
+        return self.servers.retries
 
     list_queues = Method(calls.list_queues)
     create_queue = Method(calls.create_queue)
@@ -95,5 +100,8 @@ class Api(Generic[H]):
     ack = Method(calls.ack)
     extend = Method(calls.extend)
     release = Method(calls.release)
+    purge = Method(calls.purge)
+    redrive = Method(calls.redrive)
+    mint_token = Method(calls.mint_token)
     heartbeat = Method(calls.heartbeat)
     version = Method(calls.version)

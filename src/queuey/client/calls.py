@@ -22,12 +22,18 @@ from queuey.client.models import (
     Queue,
     QueueSettings,
     QueueStats,
+    Token,
 )
 
 T = TypeVar("T")
 D = TypeVar("D")
 Payload = dict[str, Any]
 Order = Literal["ascending", "descending"]
+Right = Literal["read", "post", "claim", "stream", "stats"]
+Mode = Literal["broadcast", "roundrobin"]
+#: Seconds a stream may stay silent (heartbeats included) before it is taken for cut: its
+#: server sends a heartbeat every ``stream_heartbeat`` seconds (15).
+STREAM_SILENCE = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +41,9 @@ class Call(Generic[T]):
     """One API request and the decoding of its successful answer.
 
     ``path`` is below the application's URL (``/v1/<app>``), or below the server's root when
-    it starts with ``/``. ``wait`` is how long the server may hold the request (long polling),
-    on top of the client's timeout. Only ``statuses`` answers are decoded; the others raise.
+    it starts with ``/`` (where ``{app}`` stands for the application). ``wait`` is how long the
+    server may hold the request (long polling), on top of the client's timeout. Only
+    ``statuses`` answers are decoded; the others raise.
     """
 
     method: str
@@ -66,6 +73,24 @@ class QueueOptions(TypedDict, total=False):
     dedup_window: int
     policy: Literal["broadcast", "roundrobin"]
     paused: bool
+
+
+class StreamOptions(TypedDict, total=False):
+    """Where a stream starts and how it delivers (api.md "Streams").
+
+    ``mode`` defaults to the queue's ``policy``; ``partitions`` to all of the queue's.
+    Broadcast only: ``after`` (a message id), ``since`` (a timestamp or message id),
+    ``last_event_id`` (resume after that message). Round-robin only: ``ttl`` (the lease) and
+    ``credit`` (unacked messages held at once). None is the same as left out.
+    """
+
+    mode: Mode | None
+    partitions: Iterable[int] | None
+    after: str | None
+    since: str | float | None
+    last_event_id: str | None
+    ttl: int | None
+    credit: int | None
 
 
 # --- queues -----------------------------------------------------------------------------------
@@ -213,6 +238,46 @@ def release(queue: str, claims: Iterable[str | ClaimedMessage]) -> Call[Extensio
     return extend(queue, claims, 0)
 
 
+# --- streams ----------------------------------------------------------------------------------
+
+
+def stream(queue: str, websocket: bool = False, **options: Unpack[StreamOptions]) -> Call[None]:
+    """The request that opens a stream (``Client.stream``, ``Client.stream_socket``)."""
+    query = _strings(**{**options, "partitions": _numbers(options.get("partitions"))})
+    query.pop("last_event_id", None)
+    headers = _strings(**{"Last-Event-ID": options.get("last_event_id")})
+    if not websocket:
+        headers["Accept"] = "text/event-stream"
+    return Call("GET", _path(queue, "stream"), _nothing, query=query, headers=headers,
+                wait=STREAM_SILENCE, statuses=(101,) if websocket else (200,))  # fmt: skip
+
+
+# --- maintenance and tokens -------------------------------------------------------------------
+
+
+def purge(queue: str) -> Call[int]:
+    """Delete every message and claim of the queue, keeping it and its settings; how many
+    messages went (approximate on Cassandra)."""
+    return Call("DELETE", _path(queue, "messages"), _count("purged"))
+
+
+def redrive(queue: str, *, to: str | None = None, limit: int | None = None) -> Call[int]:
+    """Move messages of a dead-letter queue back (to the queue each came from, or ``to``),
+    at most ``limit``; how many moved. Repeating a call never moves a message twice."""
+    return Call("POST", _path(queue, "redrive"), _count("moved"),
+                form=_strings(to=to, limit=limit))  # fmt: skip
+
+
+def mint_token(
+    subject: str, queues: Iterable[str], rights: Iterable[Right], *, ttl: int | None = None
+) -> Call[Token]:
+    """A signed token for a web page of ``subject`` (``user:<id>`` or ``bid:<email>``): it
+    acts for the application with only ``rights``, on only ``queues`` (a trailing ``*``
+    matches a prefix), for ``ttl`` seconds (3600)."""
+    form = _strings(queues=",".join(queues), rights=",".join(rights), subject=subject, ttl=ttl)
+    return Call("POST", "/tokens/{app}", _token, form=form)
+
+
 # --- operations -------------------------------------------------------------------------------
 
 
@@ -287,8 +352,12 @@ def _refs(ids: Iterable[str | Message | Posted]) -> str:
     return ",".join(item if isinstance(item, str) else item.ref for item in ids)
 
 
+def claim_list(claims: Iterable[str | ClaimedMessage]) -> list[str]:
+    return [item if isinstance(item, str) else item.claim_id for item in claims]
+
+
 def _claim_ids(claims: Iterable[str | ClaimedMessage]) -> str:
-    return ",".join(item if isinstance(item, str) else item.claim_id for item in claims)
+    return ",".join(claim_list(claims))
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -343,6 +412,13 @@ def _first_posted(payload: Payload) -> Posted:
     return _posted(payload)[0]
 
 
+def decode_message(payload: Payload) -> Message:
+    """A message of a read, or (with its ``claim_id``) of a claim or a round-robin stream."""
+    if "claim_id" in payload:
+        return _pick(ClaimedMessage, payload)
+    return _pick(Message, payload)
+
+
 def _messages(payload: Payload) -> list[Message]:
     return [_pick(Message, item) for item in payload["messages"]]
 
@@ -359,6 +435,17 @@ def _extension(payload: Payload) -> Extension:
     if "released" in payload:
         return Extension(tuple(payload["released"]), None)
     return Extension(tuple(payload["extended"]), payload["claim_expires"])
+
+
+def _count(field: str) -> Callable[[Payload], int]:
+    def count(payload: Payload) -> int:
+        return int(payload[field])
+
+    return count
+
+
+def _token(payload: Payload) -> Token:
+    return Token(payload["token"], payload["expires"])
 
 
 def _stats(payload: Payload) -> QueueStats:

@@ -113,3 +113,11 @@ class QueueStats:
     claim_ttl: int
     delivery: str
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A minted token and when it expires (epoch seconds)."""
+
+    token: str
+    expires: int

@@ -72,7 +72,7 @@ class Servers:
 
     def request(self, call: Call[Any]) -> httpx.Request:
         if call.path.startswith("/"):
-            url = self.roots[self.current] + call.path
+            url = self.roots[self.current] + call.path.replace("{app}", self.app)
         else:
             url = f"{self.url}/{call.path}" if call.path else self.url
         timeout = httpx.Timeout(self.timeout, read=self.timeout + call.wait)
@@ -85,6 +85,20 @@ class Servers:
     def exchange(self, call: Call[T]) -> Exchange[T]:
         """One call: yields ``(delay, request)``, is sent what came of it, returns the decoded
         answer or raises the client error it stands for."""
+        response = yield from self.attempts(call)
+        return answer(call, response.status_code, response.content)
+
+    def connect(self, call: Call[Any]) -> Exchange[httpx.Response]:
+        """A stream's opening: as ``exchange``, but returns the answer itself when its status
+        is one of ``call.statuses`` (its body still to be read)."""
+        response = yield from self.attempts(call)
+        if response.status_code not in call.statuses:
+            answer(call, response.status_code, response.content)  # raises the error
+        return response
+
+    def attempts(self, call: Call[Any]) -> Exchange[httpx.Response]:
+        """The requests of one call, moving to the next base URL when one refuses the
+        connection and retrying 503s; returns the answer that is not tried again."""
         refused: list[str] = []
         retries = self.retries if call.retry else 0
         delay = 0.0
@@ -105,7 +119,7 @@ class Servers:
                 delay = self.retry_delay(outcome)
                 self._next()
             else:
-                return answer(call, outcome.status_code, outcome.content)
+                return outcome
 
     def retry_delay(self, response: httpx.Response) -> float:
         """The answer's ``Retry-After`` (seconds or an HTTP date), capped; 1 s without one."""

@@ -21,6 +21,7 @@ from queuey.core.models import (
     QueueSettings,
     QueueStats,
 )
+from queuey.core.observer import Observer
 from queuey.core.quotas import QuotaSettings
 from queuey.notify import Notifier
 from queuey.service import maintenance
@@ -52,15 +53,17 @@ class QueueService:
         limits: Limits | None = None,
         tokens: Tokens | None = None,
         quotas: QuotaSettings | None = None,
+        observer: Observer | None = None,
     ) -> None:
         """``notifier`` carries "this queue changed" to waiting requests: the composition
         root builds the process's one. ``tokens`` mints and verifies tokens (default: with a
-        secret of this process only). ``quotas``: the applications' quotas (default: none)."""
+        secret of this process only). ``quotas``: the applications' quotas (default: none).
+        ``observer`` (the metrics) hears of sweep runs."""
         self.storage = storage
         self.limits = limits = limits or Limits()
         self.tokens = tokens or Tokens([secrets.token_hex(32)], clock, limits.max_token_ttl)
         self.notifier = notifier
-        self.sweeper = Sweeper(storage, clock)
+        self.sweeper = Sweeper(storage, clock, observer)
         self._clock = clock
         self._rights = Rights(storage, applications, limits.max_name_length)
         self._new = MessageFactory(limits, clock)
@@ -79,6 +82,11 @@ class QueueService:
         await self.sweeper.stop()
         await self.quotas.stop()
         await self.storage.close()
+
+    @property
+    def waiting_long_polls(self) -> int:
+        """Reads and claims waiting for a message now."""
+        return self._long_poll.waiting
 
     async def heartbeat(self) -> None:
         await self.storage.ping()

@@ -34,6 +34,8 @@ class LongPoll:
         self._storage = storage
         self._notifier = notifier
         self._clock = clock
+        #: Long polls waiting now (a gauge of the metrics).
+        self.waiting = 0
 
     @staticmethod
     def deadline(wait: float) -> float:
@@ -61,14 +63,18 @@ class LongPoll:
         if next_ms is not None:
             remaining = min(remaining, (next_ms - now_ms) / 1000 + 0.001)
         changed = self._notifier.wait((queue.app, queue.name), remaining)
-        if client is None:
-            await changed
-            return True
-        waits = [asyncio.ensure_future(changed), asyncio.ensure_future(client.departed())]
+        self.waiting += 1
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if client is None:
+                await changed
+                return True
+            waits = [asyncio.ensure_future(changed), asyncio.ensure_future(client.departed())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+            return not client.gone
         finally:
-            for waiting in waits:
-                waiting.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
-        return not client.gone
+            self.waiting -= 1

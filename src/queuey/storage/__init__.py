@@ -14,29 +14,30 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from queuey.config import StorageSettings
+    from queuey.core.observer import Observer
     from queuey.storage.base import Storage
 
-Factory = Callable[["StorageSettings"], "Storage"]
+Factory = Callable[["StorageSettings", "Observer | None"], "Storage"]
 
 
-def _sqlite(settings: StorageSettings) -> Storage:
+def _sqlite(settings: StorageSettings, observer: Observer | None) -> Storage:
     from queuey.storage.sqlite import SqliteStorage
 
-    return SqliteStorage(settings.path, durability=settings.durability)
+    return SqliteStorage(settings.path, durability=settings.durability, observer=observer)
 
 
-def _memory(settings: StorageSettings) -> Storage:
+def _memory(settings: StorageSettings, observer: Observer | None) -> Storage:
     from queuey.storage.memory import MemoryStorage
 
-    return MemoryStorage()
+    return MemoryStorage(observer)
 
 
-def _cassandra(settings: StorageSettings) -> Storage:
+def _cassandra(settings: StorageSettings, observer: Observer | None) -> Storage:
     from queuey.storage.cassandra import CassandraStorage
 
     if settings.cassandra is None:
         raise ValueError("the cassandra back-end needs [storage] settings for Cassandra")
-    return CassandraStorage(settings.cassandra, settings.metadata_keyspace)
+    return CassandraStorage(settings.cassandra, settings.metadata_keyspace, observer)
 
 
 BACKENDS: Mapping[str, Factory] = MappingProxyType(
@@ -58,6 +59,14 @@ def backend_named(text: str) -> str | None:
     return name if name in BACKENDS else None
 
 
-def make_storage(settings: StorageSettings) -> Storage:
-    """The back-end ``settings.backend`` names, built from ``settings``; not opened yet."""
-    return BACKENDS[settings.backend](settings)
+def make_storage(settings: StorageSettings, observer: Observer | None = None) -> Storage:
+    """The back-end ``settings.backend`` names, built from ``settings``; not opened yet. An
+    ``observer`` (the metrics) is told of dead-lettered and expired messages, where the
+    back-end counts them (memory and SQLite), of every operation's latency and of
+    redeliveries (:mod:`queuey.storage.observed`)."""
+    storage = BACKENDS[settings.backend](settings, observer)
+    if observer is None:
+        return storage
+    from queuey.storage.observed import observe
+
+    return observe(storage, observer)

@@ -20,6 +20,7 @@ from queuey.core.models import (
     QueueStats,
     new_claim_token,
 )
+from queuey.core.observer import Observer, Unobserved
 from queuey.core.quotas import Usage
 from queuey.storage.base import Storage
 from queuey.storage.keys import parse_queue_position, queue_position
@@ -81,7 +82,8 @@ class MemoryStorage(Storage):
     nodes = 1
     shared = False
 
-    def __init__(self) -> None:
+    def __init__(self, observer: Observer | None = None) -> None:
+        self._observer: Observer = observer or Unobserved()
         self._queues: dict[str, dict[str, Queue]] = {}
         self._names: dict[str, list[str]] = {}
         # (app, dead-letter queue) -> the queues that send their dead letters there
@@ -336,6 +338,7 @@ class MemoryStorage(Storage):
         message = stored.messages[index]
         stored.remove(index)
         self._dead_lettered[queue.qid] = self._dead_lettered.get(queue.qid, 0) + 1
+        self._observer.event(queue.app, "dead_lettered", 1)
         name = queue.settings.dead_letter_queue
         target = self._queues.get(queue.app, {}).get(name) if name else None
         if target is not None:
@@ -511,6 +514,8 @@ class MemoryStorage(Storage):
                 if message.expires_ms <= now_ms:
                     stored.remove(index)
                     done += 1
+                    if queue is not None:
+                        self._observer.event(queue.app, "expired", 1)
                     continue
                 claim = stored.claims.get(message.id)
                 if claim is not None and claim[1] <= now_ms:

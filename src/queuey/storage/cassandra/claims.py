@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from queuey.core.models import Claim, ClaimRef, Queue, new_claim_token
+from queuey.core.observer import Observer
 from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, holding, never, tokened, unchanged
 from queuey.storage.cassandra.deadletters import DeadLetters, Move
@@ -63,6 +64,7 @@ class Claims:
         dead_letters: DeadLetters,
         index: ExpiryIndex,
         changes: ChangeLog,
+        observer: Observer,
     ) -> None:
         self._session = session
         self._queues = queues
@@ -71,6 +73,7 @@ class Claims:
         self._dead_letters = dead_letters
         self._index = index
         self._changes = changes
+        self._observer = observer
         self._taken = TakenRows()
 
     async def claim(
@@ -111,6 +114,8 @@ class Claims:
         await asyncio.gather(
             *(self._dead_letters.finish(move, job.write_level) for move in job.moves)
         )
+        if job.moves:
+            self._observer.event(job.queue.app, "dead_lettered", len(job.moves))
 
     async def walk(self, job: _Job, starts: dict[int, Position | None]) -> None:
         """Claim over the queue's buckets in order, each from the parts' floors (``starts``)

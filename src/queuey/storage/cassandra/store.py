@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
+from queuey.core.observer import Observer, Unobserved
 from queuey.core.quotas import Usage
 from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.claims import Claims
@@ -29,7 +30,16 @@ class CassandraStorage:
     name = "cassandra"
     shared = True
 
-    def __init__(self, settings: CassandraSettings, metadata_keyspace: str = "MetadataStore"):
+    def __init__(
+        self,
+        settings: CassandraSettings,
+        metadata_keyspace: str = "MetadataStore",
+        observer: Observer | None = None,
+    ):
+        """``observer`` (the metrics) hears of dead-lettered messages; expired ones leave
+        through Cassandra's own TTLs and the sweep's expiry index, which names no
+        application, so they are not counted."""
+        observer = observer or Unobserved()
         self.settings = settings
         self.base_delay = settings.base_delay
         self.nodes = 1
@@ -46,9 +56,11 @@ class CassandraStorage:
         )
         self.claims = Claims(
             self.session, self.queues, self.floors, self.combiner, self.dead_letters, index,
-            self.changes_log,
+            self.changes_log, observer,
         )  # fmt: skip
-        self.sweeper = Sweeper(self.session, self.queues, self.combiner, self.dead_letters)
+        self.sweeper = Sweeper(
+            self.session, self.queues, self.combiner, self.dead_letters, observer
+        )
 
     # --- life cycle ----------------------------------------------------------------------------
 

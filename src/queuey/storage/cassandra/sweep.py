@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from queuey.core.models import Queue
+from queuey.core.observer import Observer
 from queuey.storage.cassandra.combiner import Combiner
 from queuey.storage.cassandra.deadletters import DeadLetters, Move
 from queuey.storage.cassandra.queues import Queues
@@ -21,12 +22,18 @@ _Queues = dict[tuple[str, str], Queue | None]  # the queues a sweep looked up, b
 
 class Sweeper:
     def __init__(
-        self, session: Session, queues: Queues, combiner: Combiner, dead_letters: DeadLetters
+        self,
+        session: Session,
+        queues: Queues,
+        combiner: Combiner,
+        dead_letters: DeadLetters,
+        observer: Observer,
     ) -> None:
         self._session = session
         self._queues = queues
         self._combiner = combiner
         self._dead_letters = dead_letters
+        self._observer = observer
 
     async def sweep(self, now_ms: int, limit: int) -> int:
         if limit <= 0:
@@ -144,6 +151,9 @@ class Sweeper:
                 for move, ok in zip(moves, results, strict=True)
             )
         )
+        won = sum(1 for ok in results if ok)
+        if won:
+            self._observer.event(queue.app, "dead_lettered", won)
         return acted, rest
 
     async def _moves(self, shard: int, now_ms: int, budget: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from queuey.core.ids import ticks_of
 from queuey.core.models import Claim, ClaimRef, Queue
+from queuey.core.observer import Observer
 from queuey.storage.keys import sfx_of
 from queuey.storage.sqlite.messages import SQL_DELETE_RID, messages_of
 from queuey.storage.sqlite.queues import Alive
@@ -165,6 +166,7 @@ def claim(
     conn: sqlite3.Connection,
     alive: Alive,
     hints: ClaimHints,
+    observer: Observer,
     qid: int,
     partitions: list[int],
     limit: int,
@@ -181,7 +183,8 @@ def claim(
     maxd, dlq, app = found[0]
     starts = hints.start(conn, qid, now_ms)
     with savepoint(conn):
-        chosen = _choose(conn, hints, qid, partitions, limit, now_ms, starts, maxd, (app, dlq))
+        dead_letters = (observer, app, dlq)
+        chosen = _choose(conn, hints, qid, partitions, limit, now_ms, starts, maxd, dead_letters)
         if remove:
             conn.executemany(SQL_DELETE_RID, [(row[0],) for row in chosen])
         else:
@@ -199,7 +202,7 @@ def _choose(
     now_ms: int,
     starts: dict[int, Position],
     maxd: int,
-    dead_letters: tuple[str, str | None],
+    dead_letters: tuple[Observer, str, str | None],
 ) -> list[Row]:
     """The first ``limit`` available rows, dead-lettering the exhausted ones met on the way."""
     chosen: list[Row] = []
@@ -210,7 +213,7 @@ def _choose(
             if row[0] in taken:
                 continue
             if maxd and row[8] >= maxd:
-                dead_letter(conn, hints, qid, *dead_letters, row[0])
+                dead_letter(conn, hints, *dead_letters, qid, row[0])
                 exhausted += 1
                 continue
             chosen.append(row)
@@ -246,9 +249,16 @@ def _candidates(
 
 
 def dead_letter(
-    conn: sqlite3.Connection, hints: ClaimHints, qid: int, app: str, dlq: str | None, rid: int
+    conn: sqlite3.Connection,
+    hints: ClaimHints,
+    observer: Observer,
+    app: str,
+    dlq: str | None,
+    qid: int,
+    rid: int,
 ) -> None:
     """Move an exhausted message to the dead-letter queue (or drop it), counting it."""
+    observer.event(app, "dead_lettered", 1)
     if dlq:
         target = conn.execute(
             "SELECT qid, partitions FROM queues WHERE app = ? AND name = ?", (app, dlq)

@@ -26,6 +26,7 @@ from queuey.core.models import (
     QueueStats,
     new_claim_token,
 )
+from queuey.core.observer import Observer, Unobserved
 from queuey.core.quotas import Usage
 from queuey.storage.keys import (
     SFX_MIN,
@@ -59,10 +60,12 @@ class SqliteStorage:
         directory: str | Path,
         durability: str = "normal",
         busy_timeout_ms: int = 5000,
+        observer: Observer | None = None,
     ) -> None:
         if durability not in SYNCHRONOUS:
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
         self.directory = Path(directory)
+        self.observer: Observer = observer or Unobserved()
         self.path = self.directory / "queuey.db"
         self.durability = durability
         self.busy_timeout_ms = busy_timeout_ms
@@ -287,7 +290,16 @@ class SqliteStorage:
         token = new_claim_token()
         expires_ms = now_ms + lease_ms
         rows = await self.writer.submit(
-            claim_sql.claim, self.hints, queue.qid, wanted, limit, now_ms, token, expires_ms, remove
+            claim_sql.claim,
+            self.hints,
+            self.observer,
+            queue.qid,
+            wanted,
+            limit,
+            now_ms,
+            token,
+            expires_ms,
+            remove,
         )
         return claim_sql.claims_of(rows, token, expires_ms)
 
@@ -363,7 +375,7 @@ class SqliteStorage:
     async def sweep(self, now_ms: int, limit: int) -> int:
         if limit <= 0:
             return 0
-        return await self.writer.submit(sweep.sweep, self.hints, now_ms, limit)
+        return await self.writer.submit(sweep.sweep, self.hints, self.observer, now_ms, limit)
 
     async def changes(self, since: int | None) -> tuple[int, set[Key] | None]:
         return self._changes.changes(since)

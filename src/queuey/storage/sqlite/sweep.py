@@ -9,13 +9,16 @@ messages that fell due, expired dedup entries, and the change log's old rows.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 
+from queuey.core.observer import Observer
 from queuey.storage.sqlite import changes
 from queuey.storage.sqlite.claims import ClaimHints, dead_letter
 from queuey.storage.sqlite.queues import Alive
 
 _SQL_SWEEP_EXPIRED = (
     "DELETE FROM messages WHERE rid IN (SELECT rid FROM messages WHERE expires <= ? LIMIT ?)"
+    " RETURNING qid"
 )
 _SQL_SWEEP_DEAD = (
     "DELETE FROM messages WHERE rid IN (SELECT rid FROM messages WHERE qid = ? LIMIT ?)"
@@ -35,14 +38,19 @@ _SQL_SWEEP_DEDUP = (
 
 
 def sweep(
-    conn: sqlite3.Connection, alive: Alive, hints: ClaimHints, now_ms: int, limit: int
+    conn: sqlite3.Connection,
+    alive: Alive,
+    hints: ClaimHints,
+    observer: Observer,
+    now_ms: int,
+    limit: int,
 ) -> int:
     """A writer's operation: reclaim at most ``limit`` rows; how many."""
-    removed = conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)).rowcount
+    removed = _sweep_expired(conn, observer, now_ms, limit)
     if removed < limit:
         removed += _sweep_dead_queues(conn, limit - removed)
     if removed < limit:
-        removed += _sweep_leases(conn, hints, now_ms, limit - removed)
+        removed += _sweep_leases(conn, hints, observer, now_ms, limit - removed)
     if removed < limit:
         removed += conn.execute(_SQL_SWEEP_DUE, (now_ms, limit - removed)).rowcount
     if removed < limit:
@@ -50,6 +58,17 @@ def sweep(
     if removed < limit:
         removed += changes.prune(conn, limit - removed)
     return removed
+
+
+def _sweep_expired(conn: sqlite3.Connection, observer: Observer, now_ms: int, limit: int) -> int:
+    """Delete expired messages, counting them by application."""
+    by_qid = Counter(qid for (qid,) in conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)))
+    if by_qid:
+        marks = ",".join("?" * len(by_qid))
+        found = conn.execute(f"SELECT qid, app FROM queues WHERE qid IN ({marks})", list(by_qid))
+        for qid, app in found:  # a deleted queue's messages are not counted: it has no app
+            observer.event(app, "expired", by_qid[qid])
+    return by_qid.total()
 
 
 def _sweep_dead_queues(conn: sqlite3.Connection, limit: int) -> int:
@@ -68,7 +87,9 @@ def _sweep_dead_queues(conn: sqlite3.Connection, limit: int) -> int:
     return removed
 
 
-def _sweep_leases(conn: sqlite3.Connection, hints: ClaimHints, now_ms: int, limit: int) -> int:
+def _sweep_leases(
+    conn: sqlite3.Connection, hints: ClaimHints, observer: Observer, now_ms: int, limit: int
+) -> int:
     """Dead-letter exhausted messages whose lease ended; forget the other ended leases."""
     rows = conn.execute(_SQL_SWEEP_LEASES, (now_ms, limit)).fetchall()
     if rows:
@@ -76,7 +97,7 @@ def _sweep_leases(conn: sqlite3.Connection, hints: ClaimHints, now_ms: int, limi
     for rid, qid, dlv, maxd in rows:
         if maxd and dlv >= maxd:
             [(app, dlq)] = conn.execute("SELECT app, dlq FROM queues WHERE qid = ?", (qid,))
-            dead_letter(conn, hints, qid, app, dlq, rid)
+            dead_letter(conn, hints, observer, app, dlq, qid, rid)
         else:
             conn.execute("UPDATE messages SET cexp = 0 WHERE rid = ?", (rid,))
     return len(rows)
