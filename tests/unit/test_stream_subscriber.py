@@ -63,9 +63,19 @@ async def test_frames_the_writer_refuses_are_queued_and_later_ones_stay_behind_t
     assert await sub.take() == [b"d"]
     sub.push([b"e"], 1)
     assert sink.written == []
-    sub.end(End.GONE)
+    sub.end(End.DELETED)  # what was queued before the end still goes out
     assert await sub.take() == [b"e"]
     assert await sub.take() == []
+    sub.push([b"f"], 1)  # nothing after it
+    assert await sub.take() == [] and sink.written == []
+
+
+async def test_frames_queued_for_a_client_that_left_are_dropped() -> None:
+    sub, sink = subscriber()
+    sink.open = False
+    sub.push([b"a"], 1)
+    sub.end(End.GONE)
+    assert await sub.take() == [] and sub.queued_bytes == 0
 
 
 async def test_the_buffer_bounds_frames_written_at_once_too() -> None:
