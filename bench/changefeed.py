@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
     uvloop = None  # type: ignore[assignment]
 
 
-def options(server_cmd: tuple[str, ...], backend: str) -> Options:
+def options(server_cmd: tuple[str, ...], backend: str = "sqlite") -> Options:
     return Options(
         workers=1, backend=backend, durability="normal", duration=0, warmup=0,
         connections=0, threads=0, timeout=0, scenarios=(), queues=0, populate_limit=0,

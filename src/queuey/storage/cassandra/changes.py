@@ -19,8 +19,9 @@ it is first seen, whatever second it names, as long as that second is still in t
 
 A change row is written again :data:`FOLLOW_UP_S` later when it failed, or when its write
 failed (a timeout may still have applied it). A row lost all the same (the writer's process
-died between its write and the row, or the store stayed down) delays the news to the other servers' waiters of that queue: streams look
-at their queue every second anyway, a long poll answers at the end of its wait.
+died between its write and the row, or the store stayed down) delays the news to the other
+servers' waiters of that queue: streams look at their queue every second anyway, a long poll
+answers at the end of its wait.
 """
 
 from __future__ import annotations
