@@ -12,10 +12,11 @@ import sqlite3
 
 from queuey.storage.sqlite import changes
 from queuey.storage.sqlite.claims import ClaimHints, dead_letter
-from queuey.storage.sqlite.queues import Alive
+from queuey.storage.sqlite.queues import Alive, changed
 
 _SQL_SWEEP_EXPIRED = (
     "DELETE FROM messages WHERE rid IN (SELECT rid FROM messages WHERE expires <= ? LIMIT ?)"
+    " RETURNING qid"
 )
 _SQL_SWEEP_DEAD = (
     "DELETE FROM messages WHERE rid IN (SELECT rid FROM messages WHERE qid = ? LIMIT ?)"
@@ -27,7 +28,7 @@ _SQL_SWEEP_LEASES = (
 )
 _SQL_SWEEP_DUE = (
     "UPDATE messages SET due = 0 WHERE rid IN"
-    " (SELECT rid FROM messages WHERE due > 0 AND due <= ? LIMIT ?)"
+    " (SELECT rid FROM messages WHERE due > 0 AND due <= ? LIMIT ?) RETURNING qid"
 )
 _SQL_SWEEP_DEDUP = (
     "DELETE FROM dedup WHERE (qid, did) IN (SELECT qid, did FROM dedup WHERE until <= ? LIMIT ?)"
@@ -37,19 +38,29 @@ _SQL_SWEEP_DEDUP = (
 def sweep(
     conn: sqlite3.Connection, alive: Alive, hints: ClaimHints, now_ms: int, limit: int
 ) -> int:
-    """A writer's operation: reclaim at most ``limit`` rows; how many."""
-    removed = conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)).rowcount
+    """A writer's operation: reclaim at most ``limit`` rows; how many. The queues whose rows
+    it changed get their change marker moved (the counts at ``now_ms`` stay, but not at a time
+    before it, which another process's clock may show)."""
+    removed = _changing(conn, alive, _SQL_SWEEP_EXPIRED, now_ms, limit)
     if removed < limit:
         removed += _sweep_dead_queues(conn, limit - removed)
     if removed < limit:
-        removed += _sweep_leases(conn, hints, now_ms, limit - removed)
+        removed += _sweep_leases(conn, alive, hints, now_ms, limit - removed)
     if removed < limit:
-        removed += conn.execute(_SQL_SWEEP_DUE, (now_ms, limit - removed)).rowcount
+        removed += _changing(conn, alive, _SQL_SWEEP_DUE, now_ms, limit - removed)
     if removed < limit:
         removed += conn.execute(_SQL_SWEEP_DEDUP, (now_ms, limit - removed)).rowcount
     if removed < limit:
         removed += changes.prune(conn, limit - removed)
     return removed
+
+
+def _changing(conn: sqlite3.Connection, alive: Alive, sql: str, now_ms: int, limit: int) -> int:
+    """Run a sweep statement that returns the qid of each row it changed; how many."""
+    qids = [qid for (qid,) in conn.execute(sql, (now_ms, limit)).fetchall()]
+    for qid in set(qids):
+        changed(conn, alive, qid)
+    return len(qids)
 
 
 def _sweep_dead_queues(conn: sqlite3.Connection, limit: int) -> int:
@@ -68,11 +79,15 @@ def _sweep_dead_queues(conn: sqlite3.Connection, limit: int) -> int:
     return removed
 
 
-def _sweep_leases(conn: sqlite3.Connection, hints: ClaimHints, now_ms: int, limit: int) -> int:
+def _sweep_leases(
+    conn: sqlite3.Connection, alive: Alive, hints: ClaimHints, now_ms: int, limit: int
+) -> int:
     """Dead-letter exhausted messages whose lease ended; forget the other ended leases."""
     rows = conn.execute(_SQL_SWEEP_LEASES, (now_ms, limit)).fetchall()
     if rows:
         hints.clear()  # the earliest lease end no longer shows these rows
+    for qid in {row[1] for row in rows}:
+        changed(conn, alive, qid)
     for rid, qid, dlv, maxd in rows:
         if maxd and dlv >= maxd:
             [(app, dlq)] = conn.execute("SELECT app, dlq FROM queues WHERE qid = ?", (qid,))
