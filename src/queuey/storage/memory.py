@@ -21,7 +21,7 @@ from queuey.core.models import (
     new_claim_token,
 )
 from queuey.storage.base import Storage
-from queuey.storage.counts import CountCache, earliest
+from queuey.storage.counts import CountCache, Markers, earliest
 
 
 class _Partition:
@@ -90,7 +90,7 @@ class MemoryStorage(Storage):
         self._dedup: dict[int, dict[str, tuple[Message, int]]] = {}
         # qid -> change marker: moves on every change of the queue's messages or claims, so
         # that the counts kept in ``counts`` are taken again (storage/counts.py).
-        self._markers: dict[int, int] = {}
+        self._markers = Markers()
         self.counts = CountCache()
 
     async def open(self) -> None:
@@ -134,7 +134,7 @@ class MemoryStorage(Storage):
             self._partitions.pop((queue.qid, partition), None)
         self._dead_lettered.pop(queue.qid, None)
         self._dedup.pop(queue.qid, None)
-        self._changed(queue.qid)
+        self._markers.changed(queue.qid)
         return True
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
@@ -150,10 +150,6 @@ class MemoryStorage(Storage):
         stats = await self.queue_stats(queue, now_ms)
         return stats.available + stats.claimed
 
-    def _changed(self, qid: int) -> None:
-        """The queue's messages or claims changed: its kept counts are stale."""
-        self._markers[qid] = self._markers.get(qid, 0) + 1
-
     def _current(self, queue: Queue) -> Queue:
         current = self._queues.get(queue.app, {}).get(queue.name)
         if current is None or current.qid != queue.qid:
@@ -168,7 +164,7 @@ class MemoryStorage(Storage):
 
     def _store(self, qid: int, batch: list[Message], replace: bool) -> None:
         if batch:
-            self._changed(qid)
+            self._markers.changed(qid)
         for message in batch:
             key = (qid, message.partition)
             stored = self._partitions.get(key)
@@ -235,10 +231,10 @@ class MemoryStorage(Storage):
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         for stored, index in self._locate(queue, ids):
             stored.remove(index)
-            self._changed(queue.qid)
+            self._markers.changed(queue.qid)
 
     async def purge_messages(self, queue: Queue, now_ms: int) -> int:
-        self._changed(queue.qid)
+        self._markers.changed(queue.qid)
         purged = 0
         for partition in range(1, queue.partitions + 1):
             stored = self._partitions.pop((queue.qid, partition), None)
@@ -272,7 +268,7 @@ class MemoryStorage(Storage):
         """Move an exhausted message to the queue's dead-letter queue (or drop it)."""
         message = stored.messages[index]
         stored.remove(index)
-        self._changed(queue.qid)
+        self._markers.changed(queue.qid)
         self._dead_lettered[queue.qid] = self._dead_lettered.get(queue.qid, 0) + 1
         name = queue.settings.dead_letter_queue
         target = self._queues.get(queue.app, {}).get(name) if name else None
@@ -324,7 +320,7 @@ class MemoryStorage(Storage):
         expires_ms = now_ms + lease_ms
         claims: list[Claim] = []
         if chosen:
-            self._changed(current.qid)
+            self._markers.changed(current.qid)
         for stored, index in self._locate(current, chosen):
             message = stored.messages[index]
             claimed = dc_replace(message, deliveries=message.deliveries + 1)
@@ -347,7 +343,7 @@ class MemoryStorage(Storage):
             if stored is None or index is None:
                 yield None
             else:
-                self._changed(queue.qid)
+                self._markers.changed(queue.qid)
                 yield stored, index
 
     async def ack_messages(
@@ -410,7 +406,7 @@ class MemoryStorage(Storage):
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
         # The partitions too: this back-end counts those of the object passed in.
-        marker = (self._markers.get(queue.qid, 0), queue.partitions)
+        marker = (self._markers.of(queue.qid), queue.partitions)
         stats = self.counts.get(queue.qid, marker, now_ms)
         if stats is None:
             stats, until_ms = self._count(queue, now_ms)
@@ -471,12 +467,12 @@ class MemoryStorage(Storage):
                 message = stored.messages[index]
                 if message.expires_ms <= now_ms:
                     stored.remove(index)
-                    self._changed(qid)
+                    self._markers.changed(qid)
                     done += 1
                     continue
                 claim = stored.claims.get(message.id)
                 if claim is not None and claim[1] <= now_ms:
-                    self._changed(qid)
+                    self._markers.changed(qid)
                     done += 1
                     if queue is not None and self._exhausted(queue, message):
                         self._dead_letter(queue, stored, index)
