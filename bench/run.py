@@ -372,15 +372,19 @@ def free_port() -> int:
 
 # --- Cassandra -----------------------------------------------------------------------------
 
-CASSANDRA_KEYSPACES = ("queuey_bench_messages", "queuey_bench_metadata")
+
+def cassandra_keyspaces() -> tuple[str, str]:
+    """This run's messages and metadata keyspaces: named after the process, so that two bench
+    runs on one node never drop each other's tables."""
+    return f"queuey_bench_{os.getpid()}_messages", f"queuey_bench_{os.getpid()}_metadata"
 
 
-def cassandra_config(data_dir: Path) -> list[str]:
-    """Start (or reuse) the single Cassandra node, empty the bench's keyspaces, and return the
+def cassandra_config(data_dir: Path, keyspaces: tuple[str, ...]) -> list[str]:
+    """Start (or reuse) the single Cassandra node, empty ``keyspaces``, and return the
     server's [storage] and [metadata] lines for them."""
     hosts = cassandra_hosts()
-    drop_keyspaces(hosts)
-    messages, metadata = CASSANDRA_KEYSPACES
+    drop_keyspaces(hosts, keyspaces)
+    messages, metadata = keyspaces
     return [
         f"host = {hosts}",
         f"database = {messages}",
@@ -403,7 +407,7 @@ def cassandra_hosts() -> str:
         raise BenchError(f"Cassandra: {exc}") from exc
 
 
-def drop_keyspaces(hosts: str) -> None:
+def drop_keyspaces(hosts: str, keyspaces: tuple[str, ...]) -> None:
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.connection import DefaultEndPoint
     from cassandra.io.libevreactor import LibevConnection
@@ -420,7 +424,7 @@ def drop_keyspaces(hosts: str) -> None:
     )
     try:
         session = cluster.connect()
-        for keyspace in CASSANDRA_KEYSPACES:
+        for keyspace in keyspaces:
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
     finally:
         cluster.shutdown()
@@ -442,9 +446,12 @@ class Server:
         if opts.backend == "sqlite":
             lines += [f"path = {self.data_dir}", f"durability = {opts.durability}"]
         self.setup_error = ""
-        if opts.backend == "cassandra":
+        self.keyspaces: tuple[str, ...] = (
+            cassandra_keyspaces() if opts.backend == "cassandra" else ()
+        )
+        if self.keyspaces:
             try:
-                lines += cassandra_config(self.data_dir)
+                lines += cassandra_config(self.data_dir, self.keyspaces)
             except BenchError as exc:
                 self.setup_error = str(exc)
         lines.append("")
@@ -521,6 +528,9 @@ class Server:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
         self.proc = None
+        if self.keyspaces and not self.opts.keep_data:
+            with contextlib.suppress(Exception):  # the node may be gone: nothing left to drop
+                drop_keyspaces(cassandra_hosts(), self.keyspaces)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

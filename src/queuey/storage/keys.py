@@ -23,6 +23,20 @@ def sfx_of(message_id: str) -> int:
     return int(message_id[16:], 16) - SFX_OFFSET
 
 
+def id_end(high: int, sfx: int) -> str:
+    """The last 24 hex digits of the ids of the messages whose ticks >> 32 is ``high`` and
+    whose stored suffix is ``sfx``: shared by every message of a read that one process wrote
+    within a few minutes, so readers make it once and prefix each message's own 8 digits
+    (:func:`id_of`)."""
+    return f"{high & 0xFFFF:04x}{((high >> 16) & 0x0FFF) | 0x1000:04x}{sfx + SFX_OFFSET:016x}"
+
+
+def id_of(ticks: int, end: str) -> str:
+    """The id at ``ticks`` whose last 24 digits are ``end`` (:func:`id_end`)."""
+    # hex() and a slice cost half of an f-string with a format spec.
+    return hex(ticks & 0xFFFFFFFF | 0x100000000)[3:] + end
+
+
 def cursor_position(cursor: Cursor, descending: bool) -> tuple[int, bool]:
     """The sfx to compare (ticks, sfx) with for a cursor at (ticks, id), and inclusiveness.
 

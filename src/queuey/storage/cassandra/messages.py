@@ -20,6 +20,7 @@ from queuey.storage.cassandra.rows import (
     keys_in_order,
     message,
     message_ttl,
+    messages_of,
     unique,
 )
 from queuey.storage.cassandra.session import Session, Statements
@@ -370,10 +371,7 @@ class _Reader:
             params += [self._now_ms, self._now_ms, self._limit - len(self.found[part])]
             queries.append(self._session.execute(key, params, self._level))
         replies = await asyncio.gather(*queries)
-        return {
-            part: [message(part, *row) for row in rows]
-            for part, rows in zip(parts, replies, strict=True)
-        }
+        return {part: messages_of(part, rows) for part, rows in zip(parts, replies, strict=True)}
 
     async def _mark(self, bucket: int) -> object:
         rows = await self._session.execute("m_mark_read", (self._qid, bucket), self._level)

@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from queuey.core.ids import UUID_EPOCH_OFFSET, ticks_of, uuid1_hex
+from queuey.core.ids import UUID_EPOCH_OFFSET, ticks_of
 from queuey.core.models import ClaimRef, Message
-from queuey.storage.keys import SFX_OFFSET, sfx_of
+from queuey.storage.keys import id_end, id_of, sfx_of
 
 MIN_TTL = 60  # seconds: Cassandra keeps even a message dead on arrival this long
 MAX_TTL = 630_720_000  # Cassandra's largest TTL (20 years)
@@ -63,8 +63,25 @@ def message(
     due: int | None = 0,
     dlv: int | None = 0,
 ) -> Message:
-    message_id = uuid1_hex(ticks, f"{sfx + SFX_OFFSET:016x}")
+    message_id = id_of(ticks, id_end(ticks >> 32, sfx))
     return Message(message_id, ticks, part, body, ctype, expires, due or 0, dlv or 0)
+
+
+def messages_of(part: int, rows: Iterable[Row]) -> list[Message]:
+    """The messages of ``part`` in rows of (ticks, sfx, body, ctype, expires, due, dlv): what
+    :func:`message` makes, with the ids' common last 24 digits made once per run of rows
+    that share them (a read's rows usually all do)."""
+    found: list[Message] = []
+    high = last = -1
+    end = ""
+    for ticks, sfx, body, ctype, expires, due, dlv in rows:
+        if ticks >> 32 != high or sfx != last:
+            high, last = ticks >> 32, sfx
+            end = id_end(high, sfx)
+        found.append(
+            Message(id_of(ticks, end), ticks, part, body, ctype, expires, due or 0, dlv or 0)
+        )
+    return found
 
 
 def key_of(message: Message) -> Key:

@@ -16,6 +16,7 @@ from typing import Any
 from queuey.core.errors import StorageUnavailable
 from queuey.core.models import Queue
 from queuey.storage.cassandra import schema
+from queuey.storage.cassandra.binding import Binder
 from queuey.storage.cassandra.rows import Named, Row
 from queuey.storage.cassandra.settings import CassandraSettings
 
@@ -51,7 +52,7 @@ class Session:
         self.nodes = 1
         self.cluster: Any = None  # the driver's Cluster and Session, while open
         self.driver: Any = None
-        self._prepared: dict[str, Any] = {}
+        self._prepared: dict[str, Binder] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._levels: dict[str, Any] = {}
         self._batch_class: Any = None  # the driver's BatchStatement and its kinds, while open
@@ -88,7 +89,13 @@ class Session:
         from cassandra.connection import DefaultEndPoint
         from cassandra.io.libevreactor import LibevConnection
         from cassandra.policies import ExponentialReconnectionPolicy
-        from cassandra.query import BatchStatement, BatchType, dict_factory, tuple_factory
+        from cassandra.query import (
+            BatchStatement,
+            BatchType,
+            BoundStatement,
+            dict_factory,
+            tuple_factory,
+        )
 
         from cassandra import ConsistencyLevel, ProtocolVersion
 
@@ -117,13 +124,16 @@ class Session:
         self.driver = driver
         if settings.create_schema:
             schema.create(driver, settings, {"meta": self.meta, "msgs": self.msgs})
-        self._prepared = {
+        prepared = {
             key: driver.prepare(cql) for key, cql in schema.statements(self.meta, self.msgs).items()
         }
-        for key, prepared in self._prepared.items():
+        for key, statement in prepared.items():
             # Safe to send again to another node when one dies mid-request (the driver does
             # not retry otherwise); lightweight transactions are not.
-            prepared.is_idempotent = key not in schema.NOT_IDEMPOTENT
+            statement.is_idempotent = key not in schema.NOT_IDEMPOTENT
+        self._prepared = {
+            key: Binder(statement, BoundStatement) for key, statement in prepared.items()
+        }
         self._levels = {name: getattr(ConsistencyLevel, name) for name in _LEVEL_NAMES}
         self._batch_class = BatchStatement
         self._batch_types = {True: BatchType.LOGGED, False: BatchType.UNLOGGED}
@@ -181,8 +191,14 @@ class Session:
         kind = self._batch_types[logged]
         batch = self._batch_class(batch_type=kind, consistency_level=self._levels[level])
         batch.is_idempotent = idempotent  # plain rows with fixed keys and values; not CAS
-        for key, params in statements:
-            batch.add(self._prepared[key], params)
+        if not statements:
+            return batch
+        first, params = statements[0]
+        batch.add(self._prepared[first].statement, params)  # routing key and keyspace
+        add = batch._add_statement_and_params  # values already serialized: no bind() again
+        for key, params in statements[1:]:
+            binder = self._prepared[key]
+            add(True, binder.query_id, binder.values(params))
         return batch
 
     def submit(

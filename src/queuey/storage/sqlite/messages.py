@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Message
-from queuey.storage.keys import HEX16, SFX_OFFSET
+from queuey.storage.keys import HEX16, SFX_OFFSET, id_end, id_of
 from queuey.storage.sqlite.queues import Alive, changed
 from queuey.storage.sqlite.reader import Row
 from queuey.storage.sqlite.writer import savepoint
@@ -95,39 +95,18 @@ SQL_READ: dict[tuple[bool, bool | None], str] = {
 
 # --- reading rows back --------------------------------------------------------------------------
 
-# (ticks >> 32, sfx) -> the last 24 hex digits of the ids with those (see messages_of).
-_ID_ENDS: dict[tuple[int, int], str] = {}
-
-
 def messages_of(rows: list[Row]) -> list[Message]:
-    """Messages of rows of _MESSAGE_COLUMNS, rebuilding each id as uuid1_hex(ticks, suffix)."""
+    """Messages of rows of _MESSAGE_COLUMNS, rebuilding each id from its ticks and suffix (the
+    ids' last 24 digits once per run of rows that share them: a read's usually all do)."""
     found: list[Message] = []
-    high = -1
-    last: int | None = None
+    high = last = -1
     end = ""
     for ticks, sfx, part, body, ctype, expires, dlv in rows:
-        if ticks >> 32 != high or sfx != last:  # usually the same for a whole read
-            high = ticks >> 32
-            last = sfx
-            key = (high, sfx)
-            end = _ID_ENDS.get(key, "")
-            if not end:
-                end = _id_end(key)
-        # The first 8 digits: hex() and a slice cost half of an f-string with a format spec.
-        message_id = hex(ticks & 0xFFFFFFFF | 0x100000000)[3:] + end
-        found.append(Message(message_id, ticks, part, body, ctype, expires, 0, dlv))
+        if ticks >> 32 != high or sfx != last:
+            high, last = ticks >> 32, sfx
+            end = id_end(high, sfx)
+        found.append(Message(id_of(ticks, end), ticks, part, body, ctype, expires, 0, dlv))
     return found
-
-
-def _id_end(key: tuple[int, int]) -> str:
-    """The last 24 hex digits of the ids of ``key`` (ticks >> 32, sfx), remembered."""
-    if len(_ID_ENDS) >= 4096:
-        _ID_ENDS.clear()
-    high, sfx = key
-    end = _ID_ENDS[key] = (
-        f"{high & 0xFFFF:04x}{((high >> 16) & 0x0FFF) | 0x1000:04x}{sfx + SFX_OFFSET:016x}"
-    )
-    return end
 
 
 # --- planning inserts ---------------------------------------------------------------------------
