@@ -139,7 +139,7 @@ class DeadLetters:
                 copied: ByBucket = {move.bucket: {key: copy}}
                 statements = [
                     *self._index.rows_of(move.target, copied),
-                    *insert_statements(move.target, copied, {}),
+                    *insert_statements(move.target, copied, {}, self._index.unique),
                     *statements,
                 ]
         await self._session.batch(statements, level, logged=True)

@@ -7,7 +7,7 @@ import time
 import uuid
 
 from queuey.core.models import Queue
-from queuey.storage.cassandra.rows import ByBucket, Key, index_ttl, ticks_ms, ttl_until, unique
+from queuey.storage.cassandra.rows import ByBucket, Key, Uniques, index_ttl, ticks_ms, ttl_until
 from queuey.storage.cassandra.schema import HOUR_MS, INDEX_SHARDS
 from queuey.storage.cassandra.session import Session, Statements
 
@@ -22,6 +22,7 @@ class ExpiryIndex:
         self._session = session
         self._buckets: set[tuple[int, int]] = set()  # (qid, bucket)
         self._hours: set[tuple[int, int]] = set()  # (shard, hour)
+        self.unique = Uniques()  # the index rows' own ids, and the marks of writes
 
     def rows_of(self, qid: int, by_bucket: ByBucket) -> Statements:
         """The bucket, expiry-index and wake-up rows of a write (bucket and hour rows only the
@@ -50,7 +51,7 @@ class ExpiryIndex:
                 hour = expires // HOUR_MS
                 hours.add(hour)
                 writes.append(
-                    ("x_insert", (shard, hour, expires, qid, bucket, unique(), group, ttl))
+                    ("x_insert", (shard, hour, expires, qid, bucket, self.unique(), group, ttl))
                 )
         writes += [
             ("h_insert", (shard, hour)) for hour in hours if (shard, hour) not in self._hours

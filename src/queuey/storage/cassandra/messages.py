@@ -16,12 +16,12 @@ from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.rows import (
     ByBucket,
     Key,
+    Uniques,
     by_bucket,
     keys_in_order,
     message,
     message_ttl,
     messages_of,
-    unique,
 )
 from queuey.storage.cassandra.session import Session, Statements
 from queuey.storage.cassandra.version import DataVersion
@@ -82,7 +82,9 @@ class Messages:
         wanted = {bucket: keys for bucket, keys in wanted.items() if keys}
         if not wanted:
             return
-        statements = self._index.rows_of(qid, wanted) + insert_statements(qid, wanted, kept)
+        statements = self._index.rows_of(qid, wanted) + insert_statements(
+            qid, wanted, kept, self._index.unique
+        )
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
         # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
@@ -268,7 +270,9 @@ def _live(replies: list[list[Any]], now_ms: int) -> dict[Key, Message]:
     return found
 
 
-def insert_statements(qid: int, wanted: ByBucket, kept: dict[Key, ClaimState]) -> Statements:
+def insert_statements(
+    qid: int, wanted: ByBucket, kept: dict[Key, ClaimState], unique: Uniques
+) -> Statements:
     """The INSERTs of messages; the claim columns are always written (0 for a new row, or as
     ``kept``), so conditions and filters on them never meet null."""
     statements: Statements = []

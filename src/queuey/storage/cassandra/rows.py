@@ -109,11 +109,13 @@ def by_bucket(keys: Iterable[Key]) -> dict[int, list[Key]]:
     return grouped
 
 
-# Unique values for index rows and marks: a random 64-bit prefix per process and a counter
-# (os.urandom for every write cost ~10% of a single-message post, waiting for the GIL).
-_UNIQUE_PREFIX = secrets.randbits(64) << 64
-_UNIQUE_COUNTER = itertools.count()
+class Uniques:
+    """Unique values for index rows and marks: a random 64-bit prefix per owner and a counter
+    (os.urandom for every write cost ~10% of a single-message post, waiting for the GIL)."""
 
+    def __init__(self) -> None:
+        self._prefix = secrets.randbits(64) << 64
+        self._counter = itertools.count()
 
-def unique() -> uuid.UUID:
-    return uuid.UUID(int=_UNIQUE_PREFIX | next(_UNIQUE_COUNTER) & 0xFFFFFFFFFFFFFFFF)
+    def __call__(self) -> uuid.UUID:
+        return uuid.UUID(int=self._prefix | next(self._counter) & 0xFFFFFFFFFFFFFFFF)

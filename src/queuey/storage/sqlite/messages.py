@@ -95,6 +95,7 @@ SQL_READ: dict[tuple[bool, bool | None], str] = {
 
 # --- reading rows back --------------------------------------------------------------------------
 
+
 def messages_of(rows: list[Row]) -> list[Message]:
     """Messages of rows of _MESSAGE_COLUMNS, rebuilding each id from its ticks and suffix (the
     ids' last 24 digits once per run of rows that share them: a read's usually all do)."""
