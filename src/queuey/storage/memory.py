@@ -23,6 +23,7 @@ from queuey.core.models import (
 from queuey.core.observer import Observer, Unobserved
 from queuey.core.quotas import Usage
 from queuey.storage.base import Storage
+from queuey.storage.counts import CountCache, Markers, earliest
 from queuey.storage.keys import parse_queue_position, queue_position
 
 
@@ -93,6 +94,10 @@ class MemoryStorage(Storage):
         self._dead_lettered: dict[int, int] = {}
         # qid -> dedup id -> (first message with it, remembered until epoch ms)
         self._dedup: dict[int, dict[str, tuple[Message, int]]] = {}
+        # qid -> change marker: moves on every change of the queue's messages or claims, so
+        # that the counts kept in ``counts`` are taken again (storage/counts.py).
+        self._markers = Markers()
+        self.counts = CountCache()
 
     async def open(self) -> None:
         return None
@@ -156,6 +161,7 @@ class MemoryStorage(Storage):
             self._partitions.pop((queue.qid, partition), None)
         self._dead_lettered.pop(queue.qid, None)
         self._dedup.pop(queue.qid, None)
+        self._markers.changed(queue.qid)
         return True
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
@@ -184,14 +190,8 @@ class MemoryStorage(Storage):
         return found
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
-        total = 0
-        for partition in range(1, queue.partitions + 1):
-            stored = self._partitions.get((queue.qid, partition))
-            if stored is not None:
-                total += sum(
-                    1 for m in stored.messages if m.expires_ms > now_ms and m.due_ms <= now_ms
-                )
-        return total
+        stats = await self.queue_stats(queue, now_ms)
+        return stats.available + stats.claimed
 
     async def usage(self, app: str, now_ms: int) -> Usage:
         total = Usage()
@@ -216,6 +216,8 @@ class MemoryStorage(Storage):
         self._store(queue.qid, list(messages), replace)
 
     def _store(self, qid: int, batch: list[Message], replace: bool) -> None:
+        if batch:
+            self._markers.changed(qid)
         for message in batch:
             key = (qid, message.partition)
             stored = self._partitions.get(key)
@@ -302,8 +304,10 @@ class MemoryStorage(Storage):
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
         for stored, index in self._locate(queue, ids):
             stored.remove(index)
+            self._markers.changed(queue.qid)
 
     async def purge_messages(self, queue: Queue, now_ms: int) -> int:
+        self._markers.changed(queue.qid)
         purged = 0
         for partition in range(1, queue.partitions + 1):
             stored = self._partitions.pop((queue.qid, partition), None)
@@ -337,6 +341,7 @@ class MemoryStorage(Storage):
         """Move an exhausted message to the queue's dead-letter queue (or drop it)."""
         message = stored.messages[index]
         stored.remove(index)
+        self._markers.changed(queue.qid)
         self._dead_lettered[queue.qid] = self._dead_lettered.get(queue.qid, 0) + 1
         self._observer.event(queue.app, "dead_lettered", 1)
         name = queue.settings.dead_letter_queue
@@ -388,6 +393,8 @@ class MemoryStorage(Storage):
         token = new_claim_token()
         expires_ms = now_ms + lease_ms
         claims: list[Claim] = []
+        if chosen:
+            self._markers.changed(current.qid)
         for stored, index in self._locate(current, chosen):
             message = stored.messages[index]
             claimed = dc_replace(message, deliveries=message.deliveries + 1)
@@ -402,10 +409,16 @@ class MemoryStorage(Storage):
     def _current_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
     ) -> Iterator[tuple[_Partition, int] | None]:
+        """Each claim's message if the claim is current, for the caller to change (ack,
+        extend or give back): the queue counts as changed when one is."""
         for ref in claims:
             stored = self._partitions.get((queue.qid, ref.partition))
             index = stored.current(ref, now_ms) if stored is not None else None
-            yield None if stored is None or index is None else (stored, index)
+            if stored is None or index is None:
+                yield None
+            else:
+                self._markers.changed(queue.qid)
+                yield stored, index
 
     async def ack_messages(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
@@ -466,9 +479,21 @@ class MemoryStorage(Storage):
         return done
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
+        # The partitions too: this back-end counts those of the object passed in.
+        marker = (self._markers.of(queue.qid), queue.partitions)
+        stats = self.counts.get(queue.qid, marker, now_ms)
+        if stats is None:
+            stats, until_ms = self._count(queue, now_ms)
+            self.counts.put(queue.qid, marker, now_ms, until_ms, stats)
+        return stats
+
+    def _count(self, queue: Queue, now_ms: int) -> tuple[QueueStats, int | None]:
+        """The queue's stats at ``now_ms``, and when they next change by the clock alone (the
+        earliest expiry, due time or lease end to come of a message counted)."""
         available = claimed = delayed = 0
         oldest: int | None = None
         newest: int | None = None
+        until: list[int | None] = []
         for partition in range(1, queue.partitions + 1):
             stored = self._partitions.get((queue.qid, partition))
             if stored is None:
@@ -476,19 +501,22 @@ class MemoryStorage(Storage):
             for message in stored.messages:
                 if message.expires_ms <= now_ms:
                     continue
+                until.append(message.expires_ms)
                 if message.due_ms > now_ms:
                     delayed += 1
+                    until.append(message.due_ms)
                     continue
                 claim = stored.claims.get(message.id)
                 if claim is not None and claim[1] > now_ms:
                     claimed += 1
+                    until.append(claim[1])
                 else:
                     available += 1
                 oldest = message.ticks if oldest is None else min(oldest, message.ticks)
                 newest = message.ticks if newest is None else max(newest, message.ticks)
-        return QueueStats(
-            available, claimed, delayed, self._dead_lettered.get(queue.qid, 0), oldest, newest
-        )
+        dead = self._dead_lettered.get(queue.qid, 0)
+        stats = QueueStats(available, claimed, delayed, dead, oldest, newest)
+        return stats, earliest(until)
 
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         times: list[int] = []
@@ -513,12 +541,14 @@ class MemoryStorage(Storage):
                 message = stored.messages[index]
                 if message.expires_ms <= now_ms:
                     stored.remove(index)
+                    self._markers.changed(qid)
                     done += 1
                     if queue is not None:
                         self._observer.event(queue.app, "expired", 1)
                     continue
                 claim = stored.claims.get(message.id)
                 if claim is not None and claim[1] <= now_ms:
+                    self._markers.changed(qid)
                     done += 1
                     if queue is not None and self._exhausted(queue, message):
                         self._dead_letter(queue, stored, index)

@@ -26,6 +26,7 @@ from queuey.storage.cassandra.rows import (
     messages_of,
 )
 from queuey.storage.cassandra.session import Session, Statements
+from queuey.storage.counts import earliest
 from queuey.storage.keys import cursor_position, sfx_of
 
 log = logging.getLogger("queuey.cassandra")
@@ -219,19 +220,6 @@ class Messages:
         rows = await self._session.execute("m_keys", (queue.qid, key[1] >> 32, [key]), level)
         return any(row[3] is not None for row in rows)
 
-    async def count(self, queue: Queue, now_ms: int) -> int:
-        session = self._session
-        level = session.levels_of(queue)[0]
-        alive, buckets = await asyncio.gather(
-            self._queues.alive(queue, level), session.execute("b_all", (queue.qid,), level)
-        )
-        if not alive:
-            return 0
-        counts = await asyncio.gather(
-            *(session.execute("m_count", (queue.qid, b, now_ms, now_ms), level) for (b,) in buckets)
-        )
-        return sum(rows[0][0] for rows in counts if rows)
-
     async def usage(self, queue: Queue, now_ms: int) -> Usage:
         """The queue's messages expiring after ``now_ms`` and their bodies' bytes: CQL has no
         length function before Cassandra 5.1, so the bodies are read, a page at a time."""
@@ -250,7 +238,9 @@ class Messages:
                 after = rows[-1][:3]
         return total
 
-    async def stats(self, queue: Queue, now_ms: int) -> QueueStats:
+    async def stats(self, queue: Queue, now_ms: int) -> tuple[QueueStats, int | None]:
+        """The queue's stats at ``now_ms`` (reading every message of it), and the earliest
+        time after which they change by the clock alone (None: never)."""
         session = self._session
         level = session.levels_of(queue)[0]
         qid, now = queue.qid, now_ms
@@ -261,7 +251,7 @@ class Messages:
         )
         dead_lettered = dead[0][0] if dead else 0
         if not alive:
-            return QueueStats(0, 0, 0, dead_lettered, None, None)
+            return QueueStats(0, 0, 0, dead_lettered, None, None), None
         queries = []
         for (bucket,) in buckets:
             queries += [
@@ -273,17 +263,23 @@ class Messages:
         counts = [0, 0, 0]
         lows: list[int] = []
         highs: list[int] = []
+        times: list[int | None] = []
         for index, rows in enumerate(replies):
             row = rows[0]
             counts[index % 3] += row[0]
-            if index % 3 < 2 and row[1] is not None:
-                lows.append(row[1])
-                highs.append(row[2])
+            if index % 3 < 2:
+                times += row[3:]
+                if row[1] is not None:
+                    lows.append(row[1])
+                    highs.append(row[2])
+            else:
+                times += row[1:]
         available, claimed, delayed = counts
-        return QueueStats(
+        stats = QueueStats(
             available, claimed, delayed, dead_lettered, min(lows, default=None),
             max(highs, default=None),
         )  # fmt: skip
+        return stats, earliest(times)
 
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         # Lease ends of claims acknowledged since are still listed: a waiter may wake for

@@ -208,13 +208,17 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         "c_moved": f"DELETE FROM {msgs}.messages WHERE {_WHERE_KEY} IF ctok = ?",
         "f_scan": f"SELECT ticks, sfx, expires, ctok FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND part = ? AND (ticks, sfx) >= (?, ?) LIMIT ?",
-        "s_available": f"SELECT COUNT(*), MIN(ticks), MAX(ticks) FROM {msgs}.messages"
+        # The counts of a bucket, the span of the due messages, and when the counts next
+        # change by the clock alone (the earliest expiry, lease end and due time).
+        "s_available": "SELECT COUNT(*), MIN(ticks), MAX(ticks), MIN(expires)"
+        f" FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? AND cexp <= ?"
         " ALLOW FILTERING",
-        "s_claimed": f"SELECT COUNT(*), MIN(ticks), MAX(ticks) FROM {msgs}.messages"
+        "s_claimed": "SELECT COUNT(*), MIN(ticks), MAX(ticks), MIN(expires), MIN(cexp)"
+        f" FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND expires > ? AND due <= ? AND cexp > ?"
         " ALLOW FILTERING",
-        "s_delayed": f"SELECT COUNT(*) FROM {msgs}.messages"
+        "s_delayed": f"SELECT COUNT(*), MIN(expires), MIN(due) FROM {msgs}.messages"
         " WHERE qid = ? AND bucket = ? AND expires > ? AND due > ? ALLOW FILTERING",
         "w_insert": f"INSERT INTO {msgs}.wakeups (qid, at) VALUES (?, ?) USING TTL ?",
         "w_next": f"SELECT at FROM {msgs}.wakeups WHERE qid = ? AND at > ? LIMIT 1",

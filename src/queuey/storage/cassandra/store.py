@@ -1,10 +1,18 @@
 """CassandraStorage: the storage contract on Apache Cassandra 5 through the ``cassandra-driver``
 (native protocol v4), composed of one unit per concern. The data model, its consistency and its
-failure handling are described in ``docs/storage-cassandra.md``."""
+failure handling are described in ``docs/storage-cassandra.md``.
+
+Stats and counts read every message of a queue: each process keeps a queue's counts
+(storage/counts.py) for at most :data:`KEPT_MS`, and less when its own writes change the queue or
+the clock reaches a counted message's expiry, due time or lease end. Writes through other
+processes show within ``KEPT_MS``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Claim, ClaimRef, Cursor, Message, Queue, QueueSettings, QueueStats
@@ -22,7 +30,13 @@ from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.settings import CassandraSettings
 from queuey.storage.cassandra.sweep import Sweeper
+from queuey.storage.counts import CountCache, Markers, earliest
 
+#: How long (ms, by the clock callers pass) a process may answer a queue's counts without
+#: reading its messages again, when nothing else says they changed.
+KEPT_MS = 1000
+
+T = TypeVar("T")
 QUEUE_PAGE = 100  # queues listed at once when an application's usage is measured
 
 
@@ -61,6 +75,9 @@ class CassandraStorage:
         self.sweeper = Sweeper(
             self.session, self.queues, self.combiner, self.dead_letters, observer
         )
+        # This process's writes by queue (app, name); the sweep's move every queue's marker.
+        self.markers = Markers()
+        self.counts = CountCache()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -84,10 +101,16 @@ class CassandraStorage:
         return await self.queues.get(app, name)
 
     async def update_queue(self, app: str, name: str, settings: QueueSettings) -> Queue:
-        return await self.queues.update(app, name, settings)
+        try:
+            return await self.queues.update(app, name, settings)
+        finally:
+            self.markers.changed((app, name))
 
     async def delete_queue(self, app: str, name: str) -> bool:
-        return await self.queues.delete(app, name)
+        try:
+            return await self.queues.delete(app, name)
+        finally:
+            self.markers.changed((app, name))
 
     async def list_queues(self, app: str, offset: str | None, limit: int) -> list[Queue]:
         return await self.queues.page(app, offset, limit)
@@ -104,7 +127,8 @@ class CassandraStorage:
     # --- messages ------------------------------------------------------------------------------
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
-        return await self.messages.count(queue, now_ms)
+        stats = await self.queue_stats(queue, now_ms)
+        return stats.available + stats.claimed
 
     async def usage(self, app: str, now_ms: int) -> Usage:
         total, offset = Usage(), None
@@ -119,7 +143,7 @@ class CassandraStorage:
     async def write_messages(
         self, queue: Queue, messages: Sequence[Message], replace: bool = False, fresh: bool = False
     ) -> None:
-        await self.messages.write(queue, messages, replace, fresh)
+        await self._changing(queue, self.messages.write(queue, messages, replace, fresh))
 
     async def read_messages(
         self,
@@ -148,10 +172,10 @@ class CassandraStorage:
         return await self.messages.get(queue, ids, now_ms)
 
     async def purge_messages(self, queue: Queue, now_ms: int) -> int:
-        return await self.messages.purge(queue, now_ms)
+        return await self._changing(queue, self.messages.purge(queue, now_ms))
 
     async def delete_messages(self, queue: Queue, ids: Sequence[tuple[int, str]]) -> None:
-        await self.messages.delete(queue, ids)
+        await self._changing(queue, self.messages.delete(queue, ids))
 
     async def write_unique(
         self,
@@ -161,7 +185,8 @@ class CassandraStorage:
         now_ms: int,
         window_ms: int,
     ) -> list[Message | None]:
-        return await self.dedup.write_unique(queue, messages, dedup_ids, now_ms, window_ms)
+        written = self.dedup.write_unique(queue, messages, dedup_ids, now_ms, window_ms)
+        return await self._changing(queue, written)
 
     # --- work queues ---------------------------------------------------------------------------
 
@@ -174,12 +199,20 @@ class CassandraStorage:
         lease_ms: int,
         remove: bool,
     ) -> list[Claim]:
-        return await self.claims.claim(queue, partitions, limit, now_ms, lease_ms, remove)
+        unchanged = False
+        try:
+            claims = await self.claims.claim(queue, partitions, limit, now_ms, lease_ms, remove)
+            # Claiming nothing changed nothing, unless exhausted messages were dead-lettered.
+            unchanged = not claims and not queue.settings.max_deliveries
+            return claims
+        finally:
+            if not unchanged:
+                self._changed(queue)
 
     async def ack_messages(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int
     ) -> list[bool]:
-        return await self.claims.ack(queue, claims, now_ms)
+        return await self._changing(queue, self.claims.ack(queue, claims, now_ms))
 
     async def current_claims(
         self, queue: Queue, ids: Sequence[tuple[int, str]], now_ms: int
@@ -189,9 +222,14 @@ class CassandraStorage:
     async def extend_claims(
         self, queue: Queue, claims: Sequence[ClaimRef], now_ms: int, lease_ms: int
     ) -> list[bool]:
-        return await self.claims.extend(queue, claims, now_ms, lease_ms)
+        return await self._changing(queue, self.claims.extend(queue, claims, now_ms, lease_ms))
 
     async def unclaim_messages(
+        self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
+    ) -> list[bool]:
+        return await self._changing(queue, self._unclaim(queue, claims, now_ms, removed))
+
+    async def _unclaim(
         self, queue: Queue, claims: Sequence[Claim], now_ms: int, removed: bool
     ) -> list[bool]:
         refs = [claim.ref for claim in claims]
@@ -206,7 +244,29 @@ class CassandraStorage:
         return [True] * len(claims)
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
-        return await self.messages.stats(queue, now_ms)
+        marker = self.markers.of((queue.app, queue.name))
+        count = partial(self._count, queue, now_ms)
+        return await self.counts.kept(queue.qid, marker, now_ms, count)
+
+    async def _count(self, queue: Queue, now_ms: int) -> tuple[QueueStats, int | None]:
+        stats, until_ms = await self.messages.stats(queue, now_ms)
+        return stats, earliest([until_ms, now_ms + KEPT_MS])
+
+    async def _changing(self, queue: Queue, write: Awaitable[T]) -> T:
+        """``write``'s result; the queue's counts kept are stale once it ended, failed or not
+        (a count taken meanwhile is kept under the marker of before)."""
+        try:
+            return await write
+        finally:
+            self._changed(queue)
+
+    def _changed(self, queue: Queue) -> None:
+        """A write made may have changed the queue's counts, or, for a claim that may
+        dead-letter, its dead-letter queue's."""
+        self.markers.changed((queue.app, queue.name))
+        target = queue.settings.dead_letter_queue
+        if target and queue.settings.max_deliveries:
+            self.markers.changed((queue.app, target))
 
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         return await self.messages.next_change_ms(queue, now_ms)
@@ -217,4 +277,7 @@ class CassandraStorage:
     # --- sweep ---------------------------------------------------------------------------------
 
     async def sweep(self, now_ms: int, limit: int) -> int:
-        return await self.sweeper.sweep(now_ms, limit)
+        try:
+            return await self.sweeper.sweep(now_ms, limit)
+        finally:
+            self.markers.changed_all()

@@ -18,7 +18,7 @@ from queuey.core.models import Claim, ClaimRef, Queue
 from queuey.core.observer import Observer
 from queuey.storage.keys import sfx_of
 from queuey.storage.sqlite.messages import SQL_DELETE_RID, messages_of
-from queuey.storage.sqlite.queues import Alive
+from queuey.storage.sqlite.queues import Alive, changed, move_marker
 from queuey.storage.sqlite.reader import Row
 from queuey.storage.sqlite.writer import savepoint
 
@@ -53,15 +53,17 @@ SQL_CURRENT_CLAIM = (
 )
 # Un-claim: no lease, and the claim's delivery is not counted.
 SQL_UNCLAIM = f"UPDATE messages SET cexp = 0, dlv = max(dlv - 1, 0) WHERE {_CLAIMED}"
-# A work queue's state at ?2: available, claimed, delayed, and the span of the due messages.
+# A work queue's state at ?2: available, claimed, delayed, and the span of the due messages;
+# then when that state next changes by the clock alone: the earliest expiry, due time and
+# lease end to come among the messages counted.
 SQL_STATS = (
     "SELECT count(*) FILTER (WHERE due <= ?2 AND cexp <= ?2),"
     " count(*) FILTER (WHERE due <= ?2 AND cexp > ?2),"
     " count(*) FILTER (WHERE due > ?2),"
-    " min(ticks) FILTER (WHERE due <= ?2), max(ticks) FILTER (WHERE due <= ?2)"
+    " min(ticks) FILTER (WHERE due <= ?2), max(ticks) FILTER (WHERE due <= ?2),"
+    " min(expires), min(due) FILTER (WHERE due > ?2), min(cexp) FILTER (WHERE cexp > ?2)"
     " FROM messages WHERE qid = ?1 AND expires > ?2"
 )
-SQL_DEAD_LETTERED = "SELECT dlc FROM queues WHERE qid = ?"
 SQL_NEXT_DUE = "SELECT min(due) FROM messages WHERE qid = ?1 AND due > 0 AND due > ?2"
 SQL_NEXT_LEASE = "SELECT min(cexp) FROM messages WHERE qid = ?1 AND cexp > 0 AND cexp > ?2"
 
@@ -189,6 +191,8 @@ def claim(
             conn.executemany(SQL_DELETE_RID, [(row[0],) for row in chosen])
         else:
             conn.executemany(_SQL_CLAIM, [(token, expires_ms, row[0]) for row in chosen])
+    if chosen:
+        changed(conn, alive, qid)
     hints.passed(qid, chosen)
     return chosen
 
@@ -266,8 +270,9 @@ def dead_letter(
         if target:
             conn.execute(_SQL_MOVE, (rid, target[0][0], target[0][1]))
             hints.forget(target[0][0])
+            move_marker(conn, target[0][0])
     conn.execute(SQL_DELETE_RID, (rid,))
-    conn.execute("UPDATE queues SET dlc = dlc + 1 WHERE qid = ?", (qid,))
+    conn.execute("UPDATE queues SET dlc = dlc + 1, ver = ver + 1 WHERE qid = ?", (qid,))
 
 
 def settle(
@@ -283,4 +288,7 @@ def settle(
     if sql is not SQL_ACK:  # a lease may end sooner than it would have
         for qid in {row[0] for row in rows if row}:
             hints.forget(qid)
-    return [bool(row) and conn.execute(sql, [*head, *row, now_ms]).rowcount > 0 for row in rows]
+    done = [bool(row) and conn.execute(sql, [*head, *row, now_ms]).rowcount > 0 for row in rows]
+    for qid in {row[0] for row, current in zip(rows, done, strict=True) if current}:
+        changed(conn, alive, qid)
+    return done

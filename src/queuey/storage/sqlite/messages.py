@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from queuey.core.errors import QueueNotFound
 from queuey.core.models import Message
 from queuey.storage.keys import HEX16, SFX_OFFSET, id_end, id_of
-from queuey.storage.sqlite.queues import Alive, is_alive
+from queuey.storage.sqlite.queues import Alive, changed
 from queuey.storage.sqlite.reader import Row
 from queuey.storage.sqlite.writer import savepoint
 
@@ -75,7 +75,6 @@ SQL_SCAN = (
     " AND (ticks, sfx) > (?3, ?4) AND expires > ?5"
     " AND EXISTS (SELECT 1 FROM queues WHERE qid = ?1) ORDER BY ticks, sfx LIMIT ?6"
 )
-SQL_COUNT = "SELECT count(*) FROM messages WHERE qid = ?1 AND " + _LIVE.format(n=2)
 # An application's live messages (due or not) and their bodies' bytes in UTF-8.
 SQL_USAGE = (
     "SELECT count(*), coalesce(sum(length(CAST(m.body AS BLOB))), 0)"
@@ -292,7 +291,7 @@ def write(
 ) -> None:
     """Multi-row INSERTs: one statement for many rows costs far less per row than one a
     row (executemany), which opens the table's and indexes' cursors and seeks for each."""
-    if not is_alive(conn, alive, qid):
+    if not changed(conn, alive, qid):
         raise QueueNotFound()
     hints.written(qid, low_ticks)  # the rows may land before a claim's scan hint
     if len(statements) == 1:  # a single statement is atomic by itself
@@ -313,7 +312,7 @@ def write_rows(
     low_ticks: int,
 ) -> None:
     """Rows of SQL_INSERT_FULL, all or none."""
-    if not is_alive(conn, alive, qid):
+    if not changed(conn, alive, qid):
         raise QueueNotFound()
     hints.written(qid, low_ticks)
     with savepoint(conn):
@@ -332,7 +331,7 @@ def write_unique(
 ) -> list[Message | None]:
     """Rows of SQL_INSERT_FULL; a row whose dedup id was written within the window is not,
     and the message written then stands for it (its id, ticks and partition)."""
-    if not is_alive(conn, alive, qid):
+    if not changed(conn, alive, qid):
         raise QueueNotFound()
     if rows:
         hints.written(qid, min(row[2] for row in rows))
@@ -353,15 +352,19 @@ def write_unique(
 
 
 def delete(conn: sqlite3.Connection, alive: Alive, rows: list[Any]) -> None:
+    """Delete messages by key (rows of one queue)."""
     if len(rows) == 1:
-        conn.execute(SQL_DELETE, rows[0])
-        return
-    with savepoint(conn):
-        conn.executemany(SQL_DELETE, rows)
+        deleted = conn.execute(SQL_DELETE, rows[0]).rowcount
+    else:
+        with savepoint(conn):
+            deleted = conn.executemany(SQL_DELETE, rows).rowcount
+    if deleted > 0:
+        changed(conn, alive, rows[0][0])
 
 
 def purge(conn: sqlite3.Connection, alive: Alive, qid: int, now_ms: int) -> int:
     """Delete every message (and so every claim) of the queue; how many were unexpired."""
+    changed(conn, alive, qid)
     with savepoint(conn):
         [(count,)] = conn.execute(_SQL_PURGE_COUNT, (qid, now_ms)).fetchall()
         conn.execute(_SQL_PURGE, (qid,))

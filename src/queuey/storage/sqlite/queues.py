@@ -32,6 +32,9 @@ SQL_SCAN_QUEUES = (
 SQL_LIST_NAMES = "SELECT name FROM queues WHERE app = ? AND name >= ? ORDER BY name LIMIT ?"
 SQL_SENDERS = "SELECT name FROM queues WHERE app = ? AND dlq = ? ORDER BY name"
 _SQL_ALIVE = "SELECT 1 FROM queues WHERE qid = ?"
+_SQL_CHANGED = "UPDATE queues SET ver = ver + 1 WHERE qid = ?"
+# A queue's change marker and dead-letter count (what its kept counts are checked against).
+SQL_COUNTED = "SELECT ver, dlc FROM queues WHERE qid = ?"
 _SETTINGS_COLUMNS = (
     "partitions, type, consistency, principles,"
     " delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused"
@@ -44,8 +47,9 @@ _SQL_UPDATE_QUEUE = (
     f"UPDATE queues SET ({_SETTINGS_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE qid = ?"
 )
 
-# Within one transaction (the writer's scratch): qid -> whether that queue exists.
-Alive = dict[int, bool]
+# The writer's scratch (one transaction): qid -> whether that queue exists, ("changed", qid)
+# once the queue's change marker moved, and what other modules keep there.
+Alive = dict[Any, Any]
 
 
 def queue_of(row: Row) -> Queue:
@@ -116,6 +120,23 @@ def is_alive(conn: sqlite3.Connection, alive: Alive, qid: int) -> bool:
     if known is None:
         known = alive[qid] = bool(conn.execute(_SQL_ALIVE, (qid,)).fetchall())
     return known
+
+
+def changed(conn: sqlite3.Connection, alive: Alive, qid: int) -> bool:
+    """Move the queue's change marker (``ver``), once a transaction: the counts every process
+    keeps of it are stale from this commit on. Whether the queue exists (the marker is in its
+    row, so the same statement tells). Call it outside a savepoint: one rolled back would undo
+    the move that the scratch remembers."""
+    mark = ("changed", qid)
+    if mark not in alive or not alive.get(qid, True):
+        alive[mark] = True
+        alive[qid] = move_marker(conn, qid)
+    return bool(alive[qid])
+
+
+def move_marker(conn: sqlite3.Connection, qid: int) -> bool:
+    """Move the queue's change marker now (inside a savepoint too); whether the queue exists."""
+    return conn.execute(_SQL_CHANGED, (qid,)).rowcount > 0
 
 
 def create_queue(

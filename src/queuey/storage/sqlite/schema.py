@@ -22,6 +22,10 @@ _QUEUE_COLUMNS_V3 = (
     ("paused", "INTEGER NOT NULL DEFAULT 0"),
     ("dlc", "INTEGER NOT NULL DEFAULT 0"),  # messages this queue has dead-lettered
 )
+# Columns added within version 3: a file without them gets them at start-up (see _add_columns).
+# ``ver`` moves on every commit that can change the queue's counts (queues.changed): counts
+# kept by any process sharing the file stay valid while it stays (storage/counts.py).
+_ADDED_V3 = (("queues", "ver", "INTEGER NOT NULL DEFAULT 0"),)
 _MESSAGE_COLUMNS_V3 = (
     ("due", "INTEGER NOT NULL DEFAULT 0"),  # epoch ms when a delayed message becomes due
     ("dlv", "INTEGER NOT NULL DEFAULT 0"),  # deliveries (claims given)
@@ -48,6 +52,7 @@ _TABLES = (
         consistency TEXT NOT NULL,
         principles TEXT NOT NULL,
         created REAL NOT NULL{_columns(_QUEUE_COLUMNS_V3)},
+        ver INTEGER NOT NULL DEFAULT 0,
         UNIQUE (app, name)
     )""",
     f"""CREATE TABLE IF NOT EXISTS messages (
@@ -117,10 +122,19 @@ def _create(conn: sqlite3.Connection, path: Path) -> None:
             _migrate_v2(conn)
     for statement in _TABLES + _TABLES_V3:
         conn.execute(statement)
+    _add_columns(conn)
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the columns of _ADDED_V3 that the file lacks."""
+    for table, name, kind in _ADDED_V3:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _check_version(path: Path, version: int) -> None:

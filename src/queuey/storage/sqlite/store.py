@@ -28,6 +28,7 @@ from queuey.core.models import (
 )
 from queuey.core.observer import Observer, Unobserved
 from queuey.core.quotas import Usage
+from queuey.storage.counts import EMPTY, CountCache, earliest
 from queuey.storage.keys import (
     SFX_MIN,
     cursor_position,
@@ -79,6 +80,7 @@ class SqliteStorage:
         self._queues = QueueCache()
         self._planner = InsertPlanner()
         self._changes = ChangeReader()
+        self.counts = CountCache()
 
     @property
     def commits(self) -> int:
@@ -196,7 +198,8 @@ class SqliteStorage:
         )
 
     async def count_messages(self, queue: Queue, now_ms: int) -> int:
-        return int(self.reader.rows(message_sql.SQL_COUNT, (queue.qid, now_ms))[0][0])
+        stats = self._stats(queue.qid, now_ms)
+        return stats.available + stats.claimed
 
     async def usage(self, app: str, now_ms: int) -> Usage:
         # In a thread, on a connection of its own: the scan reads every live message's body.
@@ -357,11 +360,24 @@ class SqliteStorage:
         return await self.writer.submit(*args)
 
     async def queue_stats(self, queue: Queue, now_ms: int) -> QueueStats:
-        [counts] = self.reader.rows(claim_sql.SQL_STATS, (queue.qid, now_ms))
-        available, claimed, delayed, oldest, newest = counts
-        rows = self.reader.rows(claim_sql.SQL_DEAD_LETTERED, (queue.qid,))
-        dead = int(rows[0][0]) if rows else 0
-        return QueueStats(available, claimed, delayed, dead, oldest, newest)
+        return self._stats(queue.qid, now_ms)
+
+    def _stats(self, qid: int, now_ms: int) -> QueueStats:
+        """The queue's stats at ``now_ms``: the counts kept since the last time they were
+        taken while the queue's change marker and the clock allow (:mod:`..counts`), else
+        counted again. The marker and the count are read in one snapshot, and on the event
+        loop: two calls at once never count twice for the same marker and time."""
+        rows = self.reader.rows(queues.SQL_COUNTED, (qid,))
+        if not rows:  # deleted
+            return EMPTY
+        marker, dead = rows[0]
+        stats = self.counts.get(qid, marker, now_ms)
+        if stats is None:
+            [counts] = self.reader.rows(claim_sql.SQL_STATS, (qid, now_ms))
+            available, claimed, delayed, oldest, newest = counts[:5]
+            stats = QueueStats(available, claimed, delayed, dead, oldest, newest)
+            self.counts.put(qid, marker, now_ms, earliest(counts[5:]), stats)
+        return stats
 
     async def next_change_ms(self, queue: Queue, now_ms: int) -> int | None:
         times = [

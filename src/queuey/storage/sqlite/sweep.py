@@ -14,7 +14,7 @@ from collections import Counter
 from queuey.core.observer import Observer
 from queuey.storage.sqlite import changes
 from queuey.storage.sqlite.claims import ClaimHints, dead_letter
-from queuey.storage.sqlite.queues import Alive
+from queuey.storage.sqlite.queues import Alive, changed
 
 _SQL_SWEEP_EXPIRED = (
     "DELETE FROM messages WHERE rid IN (SELECT rid FROM messages WHERE expires <= ? LIMIT ?)"
@@ -30,7 +30,7 @@ _SQL_SWEEP_LEASES = (
 )
 _SQL_SWEEP_DUE = (
     "UPDATE messages SET due = 0 WHERE rid IN"
-    " (SELECT rid FROM messages WHERE due > 0 AND due <= ? LIMIT ?)"
+    " (SELECT rid FROM messages WHERE due > 0 AND due <= ? LIMIT ?) RETURNING qid"
 )
 _SQL_SWEEP_DEDUP = (
     "DELETE FROM dedup WHERE (qid, did) IN (SELECT qid, did FROM dedup WHERE until <= ? LIMIT ?)"
@@ -45,14 +45,16 @@ def sweep(
     now_ms: int,
     limit: int,
 ) -> int:
-    """A writer's operation: reclaim at most ``limit`` rows; how many."""
-    removed = _sweep_expired(conn, observer, now_ms, limit)
+    """A writer's operation: reclaim at most ``limit`` rows; how many. The queues whose rows
+    it changed get their change marker moved (the counts at ``now_ms`` stay, but not at a time
+    before it, which another process's clock may show)."""
+    removed = _sweep_expired(conn, alive, observer, now_ms, limit)
     if removed < limit:
         removed += _sweep_dead_queues(conn, limit - removed)
     if removed < limit:
-        removed += _sweep_leases(conn, hints, observer, now_ms, limit - removed)
+        removed += _sweep_leases(conn, alive, hints, observer, now_ms, limit - removed)
     if removed < limit:
-        removed += conn.execute(_SQL_SWEEP_DUE, (now_ms, limit - removed)).rowcount
+        removed += _changing(conn, alive, _SQL_SWEEP_DUE, now_ms, limit - removed)
     if removed < limit:
         removed += conn.execute(_SQL_SWEEP_DEDUP, (now_ms, limit - removed)).rowcount
     if removed < limit:
@@ -60,15 +62,28 @@ def sweep(
     return removed
 
 
-def _sweep_expired(conn: sqlite3.Connection, observer: Observer, now_ms: int, limit: int) -> int:
+def _sweep_expired(
+    conn: sqlite3.Connection, alive: Alive, observer: Observer, now_ms: int, limit: int
+) -> int:
     """Delete expired messages, counting them by application."""
-    by_qid = Counter(qid for (qid,) in conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)))
+    rows = conn.execute(_SQL_SWEEP_EXPIRED, (now_ms, limit)).fetchall()
+    by_qid = Counter(qid for (qid,) in rows)
+    for qid in by_qid:
+        changed(conn, alive, qid)
     if by_qid:
         marks = ",".join("?" * len(by_qid))
         found = conn.execute(f"SELECT qid, app FROM queues WHERE qid IN ({marks})", list(by_qid))
         for qid, app in found:  # a deleted queue's messages are not counted: it has no app
             observer.event(app, "expired", by_qid[qid])
     return by_qid.total()
+
+
+def _changing(conn: sqlite3.Connection, alive: Alive, sql: str, now_ms: int, limit: int) -> int:
+    """Run a sweep statement that returns the qid of each row it changed; how many."""
+    qids = [qid for (qid,) in conn.execute(sql, (now_ms, limit)).fetchall()]
+    for qid in set(qids):
+        changed(conn, alive, qid)
+    return len(qids)
 
 
 def _sweep_dead_queues(conn: sqlite3.Connection, limit: int) -> int:
@@ -88,12 +103,19 @@ def _sweep_dead_queues(conn: sqlite3.Connection, limit: int) -> int:
 
 
 def _sweep_leases(
-    conn: sqlite3.Connection, hints: ClaimHints, observer: Observer, now_ms: int, limit: int
+    conn: sqlite3.Connection,
+    alive: Alive,
+    hints: ClaimHints,
+    observer: Observer,
+    now_ms: int,
+    limit: int,
 ) -> int:
     """Dead-letter exhausted messages whose lease ended; forget the other ended leases."""
     rows = conn.execute(_SQL_SWEEP_LEASES, (now_ms, limit)).fetchall()
     if rows:
         hints.clear()  # the earliest lease end no longer shows these rows
+    for qid in {row[1] for row in rows}:
+        changed(conn, alive, qid)
     for rid, qid, dlv, maxd in rows:
         if maxd and dlv >= maxd:
             [(app, dlq)] = conn.execute("SELECT app, dlq FROM queues WHERE qid = ?", (qid,))
