@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import drop_keyspaces
+
 from queuey.core.clock import SystemClock
 from queuey.core.ids import IdGenerator
 from queuey.core.models import Message, QueueSettings
@@ -57,22 +59,6 @@ async def build(directory: Path, queues: int, messages: int) -> None:
         await store.close()
 
 
-def drop_keyspaces(hosts: str) -> None:
-    from cassandra.cluster import Cluster
-    from cassandra.connection import DefaultEndPoint
-    from cassandra.io.libevreactor import LibevConnection
-
-    pairs = (item.partition(":") for item in hosts.split(","))
-    endpoints = [DefaultEndPoint(host, int(port or 9042)) for host, _, port in pairs]
-    cluster = Cluster(contact_points=endpoints, connection_class=LibevConnection)
-    try:
-        session = cluster.connect()
-        for keyspace in (KEYSPACE, METADATA_KEYSPACE):
-            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
-
-
 def children_cpu() -> float:
     """CPU seconds (user and system) of the child processes waited for so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +86,7 @@ def main() -> int:
             f"database = {KEYSPACE}\n\n[metadata]\nbackend = cassandra\n"
             f"database = {METADATA_KEYSPACE}\n"
         )
-        drop_keyspaces(args.hosts)
+        drop_keyspaces(args.hosts, (KEYSPACE, METADATA_KEYSPACE))
         command = [
             str(Path(sys.executable).with_name("queuey")), "migrate", "--from", str(source),
             "--to", str(target), "--checkpoint", str(work / "checkpoint"), "--json",
@@ -110,7 +96,7 @@ def main() -> int:
         done = subprocess.run(command, capture_output=True, text=True)
         total, migrate_cpu = time.monotonic() - started, children_cpu() - cpu
         if not args.keep:
-            drop_keyspaces(args.hosts)
+            drop_keyspaces(args.hosts, (KEYSPACE, METADATA_KEYSPACE))
         if done.returncode not in (0, 5):
             print(done.stderr, file=sys.stderr)
             return done.returncode
