@@ -35,8 +35,8 @@ AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
 class Lifespan:
-    """Opens storage and starts the sweeper (and the metrics' flusher, with several workers)
-    at start-up; ends the streams and finishes writes at shutdown."""
+    """Opens storage and starts the sweeper (and the metrics' flusher) at start-up; ends the
+    streams and finishes writes at shutdown."""
 
     def __init__(
         self,
@@ -57,7 +57,7 @@ class Lifespan:
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         await self.service.start(self.sweep_interval, self.sweep_batch)
-        if self.metrics is not None and self.metrics.multiprocess_dir is not None:
+        if self.metrics is not None:
             self._flusher = asyncio.create_task(self.metrics.run_flusher())
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:

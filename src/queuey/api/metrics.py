@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import os
 import threading
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Callable
-from typing import TypeVar
 
 import falcon.asgi
 from prometheus_client import (
@@ -45,35 +45,36 @@ GAUGES = {
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 UNMATCHED = "unmatched"  # the route label of requests no route matched
 
-#: Seconds between flushes of a worker's values, when several workers share them.
+#: Seconds between flushes: what the hot path gathers meanwhile is kept as it came.
 FLUSH_INTERVAL = 1.0
 
 # Request latencies: from a cached read (sub-millisecond) to a long poll's 20 s.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5, 10, 25)
 
 
-K = TypeVar("K")
-# Per label: a count per bucket (the last one +Inf), then the sum of seconds.
-Timings = dict[K, list[float]]
-
-
-def _time(timings: Timings[K], label: K, seconds: float) -> None:
-    timed = timings.get(label)
-    if timed is None:
-        timed = timings[label] = [0.0] * (len(BUCKETS) + 2)
-    timed[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound >= seconds
-    timed[-1] += seconds
+def _add(child: Histogram, latencies: list[float]) -> None:
+    """What Histogram.observe does one latency at a time, for many at once (sorted here)."""
+    latencies.sort()
+    start = 0
+    for bound, bucket in zip((*BUCKETS, math.inf), child._buckets, strict=True):
+        end = bisect_right(latencies, bound, start)  # the latencies <= bound
+        if end > start:
+            bucket.inc(end - start)
+        start = end
+    child._sum.inc(math.fsum(latencies))
 
 
 class Metrics:
     """This process's metrics, and the observer (:class:`queuey.core.observer.Observer`) of
     its storage and service.
 
-    The hot path only adds to plain dicts (a request costs a few dict operations and a
-    bisect, no lock); :meth:`flush` moves what they gathered into the prometheus_client
-    metrics. A scrape flushes first, so a single process answers exact values; with several
-    workers each also flushes every :data:`FLUSH_INTERVAL` seconds (:meth:`run_flusher`), so a
-    scrape answered by one worker includes the others' values of up to that long ago.
+    The hot path only appends latencies to lists and adds to plain dicts (a request costs a
+    dict look-up and an append, a storage call an append, no lock); :meth:`flush` sorts the
+    latencies into buckets and moves everything into the prometheus_client metrics. A scrape
+    flushes first, so a single process answers exact values; every process also flushes every
+    :data:`FLUSH_INTERVAL` seconds (:meth:`run_flusher`), which bounds what the lists hold and,
+    with several workers, makes a scrape answered by one worker include the others' values of
+    up to that long ago.
     """
 
     def __init__(self) -> None:
@@ -126,10 +127,11 @@ class Metrics:
             for name, text in GAUGES.items()
         }  # fmt: skip
         self._sources: dict[str, Callable[[], int]] = {}
-        self._requests: dict[tuple[str, str, int], int] = {}
-        self._latency: Timings[tuple[str, str]] = {}
+        # The latencies of requests by (route, method, status): one per request.
+        self._requests: dict[tuple[str, str, int], list[float]] = {}
         self._messages: dict[tuple[str, str], int] = {}
-        self._storage_calls: list[tuple[str, float]] = []
+        # Each storage operation's latencies: lists kept for good (the wrappers hold them).
+        self._storage_calls: dict[str, list[float]] = {}
         self._storage_errors: dict[str, int] = {}
         self._sweeps: list[tuple[float, int, bool]] = []
         # Events may come from another thread (SQLite's writer): a lock of their own.
@@ -147,8 +149,8 @@ class Metrics:
             key = (application, event)
             self._events[key] = self._events.get(key, 0) + n
 
-    def storage_call(self, operation: str, seconds: float) -> None:
-        self._storage_calls.append((operation, seconds))  # bucketed at the flush
+    def storage_latencies(self, operation: str) -> list[float]:
+        return self._storage_calls.setdefault(operation, [])
 
     def storage_error(self, operation: str) -> None:
         self._storage_errors[operation] = self._storage_errors.get(operation, 0) + 1
@@ -158,40 +160,53 @@ class Metrics:
 
     # --- requests -------------------------------------------------------------------------
 
-    def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        if method not in METHODS:
-            method = "OTHER"
-        counts = self._requests
-        key = (route, method, status)
-        counts[key] = counts.get(key, 0) + 1
-        _time(self._latency, (route, method), seconds)
+    def request(
+        self,
+        route: str,
+        method: str,
+        status: int,
+        seconds: float,
+        counted: tuple[str, str, int] | None = None,
+    ) -> None:
+        """A request to ``route`` answered ``status`` after ``seconds``; ``counted``: the
+        (application, event, n) of the messages it handled, counted if it succeeded."""
+        latencies = self._requests.get((route, method, status))
+        if latencies is None:
+            latencies = self._request_latencies(route, method, status)
+        latencies.append(seconds)
+        if counted is not None and status < 400:
+            application, event, n = counted
+            counts = self._messages
+            key = (application, event)
+            counts[key] = counts.get(key, 0) + n
 
-    def count(self, application: str, event: str, n: int) -> None:
-        counts = self._messages
-        key = (application, event)
-        counts[key] = counts.get(key, 0) + n
+    def _request_latencies(self, route: str, method: str, status: int) -> list[float]:
+        if method not in METHODS:  # counted as OTHER: the methods a client sends are no labels
+            return self._requests.setdefault((route, "OTHER", status), [])
+        latencies: list[float] = []
+        self._requests[route, method, status] = latencies
+        return latencies
 
     def flush(self) -> None:
         """Add what the hot path gathered since the last flush to the exported metrics."""
         requests, self._requests = self._requests, {}
-        latency, self._latency = self._latency, {}
         messages, self._messages = self._messages, {}
-        for (route, method, status), n in requests.items():
-            self.requests.labels(route, method, str(status)).inc(n)
-        for (route, method), timed in latency.items():
-            _add(self.latency.labels(route, method), timed)
+        latency: dict[tuple[str, str], list[float]] = {}
+        for (route, method, status), latencies in requests.items():
+            self.requests.labels(route, method, str(status)).inc(len(latencies))
+            latency.setdefault((route, method), []).extend(latencies)
+        for (route, method), latencies in latency.items():
+            _add(self.latency.labels(route, method), latencies)
         with self._events_lock:
             events, self._events = self._events, {}
         for counts in (messages, events):
             for (application, event), n in counts.items():
                 self.messages.labels(application, event).inc(n)
-        calls, self._storage_calls = self._storage_calls, []
         failed, self._storage_errors = self._storage_errors, {}
-        storage: Timings[str] = {}
-        for operation, seconds in calls:
-            _time(storage, operation, seconds)
-        for operation, timed in storage.items():
-            _add(self.storage_latency.labels(operation), timed)
+        for operation, latencies in self._storage_calls.items():
+            if latencies:
+                _add(self.storage_latency.labels(operation), latencies)
+                latencies.clear()
         for operation, n in failed.items():
             self.storage_errors.labels(operation).inc(n)
         sweeps, self._sweeps = self._sweeps, []
@@ -206,8 +221,7 @@ class Metrics:
         self._wakes_flushed = wakes
 
     async def run_flusher(self) -> None:
-        """Flush every FLUSH_INTERVAL seconds (for the other workers' scrapes) until cancelled;
-        then flush what is left."""
+        """Flush every FLUSH_INTERVAL seconds until cancelled; then flush what is left."""
         try:
             while True:
                 await asyncio.sleep(FLUSH_INTERVAL)
@@ -223,14 +237,6 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
-
-
-def _add(child: Histogram, timed: list[float]) -> None:
-    """What Histogram.observe does one observation at a time, for many at once."""
-    for bucket, observed in zip(child._buckets, timed[:-1], strict=True):
-        if observed:
-            bucket.inc(observed)
-    child._sum.inc(timed[-1])
 
 
 class MetricsResource:

@@ -57,31 +57,35 @@ class Observer:
         self.metrics = metrics
         self.out = sys.stdout if out is None else out
         self._flush_due = False
+        #: Whether anything needs the time a request took.
+        self._timed = metrics is not None or access_log_format != "off"
 
     async def process_request(self, req: Request, resp: Response) -> None:
         given = req.get_header(HEADER)
         rid = given if given is not None and _SANE_ID.fullmatch(given) else new_request_id()
-        req.context.request_id = rid
-        req.context.started = time.perf_counter()
+        context = req.context
+        context.request_id = rid
+        if self._timed:
+            context.started = time.perf_counter()
         request_id.set(rid)
 
     async def process_response(
         self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
         context = req.context
-        rid = context.get("request_id") or new_request_id()
+        # getattr, not Context.get: a C call; what a request sets may be missing (a request
+        # refused before process_request ran, a resource that counted nothing).
+        rid = getattr(context, "request_id", None) or new_request_id()
         resp.set_header(HEADER, rid)
-        now = time.perf_counter()
-        started = context.get("started")
-        seconds = 0.0 if started is None else now - started
+        if not self._timed:
+            return
+        started = getattr(context, "started", None)
+        seconds = 0.0 if started is None else time.perf_counter() - started
         status = resp.status_code
-        route = req.uri_template or UNMATCHED
         metrics = self.metrics
         if metrics is not None:
-            metrics.request(route, req.method, status, seconds)
-            counted = context.get("counted")
-            if counted is not None and status < 400:
-                metrics.count(*counted)
+            route = req.uri_template or UNMATCHED
+            metrics.request(route, req.method, status, seconds, getattr(context, "counted", None))
         if self.log_format != "off":
             self._log(req, resp, rid, status, seconds)
 

@@ -16,9 +16,10 @@ class Observer(Protocol):
         (:data:`EVENTS`). Safe to call from any thread (SQLite's writer calls it)."""
         ...
 
-    def storage_call(self, operation: str, seconds: float) -> None:
-        """A storage operation (a method of ``Storage``) took ``seconds``. On the hot path:
-        it must cost next to nothing."""
+    def storage_latencies(self, operation: str) -> list[float]:
+        """The list that the latencies (seconds) of ``operation``, a method of ``Storage``,
+        are appended to, on the event loop's thread; the observer takes them from there.
+        Asked once per operation: on the hot path, appending is all there is to do."""
         ...
 
     def storage_error(self, operation: str) -> None:
@@ -37,11 +38,21 @@ class Unobserved:
     def event(self, application: str, event: str, n: int) -> None:
         pass
 
-    def storage_call(self, operation: str, seconds: float) -> None:
-        pass
+    def storage_latencies(self, operation: str) -> list[float]:
+        return _DROPPED
 
     def storage_error(self, operation: str) -> None:
         pass
 
     def sweep(self, seconds: float, units: int, failed: bool) -> None:
         pass
+
+
+class _Dropped(list[float]):
+    """A list that stays empty."""
+
+    def append(self, value: float) -> None:
+        pass
+
+
+_DROPPED = _Dropped()

@@ -27,34 +27,49 @@ OPERATIONS = tuple(
 def observe(storage: S, observer: Observer) -> S:
     """``storage`` with each operation timed and its claims' redeliveries counted."""
     for name in OPERATIONS:
-        setattr(storage, name, _timed(name, getattr(storage, name), observer))
-    claim = storage.claim_messages
-
-    async def claim_messages(queue: Queue, *args: Any, **kwargs: Any) -> list[Claim]:
-        claims: list[Claim] = await claim(queue, *args, **kwargs)
-        again = sum(1 for made in claims if made.message.deliveries > 1)
-        if again:
-            observer.event(queue.app, "redelivered", again)
-        return claims
-
-    setattr(storage, "claim_messages", claim_messages)  # noqa: B010 (an instance attribute)
+        after = _redeliveries(observer) if name == "claim_messages" else None
+        setattr(storage, name, _timed(name, getattr(storage, name), observer, after))
     return storage
 
 
+After = Callable[[tuple[Any, ...], dict[str, Any], Any], None]
+
+
 def _timed(
-    name: str, operation: Callable[..., Awaitable[Any]], observer: Observer
+    name: str,
+    operation: Callable[..., Awaitable[Any]],
+    observer: Observer,
+    after: After | None = None,
 ) -> Callable[..., Awaitable[Any]]:
+    """``operation``, timed in the one frame that awaits it, its latency appended to the
+    observer's list; ``after`` sees the arguments and result of each call that succeeded."""
     clock = time.perf_counter
-    report, failed = observer.storage_call, observer.storage_error
+    record = observer.storage_latencies(name).append
+    failed = observer.storage_error
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
         start = clock()
         try:
-            return await operation(*args, **kwargs)
+            result = await operation(*args, **kwargs)
         except Exception:
             failed(name)
             raise
         finally:
-            report(name, clock() - start)
+            record(clock() - start)
+        if after is not None:
+            after(args, kwargs, result)
+        return result
 
     return timed
+
+
+def _redeliveries(observer: Observer) -> After:
+    """Counts the claims that deliver a message again (``claim_messages(queue, ...)``)."""
+
+    def count(args: tuple[Any, ...], kwargs: dict[str, Any], claims: list[Claim]) -> None:
+        again = sum(1 for made in claims if made.message.deliveries > 1)
+        if again:
+            queue: Queue = args[0] if args else kwargs["queue"]
+            observer.event(queue.app, "redelivered", again)
+
+    return count
