@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -12,11 +13,13 @@ from urllib.parse import urlencode
 import falcon.testing
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from queuey.api import metrics as metrics_module
 from queuey.api.app import create_app
 from queuey.api.auth import KeyRing
-from queuey.api.metrics import Metrics
+from queuey.api.metrics import BUCKETS, Metrics
 from queuey.core.clock import FakeClock
 from queuey.logs import RequestIdFilter
 from queuey.notify import POLL_INTERVAL, Notifier
@@ -193,3 +196,38 @@ async def test_metrics_need_the_token_off_loopback(observed: Conductor, plain: C
         await observed.simulate_get("/metrics", remote_addr=remote, headers=right)
     ).status_code == 200
     assert (await plain.simulate_get("/metrics")).status_code == 404  # metrics off
+
+
+def test_latencies_land_in_the_buckets_histogram_observe_puts_them_in() -> None:
+    metrics, registry = Metrics(), CollectorRegistry()
+    reference = Histogram("reference", "", buckets=BUCKETS, registry=registry)
+    # Every bound exactly (le is inclusive), just above each, zero, and beyond the last one.
+    latencies = [0.0, 30.0, *BUCKETS, *(bound * 1.001 for bound in BUCKETS)]
+    for seconds in latencies:
+        metrics.request("/v1/{app}", "GET", 200, seconds)
+        reference.observe(seconds)
+    metrics.request("/v1/{app}", "GET", 404, 0.002)  # another status, the same histogram
+    reference.observe(0.002)
+    found = samples(metrics.exposition().decode())
+    expected = samples(generate_latest(registry).decode())
+    labels = (("method", "GET"), ("route", "/v1/{app}"))
+    for (name, pairs), value in expected.items():
+        if not name.endswith("_created"):
+            ours = name.replace("reference", "queuey_http_request_duration_seconds")
+            assert found[ours, tuple(sorted((*pairs, *labels)))] == pytest.approx(value), name
+    assert found["queuey_http_requests_total", (*labels, ("status", "200"))] == len(latencies)
+
+
+async def test_the_flusher_moves_what_requests_gathered_without_a_scrape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_module, "FLUSH_INTERVAL", 0.01)
+    metrics = Metrics()
+    async for conductor in _conductor(tmp_path, metrics=metrics):
+        await conductor.simulate_get("/__lbheartbeat__")
+        labels = {"route": "/__lbheartbeat__", "method": "GET", "status": "200"}
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if metrics.registry.get_sample_value("queuey_http_requests_total", labels):
+                break
+        assert metrics.registry.get_sample_value("queuey_http_requests_total", labels) == 1
