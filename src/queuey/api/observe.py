@@ -90,7 +90,8 @@ class Observer:
             self._log(req, resp, rid, status, seconds)
 
     def _log(self, req: Request, resp: Response, rid: str, status: int, seconds: float) -> None:
-        size = len(resp.data) if resp.data is not None else None
+        data = resp.data  # a property: read once
+        size = None if data is None else len(data)
         if self.log_format == "json":
             line = orjson.dumps(
                 {
@@ -103,17 +104,18 @@ class Observer:
                     "status": status,
                     "bytes": size,
                     "ms": round(seconds * 1000, 3),
-                }
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
             ).decode()
         else:
             target = f"{req.path}?{req.query_string}" if req.query_string else req.path
             line = (
                 f'{req.remote_addr} "{req.method} {target}" {status} '
-                f"{'-' if size is None else size} {seconds * 1000:.1f}ms id={rid}"
+                f"{'-' if size is None else size} {seconds * 1000:.1f}ms id={rid}\n"
             )
         # A buffered write, flushed within FLUSH_DELAY: logging's per-line record, lock and
         # flush would cost about a fifth of a small POST (bench/overhead.py).
-        self.out.write(line + "\n")
+        self.out.write(line)
         if not self._flush_due:
             self._flush_due = True
             asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
