@@ -81,7 +81,9 @@ class Observer:
             return
         started = getattr(context, "started", None)
         seconds = 0.0 if started is None else time.perf_counter() - started
-        status = resp.status_code
+        status = resp.status
+        if type(status) is not int:  # Falcon's status_code normalises it, at a cost
+            status = resp.status_code
         metrics = self.metrics
         if metrics is not None:
             route = req.uri_template or UNMATCHED
