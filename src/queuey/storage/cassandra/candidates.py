@@ -42,7 +42,8 @@ class Pool:
         """Whether a claim that starts at ``start`` (its floor) at ``now_ms`` may go on from
         here: the pool is younger than POOL_S and started at the same floor (a floor that
         moved, raised or lowered by any process, starts a new pool)."""
-        young = 0 <= now_ms - self.made_ms < POOL_S * 1000 and loop_now - self.made_at < POOL_S
+        # (A claim of a slightly earlier time may go on from here: _choose checks each row.)
+        young = now_ms - self.made_ms < POOL_S * 1000 and loop_now - self.made_at < POOL_S
         return young and start == self.start
 
     async def fill(self, need: int, extra: int, read: Read) -> bool:

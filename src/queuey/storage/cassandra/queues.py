@@ -8,6 +8,8 @@ import heapq
 import secrets
 import time
 import zlib
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
@@ -40,6 +42,8 @@ class Queues:
         self._session = session
         self._changes = changes
         self._copies: dict[tuple[str, str], tuple[Queue, float]] = {}  # -> (queue, read at)
+        # Reads of queue rows in progress, by (app, name, level): callers share them.
+        self._reading: dict[tuple[str, str, str], asyncio.Task[Queue | None]] = {}
 
     def _copy(self, app: str, name: str) -> Queue | None:
         """This process's copy of the queue, while it is fresh."""
@@ -52,6 +56,8 @@ class Queues:
         return copy[0]
 
     def _remember(self, app: str, name: str, queue: Queue | None) -> None:
+        for level in [k[2] for k in self._reading if k[:2] == (app, name)]:
+            del self._reading[app, name, level]  # read before: a later caller reads again
         if queue is None:
             self._copies.pop((app, name), None)
             return
@@ -92,9 +98,27 @@ class Queues:
         copy = self._copy(app, name)
         if copy is not None:
             return copy
-        queue = await self.read(app, name)
+        queue = await self._shared(app, name, "", partial(self.read, app, name))
         self._remember(app, name, queue)
         return queue
+
+    async def _shared(
+        self, app: str, name: str, level: str, read: Callable[[], Awaitable[Queue | None]]
+    ) -> Queue | None:
+        """What ``read`` answers, read once for the callers that come while it is out (a copy
+        this process sets meanwhile, by a change of its own, makes later callers read again)."""
+        key = (app, name, level)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(read())
+            reading.add_done_callback(partial(self._read_done, key))
+        return await asyncio.shield(reading)
+
+    def _read_done(self, key: tuple[str, str, str], reading: asyncio.Task[Queue | None]) -> None:
+        if self._reading.get(key) is reading:
+            del self._reading[key]
+        if not reading.cancelled():
+            reading.exception()  # its callers may all have been cancelled
 
     async def read(self, app: str, name: str) -> Queue | None:
         """The queue as its row is now."""
@@ -225,10 +249,13 @@ class Queues:
         copy = self._copy(queue.app, queue.name)
         if copy is not None:
             return copy if copy.qid == queue.qid else None
-        rows = await self._session.execute("q_get", (queue.app, queue.name), level)
-        found = _queue_of(queue.app, queue.name, rows[0]) if rows else None
+        found = await self._shared(queue.app, queue.name, level, partial(self._row, queue, level))
         self._remember(queue.app, queue.name, found)
         return found if found is not None and found.qid == queue.qid else None
+
+    async def _row(self, queue: Queue, level: str) -> Queue | None:
+        rows = await self._session.execute("q_get", (queue.app, queue.name), level)
+        return _queue_of(queue.app, queue.name, rows[0]) if rows else None
 
 
 def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
