@@ -51,8 +51,11 @@ class Pool:
         meanwhile, else a read (for this claim and the ones waiting for it, plus ``extra``)
         from the cursor on; whether the partition may have more rows past the cursor."""
         self.wanted += need
-        async with self.lock:
-            self.wanted -= need
+        try:
+            await self.lock.acquire()
+        finally:
+            self.wanted -= need  # also when the claim is cancelled while it waits
+        try:
             if self.rows:
                 return True
             fetch = min(max(need + self.wanted, READ_MIN) + (0 if self.read else extra), FETCH_MAX)
@@ -62,6 +65,8 @@ class Pool:
             if rows:
                 self.cursor = (rows[-1][1], rows[-1][2], False)
             return len(rows) >= fetch
+        finally:
+            self.lock.release()
 
 
 class Pools:
