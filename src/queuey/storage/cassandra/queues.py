@@ -9,6 +9,7 @@ import secrets
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -16,10 +17,10 @@ from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, Storag
 from queuey.core.models import Queue, QueueSettings
 from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.rows import Named, Row
-from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, SETTINGS_COLUMNS
+from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, QUEUE_COLUMNS
 from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
 
-_GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
+_GET_COLUMNS = tuple(QUEUE_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
 QUEUE_CACHE_S = 1.0  # how long this process answers a queue's metadata from its copy
 STALE_S = 300  # age after which a senders' row that no longer holds is deleted
@@ -56,14 +57,24 @@ class Queues:
         return copy[0]
 
     def _remember(self, app: str, name: str, queue: Queue | None) -> None:
-        for level in [k[2] for k in self._reading if k[:2] == (app, name)]:
-            del self._reading[app, name, level]  # read before: a later caller reads again
+        self._unshare(app, name)
         if queue is None:
             self._copies.pop((app, name), None)
             return
         if len(self._copies) > _CACHED:
             self._copies.clear()
         self._copies[app, name] = (queue, self._session.loop.time())
+
+    def _rewrite(self, app: str, name: str, queue: Queue) -> None:
+        """This process changed the queue: its copy becomes ``queue``, as old as the row it
+        came from, so what another server changed in that row and this process did not write
+        (the end marker) still shows within QUEUE_CACHE_S."""
+        self._unshare(app, name)
+        copy = self._copies.get((app, name))
+        if copy is None:
+            self._remember(app, name, queue)
+        else:
+            self._copies[app, name] = (queue, copy[1])
 
     async def create(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
         session, level = self._session, self._session.meta_level
@@ -101,6 +112,12 @@ class Queues:
         queue = await self._shared(app, name, "", partial(self.read, app, name))
         self._remember(app, name, queue)
         return queue
+
+    def _unshare(self, app: str, name: str) -> None:
+        """The reads of the queue's row in progress began before the copy this process sets:
+        callers that come from now on read again."""
+        for level in [k[2] for k in self._reading if k[:2] == (app, name)]:
+            del self._reading[app, name, level]
 
     async def _shared(
         self, app: str, name: str, level: str, read: Callable[[], Awaitable[Queue | None]]
@@ -147,14 +164,42 @@ class Queues:
                 self._sends(app, name, settings),
             )
             if rows and rows[0][0]:
-                queue = Queue(
-                    app=app, name=name, qid=current.qid, created=current.created,
-                    settings=settings,
-                )  # fmt: skip
-                self._remember(app, name, queue)
+                queue = replace(current, settings=settings)
+                self._rewrite(app, name, queue)
                 await self._changes.record(app, name, self._session.meta_level)
                 return queue
             self._remember(app, name, None)  # changed meanwhile: read it again
+        raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
+
+    async def end_consumers(self, app: str, name: str) -> Queue:
+        """Move the queue's end marker by a transaction on its qid and on the marker it had,
+        retried with what a transaction that did not apply answers (the row's qid and marker).
+        A row without a marker (never ended; made before the column) holds null; it reads
+        as 0."""
+        session, level = self._session, self._session.meta_level
+        current = await self.get(app, name)
+        if current is None:
+            raise QueueNotFound()
+        qid = current.qid
+        marker: int | None = current.end_marker or None  # a marker is never 0 but unset
+        for _ in range(_TRIES):
+            moved = (marker or 0) + 1
+            answer = await session.named("q_end", (moved, app, name, qid, marker), level)
+            row = answer[0] if answer else {}
+            if row.get("[applied]"):
+                # No copy is kept: the next look reads the row, the settings with the marker.
+                self._remember(app, name, None)
+                await self._changes.record(app, name, level)
+                if qid != current.qid:  # the name is another incarnation's now
+                    found = await self.read(app, name)
+                    if found is None:
+                        raise QueueNotFound()
+                    return found
+                return replace(current, end_marker=moved)
+            if row.get("qid") is None:
+                self._remember(app, name, None)
+                raise QueueNotFound()
+            qid, marker = row["qid"], row.get("end_marker")
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
 
     async def delete(self, app: str, name: str) -> bool:
@@ -278,7 +323,7 @@ def _won(answer: list[Named], qid: int) -> Row | None:
 
 def _queue_of(app: str, name: str, row: Row) -> Queue:
     qid, created, partitions, type_, consistency, principles, *rest = row
-    delivery, claim_ttl, max_deliveries, dlq, delay, dedup_window, policy, paused = rest
+    delivery, claim_ttl, max_deliveries, dlq, delay, dedup_window, policy, paused, ended = rest
     default = QueueSettings()
     settings = QueueSettings(
         partitions=partitions,
@@ -294,4 +339,6 @@ def _queue_of(app: str, name: str, row: Row) -> Queue:
         policy=policy or default.policy,
         paused=bool(paused),
     )
-    return Queue(app=app, name=name, qid=qid, created=created, settings=settings)
+    return Queue(
+        app=app, name=name, qid=qid, created=created, settings=settings, end_marker=ended or 0
+    )
