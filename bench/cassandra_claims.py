@@ -7,7 +7,8 @@ Uses its own keyspaces (``<prefix>_messages``, ``<prefix>_metadata``; ``--prefix
 
 * the latency of a claim of 1 and an ack of 1, and of a claim of 10 and an ack of those 10
   (p50/p99 over sequential cycles on one queue);
-* claim+ack throughput of concurrent workers (one process) on one queue;
+* claim+ack throughput of concurrent workers (one process) on one queue (``--workers``, default
+  1,4,16, ``--seconds`` each), with the requests each claim 10 + ack cycle sent to Cassandra;
 * for each N of ``--acked``: N messages posted, claimed and acknowledged, then one more posted:
   the time of a claim in this process and in a new process (both start at the queue's claim
   floor, past the acknowledged messages), and with no floor at all (its row deleted: the claim
@@ -21,12 +22,14 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections import Counter
 from typing import Any
 
 from queuey.core.clock import SystemClock
 from queuey.core.ids import IdGenerator
 from queuey.core.models import Claim, ClaimRef, Message, Queue, QueueSettings
 from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra.floors import FLOOR_MARGIN_MS
 from queuey.storage.cassandra.settings import CassandraSettings
 
 LEASE_MS = 60_000
@@ -107,26 +110,48 @@ async def latency(bench: Bench, store: CassandraStorage, size: int, cycles: int)
     return f"claim {size}: {spread(claim_times)}; ack {size}: {spread(ack_times)}"
 
 
-async def throughput(bench: Bench, store: CassandraStorage, workers: int, seconds: float) -> str:
+async def throughput(
+    bench: Bench, store: CassandraStorage, workers: int, seconds: float, sent: Counter[str]
+) -> str:
+    """Claim 10 + ack cycles of ``workers`` at once; with the requests they sent (``sent``,
+    filled by :func:`count_requests`) per cycle."""
     queue = await bench.queue(store, f"throughput{workers}")
-    for _ in range(20):
+    for _ in range(30):
         await store.write_messages(queue, bench.messages(1000))
-    done = 0
+    await asyncio.sleep(FLOOR_MARGIN_MS / 1000)  # the floors may move past the messages
+    done = cycles = 0
     deadline = time.monotonic() + seconds
 
     async def work() -> None:
-        nonlocal done
+        nonlocal done, cycles
         while time.monotonic() < deadline:
             claims = await store.claim_messages(queue, [1], 10, bench.now(), LEASE_MS, False)
             if not claims:
                 return
             acked = sum(await store.ack_messages(queue, refs(claims), bench.now()))
             done += acked
+            cycles += 1
 
+    sent.clear()
     started = time.monotonic()
     await asyncio.gather(*(work() for _ in range(workers)))
     rate = done / (time.monotonic() - started)
-    return f"{workers} workers, claim 10 + ack: {rate:,.0f} acked messages/s"
+    each = ", ".join(f"{what} {n / max(cycles, 1):.2f}" for what, n in sent.most_common())
+    return f"{workers} workers, claim 10 + ack: {rate:,.0f} acked messages/s; per cycle: {each}"
+
+
+def count_requests(store: CassandraStorage) -> Counter[str]:
+    """The requests the store sends from now on, by what they run (a statement's key, "batch",
+    "conditional batch")."""
+    sent: Counter[str] = Counter()
+    submit = store.session.submit
+
+    def counting(build: Any, what: str = "", named: bool = False) -> Any:
+        sent[what] += 1
+        return submit(build, what, named)
+
+    store.session.submit = counting  # type: ignore[method-assign]
+    return sent
 
 
 async def traced_claim(store: CassandraStorage, queue: Queue, now: int) -> tuple[float, int]:
@@ -211,15 +236,29 @@ async def main() -> None:
     parser.add_argument("--prefix", default="queuey_bench_claims")
     parser.add_argument("--acked", default="1000,10000,50000")
     parser.add_argument("--cycles", type=int, default=300)
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[1, 4, 16],
+        help="concurrent claim+ack workers of the throughput lines (comma list)",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="of each throughput line")
+    parser.add_argument(
+        "--workers-only", action="store_true", help="only the throughput lines (no latency)"
+    )
     args = parser.parse_args()
     bench = Bench(parse_hosts(args.hosts), args.prefix)
     store = await bench.store()
     try:
         await empty(store)
-        print(await latency(bench, store, 1, args.cycles), flush=True)
-        print(await latency(bench, store, 10, args.cycles), flush=True)
-        for workers in (1, 4, 16):
-            print(await throughput(bench, store, workers, 5.0), flush=True)
+        if not args.workers_only:
+            print(await latency(bench, store, 1, args.cycles), flush=True)
+            print(await latency(bench, store, 10, args.cycles), flush=True)
+        sent = count_requests(store)
+        for workers in args.workers:
+            print(await throughput(bench, store, workers, args.seconds, sent), flush=True)
+        if args.workers_only:
+            return
         for count in (int(n) for n in args.acked.split(",") if n):
             print(await acked_before(bench, store, count), flush=True)
     finally:

@@ -12,7 +12,8 @@ percentiles (ms). ``bench/run.py`` runs it as the ``driver`` scenario.
 With ``--lwt`` it measures what the claims' floor costs instead: lightweight transactions
 (``UPDATE ... IF EXISTS``, one Paxos round each) on the rows of one partition, as Queuey's
 claims and acks of one queue bucket are, ``--in-flight`` at a time (Queuey sends one round per
-partition at a time).
+partition at a time). With ``--rows N`` each round is one conditional batch of N such updates
+on N rows of the partition, as a claim of N messages is.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ class Loop:
 
     def _send(self) -> None:
         sent = time.monotonic()
-        future = self._session.execute_async(self._statement, self._params())
+        made = self._params()
+        if self._statement is None:  # ``params`` makes whole statements (batches)
+            future = self._session.execute_async(made)
+        else:
+            future = self._session.execute_async(self._statement, made)
         future.add_callbacks(self._ok, self._failed, callback_args=(sent,), errback_args=(sent,))
 
     def _ok(self, _rows: Any, sent: float) -> None:
@@ -98,12 +103,18 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def measure(
-    hosts: list[tuple[str, int]], keyspace: str, seconds: float, in_flight: int, lwt: bool
+    hosts: list[tuple[str, int]],
+    keyspace: str,
+    seconds: float,
+    in_flight: int,
+    lwt: bool,
+    rows: int = 1,
 ) -> dict[str, Any]:
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.connection import DefaultEndPoint
     from cassandra.io.libevreactor import LibevConnection
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.query import BatchStatement, BatchType
 
     from cassandra import ConsistencyLevel
 
@@ -148,6 +159,17 @@ def measure(
                 n = next(counter)
                 return (n, n % 1000)
 
+            if rows > 1:
+                update, one = statement, params
+
+                def batch() -> Any:
+                    statements = BatchStatement(batch_type=BatchType.UNLOGGED)
+                    for _ in range(rows):
+                        statements.add(update, one())
+                    return statements
+
+                statement, params = None, batch
+
         else:
             statement = session.prepare(
                 f"INSERT INTO {keyspace}.rows (id, body) VALUES (?, ?) USING TTL ?"
@@ -168,7 +190,8 @@ def measure(
         "requests": done,
         "errors": loop.errors,
         "seconds": round(elapsed, 3),
-        "rows_s": round(done / elapsed, 1) if elapsed else 0.0,
+        "rows_s": round(done / elapsed, 1) if elapsed else 0.0,  # requests (rounds) per second
+        "rows_per_round": rows,
         "p50_ms": round(percentile(ms, 0.5), 3),
         "p90_ms": round(percentile(ms, 0.9), 3),
         "p99_ms": round(percentile(ms, 0.99), 3),
@@ -183,8 +206,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--lwt", action="store_true", help="lightweight transactions instead")
+    parser.add_argument(
+        "--rows", type=int, default=1, help="with --lwt: rows per round (one conditional batch)"
+    )
     ns = parser.parse_args()
-    result = measure(parse_hosts(ns.hosts), ns.keyspace, ns.duration, ns.in_flight, ns.lwt)
+    if ns.rows < 1:
+        parser.error("--rows must be at least 1")
+    result = measure(parse_hosts(ns.hosts), ns.keyspace, ns.duration, ns.in_flight, ns.lwt, ns.rows)
     print(json.dumps(result), flush=True)
 
 

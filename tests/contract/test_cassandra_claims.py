@@ -8,6 +8,7 @@ import asyncio
 import statistics
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from queuey.core.ids import IdGenerator
 from queuey.core.models import Caller, Claim, QueueSettings
 from queuey.notify import POLL_INTERVAL, Notifier
 from queuey.service import QueueService
-from queuey.storage.cassandra import CassandraStorage
+from queuey.storage.cassandra import CassandraStorage, candidates, floors
 from queuey.storage.cassandra.session import unavailable
 from tests import cassandra as node
 from tests.cassandra import APP, LEASE_MS, cql, messages, now_ms, refs, row_of, work_queue
@@ -98,6 +99,57 @@ async def test_tables_of_the_earlier_schema_get_the_new_columns(store: Cassandra
         assert {"due", "dlv", "ctok", "cexp"} <= {name for (name,) in rows}
     finally:
         await upgraded.close()
+
+
+# --- requests of claims and acks ------------------------------------------------------------
+
+
+async def test_concurrent_claims_share_one_read_and_one_round_and_an_ack_of_many_is_one_round(
+    store: CassandraStorage,
+    clock: FakeClock,
+    gen: IdGenerator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(floors, "FLOOR_REFRESH_S", 600.0)  # no floor read or raise meanwhile
+    monkeypatch.setattr(candidates, "POOL_S", 600.0)
+    queue = await work_queue(store)
+    posted = messages(gen, clock, 300)
+    await store.write_messages(queue, posted)
+    await store.changes_log.drain()  # the change rows of writes: not part of what is counted
+    # The first claim makes the floor, the second starts there and its read brings
+    # candidates for the next claims.
+    for message in posted[:2]:
+        [claim] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
+        assert claim.message.id == message.id
+    sent = node.count_requests(store, monkeypatch)
+
+    # A claim of 10 is its one transaction round (all 10 rows) beside the one batch of its
+    # leases' index rows.
+    ten = await store.claim_messages(queue, [1], 10, now_ms(clock), LEASE_MS, False)
+    assert [c.message.id for c in ten] == [m.id for m in posted[2:12]]
+    assert sorted(sent) == ["batch", "conditional batch"]
+    sent.clear()
+    assert await store.ack_messages(queue, refs(ten), now_ms(clock)) == [True] * 10
+    assert sent == ["conditional batch"]  # an ack of 10: one round
+
+    # Eight concurrent claims take different rows, in one round between them, and index their
+    # leases in one batch.
+    sent.clear()
+    claims = partial(store.claim_messages, queue, [1], 10, now_ms(clock), LEASE_MS, False)
+    eight = await asyncio.gather(*(claims() for _ in range(8)))
+    ids = sorted(c.message.id for got in eight for c in got)
+    assert ids == [m.id for m in posted[12:92]]
+    assert sorted(sent) == ["batch", "conditional batch"]
+    sent.clear()
+    acks = [store.ack_messages(queue, refs(got), now_ms(clock)) for got in eight]
+    assert await asyncio.gather(*acks) == [[True] * 10] * 8
+    assert sent == ["conditional batch"]
+
+    # A claim given back is claimed first again: it drops the candidates read past it.
+    [given] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
+    assert await store.unclaim_messages(queue, [given], now_ms(clock), False) == [True]
+    [again] = await store.claim_messages(queue, [1], 1, now_ms(clock), LEASE_MS, False)
+    assert again.message.id == given.message.id == posted[92].id
 
 
 # --- several servers ------------------------------------------------------------------------

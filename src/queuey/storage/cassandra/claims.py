@@ -4,7 +4,6 @@ claim columns a claim read (see ``docs/storage-cassandra.md``)."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -12,6 +11,7 @@ from typing import Any
 
 from queuey.core.models import Claim, ClaimRef, Queue, new_claim_token
 from queuey.core.observer import Observer
+from queuey.storage.cassandra.candidates import Cursor, Pool
 from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, holding, never, tokened, unchanged
 from queuey.storage.cassandra.deadletters import DeadLetters, Move
@@ -32,9 +32,6 @@ from queuey.storage.cassandra.session import Session
 from queuey.storage.cassandra.taken import TakenRows
 from queuey.storage.keys import sfx_of
 
-_FETCH_MAX = 1000  # candidates one scan of a queue partition reads at most
-
-Cursor = tuple[int, int, bool]  # (ticks, sfx, inclusive) where a scan of a part goes on
 Leased = dict[int, list[tuple[Key, int]]]  # bucket -> (key, message expiry) of a claim's leases
 
 
@@ -75,6 +72,7 @@ class Claims:
         self._changes = changes
         self._observer = observer
         self._taken = TakenRows()
+        self._pools = floors.pools
 
     async def claim(
         self,
@@ -142,9 +140,11 @@ class Claims:
     async def _claim_in(self, job: _Job, starts: dict[int, Position | None], bucket: int) -> None:
         here = _cursors(starts, bucket)
         if here:
+            qid, now = job.queue.qid, job.now_ms
+            pools = {p: self._pools.pool(qid, bucket, p, start, now) for p, start in here.items()}
             candidates = partial(self._candidates, job, bucket)
             take = partial(self._take, job, bucket)
-            await _BucketClaim(job, here, self._taken, candidates, take).run()
+            await _BucketClaim(job, pools, self._taken, candidates, take).run()
 
     def _candidates(
         self, job: _Job, bucket: int, part: int, cursor: Cursor | None, limit: int
@@ -277,6 +277,10 @@ class Claims:
                 by_token = leases.setdefault(ref.token, {})
                 by_token.setdefault(key[1] >> 32, []).append((key, state[key][3]))
         freed = lease_ms <= 0 and leases  # available again: every server's waiters hear of it
+        if freed:
+            self._pools.written(
+                queue.qid, [k for k, ok in zip(keys, done, strict=True) if k and ok]
+            )
         await asyncio.gather(
             *(
                 self._index.lease(queue, token, cexp, leased, now_ms)
@@ -348,28 +352,28 @@ def _cursors(starts: dict[int, Position | None], bucket: int) -> dict[int, Curso
 
 class _BucketClaim:
     """Claims from one bucket, oldest (ticks, id) first over its parts, until the job has what
-    it needs or the bucket has no more available messages."""
+    it needs or the bucket has no more available messages. The parts' candidates come from this
+    process's pools (:mod:`queuey.storage.cassandra.candidates`), which concurrent claims share."""
 
     def __init__(
         self,
         job: _Job,
-        cursors: dict[int, Cursor | None],
+        pools: dict[int, Pool],
         taken: TakenRows,
-        candidates: Callable[[int, Cursor | None, int], Awaitable[list[Row]]],
+        read: Callable[[int, Cursor | None, int], Awaitable[list[Row]]],
         take: Callable[[list[Row], list[Row]], Awaitable[None]],
     ) -> None:
         self._job = job
-        self._cursors = cursors
+        self._pools = pools
         self._taken = taken
-        self._candidates = candidates
+        self._read = read
         self._take = take
-        self._buffers: dict[int, deque[Row]] = {part: deque() for part in cursors}
-        self._more = set(cursors)  # parts whose rows past their buffer are not read yet
+        self._more = set(pools)  # parts whose rows past their pool's cursor are not read yet
 
     async def run(self) -> None:
         job = self._job
         while job.need > 0:
-            refill = [part for part in sorted(self._more) if not self._buffers[part]]
+            refill = [part for part in sorted(self._more) if not self._pools[part].rows]
             if refill:
                 await self._refill(refill)
                 continue
@@ -382,38 +386,39 @@ class _BucketClaim:
 
     async def _refill(self, parts: list[int]) -> None:
         job = self._job
-        fetch = min(job.need + self._taken.inflight(job.queue.qid), _FETCH_MAX)
-        replies = await asyncio.gather(
-            *(self._candidates(p, self._cursors[p], fetch) for p in parts)
+        # A pool's first read also skips the rows this process's claims are taking.
+        extra = self._taken.inflight(job.queue.qid)
+        more = await asyncio.gather(
+            *(self._pools[p].fill(job.need, extra, partial(self._read, p)) for p in parts)
         )
-        for part, rows in zip(parts, replies, strict=True):
-            self._buffers[part].extend(rows)
-            if len(rows) < fetch:
+        for part, left in zip(parts, more, strict=True):
+            if not left:
                 self._more.discard(part)
-            if rows:
-                self._cursors[part] = (rows[-1][1], rows[-1][2], False)
 
     def _choose(self) -> tuple[list[Row], list[Row]]:
-        """Take rows off the buffers, oldest first: the ones to claim and the exhausted ones
-        to dead-letter, until the job has enough or a buffer of a part with more rows ends."""
-        job, buffers = self._job, self._buffers
-        qid, taken = job.queue.qid, self._taken
+        """Take rows off the pools, oldest first: the ones to claim and the exhausted ones to
+        dead-letter, until the job has enough or a pool of a part with more rows runs out."""
+        job, pools = self._job, self._pools
+        qid, taken, now = job.queue.qid, self._taken, job.now_ms
         maxd = job.queue.settings.max_deliveries
         loop_now = asyncio.get_running_loop().time()
         chosen: list[Row] = []
         exhausted: list[Row] = []
         while len(chosen) < job.need:
-            heads = [part for part, rows in buffers.items() if rows]
+            heads = [part for part, pool in pools.items() if pool.rows]
             if not heads:
                 break
-            part = min(heads, key=lambda p: buffers[p][0][1:3])
-            row = buffers[part].popleft()
-            if taken.passed_over(qid, row[:3], job.now_ms, loop_now):
+            part = min(heads, key=lambda p: pools[p].rows[0][1:3])
+            rows = pools[part].rows
+            row = rows.popleft()
+            if not (row[5] > now and (row[6] or 0) <= now and (row[9] or 0) <= now):
+                pass  # read by a claim of another time: not available at this claim's
+            elif taken.passed_over(qid, row[:3], now, loop_now):
                 pass  # another claim of this process is taking it, or took it since it was read
             elif maxd > 0 and (row[7] or 0) >= maxd:
                 exhausted.append(row)
             else:
                 chosen.append(row)
-            if not buffers[part] and part in self._more:
+            if not rows and part in self._more:
                 break  # its next rows may come before the other parts' heads
         return chosen, exhausted

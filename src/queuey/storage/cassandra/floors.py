@@ -12,6 +12,7 @@ from typing import Any
 
 from queuey.core.errors import StorageUnavailable
 from queuey.core.ids import ticks_from_ns
+from queuey.storage.cassandra.candidates import Pools
 from queuey.storage.cassandra.rows import Key
 from queuey.storage.cassandra.session import Session
 from queuey.storage.keys import SFX_MIN
@@ -52,6 +53,7 @@ class Floors:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self.pools = Pools()  # where this process's claim scans go on past the floors
         self._floors: dict[tuple[int, int], Floor] = {}  # (qid, part) -> floor
         # Per queue: the lowering waiting for its turn (lowest position per part, its future,
         # the write level), and the task sending this process's lowerings of the queue.
@@ -161,6 +163,7 @@ class Floors:
         Lowerings of one queue are sent one round at a time: the ones asked for meanwhile are
         merged (lowest position per part) and sent together next, so concurrent writes do not
         race each other's transactions on the queue's floors."""
+        self.pools.written(qid, keys)
         lowest = _lowest(keys)
         if not every:
             lowest = {part: key for part, key in lowest.items() if self._below(qid, part, key)}

@@ -3,15 +3,27 @@ reads (with its hour list) and the wake-up times of delayed messages and leases.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
+from functools import partial
 
 from queuey.core.models import Queue
-from queuey.storage.cassandra.rows import ByBucket, Key, Uniques, index_ttl, ticks_ms, ttl_until
+from queuey.storage.cassandra.rows import (
+    ByBucket,
+    Key,
+    Row,
+    Uniques,
+    index_ttl,
+    ticks_ms,
+    ttl_until,
+)
 from queuey.storage.cassandra.schema import HOUR_MS, INDEX_SHARDS
 from queuey.storage.cassandra.session import Session, Statements
 
 _REMEMBERED = 100_000  # bucket and hour rows this process remembers having written
+LEASE_BATCH = 32  # claims whose lease rows go in one batch at most (well under 50 KiB)
 
 
 class ExpiryIndex:
@@ -23,6 +35,7 @@ class ExpiryIndex:
         self._buckets: set[tuple[int, int]] = set()  # (qid, bucket)
         self._hours: set[tuple[int, int]] = set()  # (shard, hour)
         self.unique = Uniques()  # the index rows' own ids, and the marks of writes
+        self._pending: dict[str, _Pending] = {}  # by write level: lease rows to send next
 
     def rows_of(self, qid: int, by_bucket: ByBucket) -> Statements:
         """The bucket, expiry-index and wake-up rows of a write (bucket and hour rows only the
@@ -100,8 +113,52 @@ class ExpiryIndex:
             writes.append(("h_insert", (shard, hour)))
         if cexp > now_ms:
             writes.append(("w_insert", (qid, cexp, ttl_until(cexp, now_ms))))
-        # Bookkeeping rows with fixed keys and values: one unlogged batch, one request.
-        await session.batch(writes, level, logged=False)
+        await self._send(writes, level)
         if len(self._hours) > _REMEMBERED:
             self._hours.clear()
         self._hours.add((shard, hour))
+
+    async def _send(self, writes: Statements, level: str) -> None:
+        """Send the rows of one claim's leases with those of the claims that index theirs in
+        the same turn of the event loop: bookkeeping rows with fixed keys and values, one
+        unlogged batch (one request) for up to LEASE_BATCH claims."""
+        pending = self._pending.get(level)
+        if pending is None or pending.claims >= LEASE_BATCH:
+            loop = asyncio.get_running_loop()
+            pending = self._pending[level] = _Pending(loop.create_future())
+            pending.sent.add_done_callback(_retrieved)  # its waiters may all have been cancelled
+            loop.call_soon(self._flush, level, pending)
+        pending.statements += writes
+        pending.claims += 1
+        await asyncio.shield(pending.sent)
+
+    def _flush(self, level: str, pending: _Pending) -> None:
+        if self._pending.get(level) is pending:
+            del self._pending[level]
+        batch = self._session.batch(pending.statements, level, logged=False)
+        batch.add_done_callback(partial(_settle, pending.sent))
+
+
+@dataclass(eq=False)
+class _Pending:
+    """The lease rows of the claims that send theirs next, and how the sending ends."""
+
+    sent: asyncio.Future[None]
+    statements: Statements = field(default_factory=list)
+    claims: int = 0
+
+
+def _settle(sent: asyncio.Future[None], batch: asyncio.Future[list[Row]]) -> None:
+    if batch.cancelled():
+        sent.cancel()
+        return
+    error = batch.exception()
+    if error is None:
+        sent.set_result(None)
+    else:
+        sent.set_exception(error)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -8,7 +8,9 @@ import heapq
 import secrets
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
@@ -41,6 +43,8 @@ class Queues:
         self._session = session
         self._changes = changes
         self._copies: dict[tuple[str, str], tuple[Queue, float]] = {}  # -> (queue, read at)
+        # Reads of queue rows in progress, by (app, name, level): callers share them.
+        self._reading: dict[tuple[str, str, str], asyncio.Task[Queue | None]] = {}
 
     def _copy(self, app: str, name: str) -> Queue | None:
         """This process's copy of the queue, while it is fresh."""
@@ -53,6 +57,7 @@ class Queues:
         return copy[0]
 
     def _remember(self, app: str, name: str, queue: Queue | None) -> None:
+        self._unshare(app, name)
         if queue is None:
             self._copies.pop((app, name), None)
             return
@@ -64,6 +69,7 @@ class Queues:
         """This process changed the queue: its copy becomes ``queue``, as old as the row it
         came from, so what another server changed in that row and this process did not write
         (the end marker) still shows within QUEUE_CACHE_S."""
+        self._unshare(app, name)
         copy = self._copies.get((app, name))
         if copy is None:
             self._remember(app, name, queue)
@@ -103,9 +109,33 @@ class Queues:
         copy = self._copy(app, name)
         if copy is not None:
             return copy
-        queue = await self.read(app, name)
+        queue = await self._shared(app, name, "", partial(self.read, app, name))
         self._remember(app, name, queue)
         return queue
+
+    def _unshare(self, app: str, name: str) -> None:
+        """The reads of the queue's row in progress began before the copy this process sets:
+        callers that come from now on read again."""
+        for level in [k[2] for k in self._reading if k[:2] == (app, name)]:
+            del self._reading[app, name, level]
+
+    async def _shared(
+        self, app: str, name: str, level: str, read: Callable[[], Awaitable[Queue | None]]
+    ) -> Queue | None:
+        """What ``read`` answers, read once for the callers that come while it is out (a copy
+        this process sets meanwhile, by a change of its own, makes later callers read again)."""
+        key = (app, name, level)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(read())
+            reading.add_done_callback(partial(self._read_done, key))
+        return await asyncio.shield(reading)
+
+    def _read_done(self, key: tuple[str, str, str], reading: asyncio.Task[Queue | None]) -> None:
+        if self._reading.get(key) is reading:
+            del self._reading[key]
+        if not reading.cancelled():
+            reading.exception()  # its callers may all have been cancelled
 
     async def read(self, app: str, name: str) -> Queue | None:
         """The queue as its row is now."""
@@ -264,10 +294,13 @@ class Queues:
         copy = self._copy(queue.app, queue.name)
         if copy is not None:
             return copy if copy.qid == queue.qid else None
-        rows = await self._session.execute("q_get", (queue.app, queue.name), level)
-        found = _queue_of(queue.app, queue.name, rows[0]) if rows else None
+        found = await self._shared(queue.app, queue.name, level, partial(self._row, queue, level))
         self._remember(queue.app, queue.name, found)
         return found if found is not None and found.qid == queue.qid else None
+
+    async def _row(self, queue: Queue, level: str) -> Queue | None:
+        rows = await self._session.execute("q_get", (queue.app, queue.name), level)
+        return _queue_of(queue.app, queue.name, rows[0]) if rows else None
 
 
 def _settings_row(settings: QueueSettings) -> tuple[Any, ...]:
