@@ -12,6 +12,7 @@ from queuey.core.errors import QueueNotFound, StorageUnavailable
 from queuey.core.models import Cursor, Message, Queue, QueueStats
 from queuey.core.quotas import Usage
 from queuey.storage.cassandra.changes import ChangeLog
+from queuey.storage.cassandra.coalescer import Coalescer
 from queuey.storage.cassandra.floors import Floors
 from queuey.storage.cassandra.index import ExpiryIndex
 from queuey.storage.cassandra.queues import Queues
@@ -55,6 +56,7 @@ class Messages:
         self._index = index
         self._floors = floors
         self._changes = changes
+        self._coalescer = Coalescer(session)
 
     async def write(
         self, queue: Queue, messages: Sequence[Message], replace: bool, fresh: bool
@@ -89,11 +91,16 @@ class Messages:
         )
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
-        # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
-        # log makes the write all or nothing. The change row follows (other servers' waiters
-        # must find the messages when they read it), without holding the answer.
+        # that the sweep and Cassandra's TTL tolerate missing), also with other posts' new
+        # rows of that bucket merged in. Across buckets only the batch log makes the write all
+        # or nothing. The change row follows (other servers' waiters must find the messages
+        # when they read it), without holding the answer.
         try:
-            await self._session.batch(statements, write_level, logged=len(wanted) > 1)
+            if len(wanted) == 1 and fresh and not replace:
+                bucket = next(iter(wanted))
+                await self._coalescer.write(qid, bucket, write_level, statements)
+            else:
+                await self._session.batch(statements, write_level, logged=len(wanted) > 1)
         except StorageUnavailable:
             self._changes.failed(queue.app, queue.name, write_level)
             raise
