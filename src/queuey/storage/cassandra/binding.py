@@ -36,6 +36,7 @@ def packer(kind: Any, protocol: int) -> Pack:
         cqltypes.CounterColumnType: _LONG,
         cqltypes.Int32Type: _INT,
         cqltypes.UTF8Type: _text,
+        cqltypes.VarcharType: _text,  # what `text` columns are
     }.get(kind)
     if own is not None:
         return own

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -300,10 +301,13 @@ def _by_key(messages: Sequence[Message], replace: bool) -> ByBucket:
     """The messages of a write by bucket and key: within one call the last (``replace``) or
     the first of one key wins."""
     wanted: ByBucket = {}
+    end, sfx = "", 0
     for m in messages:
         ticks = m.ticks
         keys = wanted.setdefault(ticks >> 32, {})
-        key = (m.partition, ticks, sfx_of(m.id))
+        if m.id[16:] != end:  # the ids of one post usually share their last 16 digits
+            end, sfx = m.id[16:], sfx_of(m.id)
+        key = (m.partition, ticks, sfx)
         if replace or key not in keys:
             keys[key] = m
     return wanted
@@ -341,6 +345,7 @@ def insert_statements(
     """The INSERTs of messages; the claim columns are always written (0 for a new row, or as
     ``kept``), so conditions and filters on them never meet null."""
     statements: Statements = []
+    wall_ms = time.time_ns() // 1_000_000  # one reading for the whole write's TTLs
     for bucket, keys in wanted.items():
         parts = {part for part, _, _ in keys}
         if len(parts) > 1:  # readers of several partitions notice this write
@@ -350,7 +355,7 @@ def insert_statements(
             dlv, ctok, cexp = kept.get(key, (m.deliveries, 0, 0))
             params = (
                 qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body,
-                m.due_ms, dlv, ctok, cexp, message_ttl(m.expires_ms, ticks),
+                m.due_ms, dlv, ctok, cexp, message_ttl(m.expires_ms, ticks, wall_ms),
             )  # fmt: skip
             statements.append(("m_insert", params))
     return statements
