@@ -87,9 +87,8 @@ class Messages:
         wanted = {bucket: keys for bucket, keys in wanted.items() if keys}
         if not wanted:
             return
-        statements = self._index.rows_of(qid, wanted) + insert_statements(
-            qid, wanted, kept, self._index.unique
-        )
+        bookkeeping = self._index.rows_of(qid, wanted)
+        statements = bookkeeping + insert_statements(qid, wanted, kept, self._index.unique)
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
         # that the sweep and Cassandra's TTL tolerate missing), also with other posts' new
@@ -106,7 +105,7 @@ class Messages:
             self._changes.failed(queue.app, queue.name, write_level)
             raise
         self._changes.written(queue.app, queue.name, write_level)
-        self._index.written(statements)
+        self._index.written(bookkeeping)
         # Messages that may land below a claim floor: replaced ones (a PUT can create one with
         # an old id, or revive an expired one), those of a slow write, and any below this
         # process's floors.
@@ -444,7 +443,8 @@ class _Reader:
                 params += position[:2]
             params += [self._now_ms, self._now_ms, self._limit - len(self.found[part])]
             queries.append(self._session.execute(key, params, self._level))
-        replies = await asyncio.gather(*queries)
+        # One partition (most reads) is awaited by itself: no gathering future to make.
+        replies = [await queries[0]] if len(queries) == 1 else await asyncio.gather(*queries)
         return {part: messages_of(part, rows) for part, rows in zip(parts, replies, strict=True)}
 
     async def _mark(self, bucket: int) -> object:
