@@ -57,6 +57,22 @@ async def test_a_shared_request_holds_at_most_most_rows_statements(
     assert set(await stored_ids(store, clock)) >= {m.id for post in posted for m in post}
 
 
+async def test_writes_bigger_together_than_most_bytes_go_one_by_one(
+    store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(coalescer, "MOST_BYTES", 300)  # a message's row is about 100 bytes
+    queue = await work_queue(store)
+    await store.write_messages(queue, messages(gen, clock, 1), fresh=True)
+    sent = node.count_requests(store, monkeypatch)
+    posted = [messages(gen, clock, 2) for _ in range(8)] + [messages(gen, clock, 8)]
+    await asyncio.gather(*(store.write_messages(queue, m, fresh=True) for m in posted))
+    writes = [what for what in sent if what != "ch_insert"]
+    # 2 posts alone, then the 6 others of 2 messages 1 per request; the one over the limit
+    # by itself goes alone too.
+    assert len(writes) == 9
+    assert set(await stored_ids(store, clock)) >= {m.id for post in posted for m in post}
+
+
 async def test_a_post_with_a_value_the_driver_refuses_fails_alone(
     store: CassandraStorage, clock: FakeClock, gen: IdGenerator
 ) -> None:

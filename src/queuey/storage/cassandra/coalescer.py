@@ -7,6 +7,11 @@ and go together, as one batch, when one of them answers: under load a request ca
 arrived during a round trip, one driver request instead of one per post. A write to a bucket
 with fewer requests out goes at once, so an idle queue's post waits for nothing.
 
+A shared request holds at most ``MOST_ROWS`` statements and ``MOST_BYTES`` of values (a
+write bigger than that goes alone, as it would have): a batch that also holds bookkeeping
+rows spans several partitions, and Cassandra refuses those over ``batch_size_fail_threshold``
+(50 KiB unless configured), so merged writes stay below it.
+
 Each write keeps its own outcome: its values are serialized by themselves (one the driver
 refuses fails alone), and a shared request that fails fails every write it carried (none of
 them answered as stored, as when each had failed by itself)."""
@@ -14,17 +19,27 @@ them answered as stored, as when each had failed by itself)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import deque
 from typing import Any
 
 from queuey.core.errors import StorageUnavailable
 from queuey.storage.cassandra.session import Rows, Session, Statements, unavailable
 
 IN_FLIGHT = 2  # requests a bucket has out before the writes that come wait to go together
-MOST_ROWS = 1000  # statements in one shared request at most (one write may have more)
+MOST_ROWS = 1000  # statements in one shared request at most
+MOST_BYTES = 40 * 1024  # bytes of values in one shared request at most
 
 Lane = tuple[int, int, str]  # (qid, bucket, consistency level)
-_Waiting = tuple[Statements, "asyncio.Future[None]"]
+
+
+class _Write:
+    __slots__ = ("statements", "future", "rows", "size")
+
+    def __init__(self, statements: Statements, future: asyncio.Future[None]) -> None:
+        self.statements = statements
+        self.future = future
+        self.rows: Rows | None = None  # serialized once it waits with others
+        self.size = 0  # bytes of its values, once serialized
 
 
 class _Lane:
@@ -32,7 +47,7 @@ class _Lane:
 
     def __init__(self) -> None:
         self.out = 0  # requests sent and not answered
-        self.waiting: list[_Waiting] = []
+        self.waiting: deque[_Write] = deque()
 
 
 class Coalescer:
@@ -53,61 +68,73 @@ class Coalescer:
         if lane is None:
             lane = self._lanes[key] = _Lane()
         future: asyncio.Future[None] = self._session.loop.create_future()
-        lane.waiting.append((statements, future))
+        lane.waiting.append(_Write(statements, future))
         if lane.out < IN_FLIGHT:
             self._send(key, lane)
         return future
 
     def _send(self, key: Lane, lane: _Lane) -> None:
-        """Send what ``lane`` has waiting (up to MOST_ROWS statements) as one request."""
-        taken: list[_Waiting] = []
-        size = 0
+        """Send what ``lane`` has waiting as one request (within MOST_ROWS and MOST_BYTES)."""
         waiting = lane.waiting
-        while waiting and (not taken or size + len(waiting[0][0]) <= MOST_ROWS):
-            statements, future = waiting.pop(0)
-            if not future.done():  # a caller that left is not written for
-                taken.append((statements, future))
-                size += len(statements)
-        if not taken:
+        while waiting and waiting[0].future.done():  # a caller that left is not written for
+            waiting.popleft()
+        if not waiting:
             self._idle(key, lane)
             return
         level = key[2]
-        sent: asyncio.Future[Any] | None
-        if len(taken) == 1:
-            sent = self._session.batch(taken[0][0], level, logged=False)
+        taken: list[_Write]
+        if len(waiting) == 1:  # alone: sent as any write is
+            taken = [waiting.popleft()]
+            sent = self._session.batch(taken[0].statements, level, logged=False)
         else:
-            sent = self._merged(taken, level)
-        if sent is None:
-            self._idle(key, lane)
-            return
+            taken, rows = self._take(waiting)
+            if not taken:
+                self._idle(key, lane)
+                return
+            route = taken[0].statements[0]
+            session = self._session
+            sent = session.submit(
+                lambda: session.batch_of(route, rows, level, logged=False), "batch"
+            )
         lane.out += 1
         sent.add_done_callback(lambda done: self._answered(key, lane, taken, done))
 
-    def _merged(self, taken: list[_Waiting], level: str) -> asyncio.Future[Any] | None:
-        """One batch of the writes ``taken``, each serialized by itself: one with a value the
-        driver refuses fails alone (and is left out). None when none is left."""
-        session = self._session
+    def _take(self, waiting: deque[_Write]) -> tuple[list[_Write], Rows]:
+        """The writes at the head of ``waiting`` that go together, and their rows; each is
+        serialized by itself, and one with a value the driver refuses fails alone."""
+        taken: list[_Write] = []
         rows: Rows = []
-        route: tuple[str, Sequence[Any]] | None = None
-        for statements, future in taken:
-            try:
-                own = session.rows(statements)
-            except Exception as exc:
-                future.set_exception(unavailable(exc, "batch"))
+        size = 0
+        while waiting:
+            write = waiting[0]
+            if write.future.done():
+                waiting.popleft()
                 continue
-            rows += own
-            if route is None:
-                route = statements[0]
-        if route is None:
-            return None
-        return session.submit(lambda: session.batch_of(route, rows, level, logged=False), "batch")
+            if write.rows is None:
+                try:
+                    write.rows = self._session.rows(write.statements)
+                except Exception as exc:
+                    waiting.popleft()
+                    write.future.set_exception(unavailable(exc, "batch"))
+                    continue
+                write.size = sum(sum(map(len, filter(None, values))) for _, values in write.rows)
+            if taken and (
+                len(rows) + len(write.rows) > MOST_ROWS or size + write.size > MOST_BYTES
+            ):
+                break
+            waiting.popleft()
+            taken.append(write)
+            rows += write.rows
+            size += write.size
+        return taken, rows
 
     def _answered(
-        self, key: Lane, lane: _Lane, taken: list[_Waiting], done: asyncio.Future[Any]
+        self, key: Lane, lane: _Lane, taken: list[_Write], done: asyncio.Future[Any]
     ) -> None:
         lane.out -= 1
         failure = StorageUnavailable() if done.cancelled() else done.exception()
-        for _, future in taken:
+        for write in taken:
+            future = write.future
             if future.done():
                 continue
             if failure is None:
