@@ -10,7 +10,9 @@ with fewer requests out goes at once, so an idle queue's post waits for nothing.
 A shared request holds at most ``MOST_ROWS`` statements and ``MOST_BYTES`` of values (a
 write bigger than that goes alone, as it would have): a batch that also holds bookkeeping
 rows spans several partitions, and Cassandra refuses those over ``batch_size_fail_threshold``
-(50 KiB unless configured), so merged writes stay below it.
+(50 KiB unless configured), so merged writes stay below it. Once a full request's worth
+waits, it goes at once whatever the requests out: big writes (batches of a hundred
+messages) are not held to ``IN_FLIGHT`` requests at a time, only small ones are merged.
 
 Each write keeps its own outcome: its values are serialized by themselves (one the driver
 refuses fails alone), and a shared request that fails fails every write it carried (none of
@@ -43,11 +45,22 @@ class _Write:
 
 
 class _Lane:
-    __slots__ = ("out", "waiting")
+    __slots__ = ("out", "waiting", "rows", "size")
 
     def __init__(self) -> None:
         self.out = 0  # requests sent and not answered
         self.waiting: deque[_Write] = deque()
+        self.rows = 0  # statements and bytes of the serialized writes waiting
+        self.size = 0
+
+    def measured(self, write: _Write, sign: int) -> None:
+        """Count ``write`` (serialized) among the waiting ones (1), or no more (-1)."""
+        if write.rows is not None:
+            self.rows += sign * len(write.rows)
+            self.size += sign * write.size
+
+    def full(self) -> bool:
+        return self.rows >= MOST_ROWS or self.size >= MOST_BYTES
 
 
 class Coalescer:
@@ -68,16 +81,21 @@ class Coalescer:
         if lane is None:
             lane = self._lanes[key] = _Lane()
         future: asyncio.Future[None] = self._session.loop.create_future()
-        lane.waiting.append(_Write(statements, future))
+        write = _Write(statements, future)
+        lane.waiting.append(write)
         if lane.out < IN_FLIGHT:
             self._send(key, lane)
+        elif self._serialize(write) is not None:
+            lane.measured(write, 1)
+            if lane.full():  # a full request's worth: no reason to wait
+                self._send(key, lane)
         return future
 
     def _send(self, key: Lane, lane: _Lane) -> None:
         """Send what ``lane`` has waiting as one request (within MOST_ROWS and MOST_BYTES)."""
         waiting = lane.waiting
         while waiting and waiting[0].future.done():  # a caller that left is not written for
-            waiting.popleft()
+            lane.measured(waiting.popleft(), -1)
         if not waiting:
             self._idle(key, lane)
             return
@@ -85,9 +103,10 @@ class Coalescer:
         taken: list[_Write]
         if len(waiting) == 1:  # alone: sent as any write is
             taken = [waiting.popleft()]
+            lane.measured(taken[0], -1)
             sent = self._session.batch(taken[0].statements, level, logged=False)
         else:
-            taken, rows = self._take(waiting)
+            taken, rows = self._take(lane)
             if not taken:
                 self._idle(key, lane)
                 return
@@ -99,34 +118,38 @@ class Coalescer:
         lane.out += 1
         sent.add_done_callback(lambda done: self._answered(key, lane, taken, done))
 
-    def _take(self, waiting: deque[_Write]) -> tuple[list[_Write], Rows]:
-        """The writes at the head of ``waiting`` that go together, and their rows; each is
-        serialized by itself, and one with a value the driver refuses fails alone."""
+    def _take(self, lane: _Lane) -> tuple[list[_Write], Rows]:
+        """The writes at the head of ``lane``'s waiting ones that go together, and their
+        rows."""
+        waiting = lane.waiting
         taken: list[_Write] = []
         rows: Rows = []
         size = 0
         while waiting:
             write = waiting[0]
-            if write.future.done():
-                waiting.popleft()
+            own = None if write.future.done() else self._serialize(write)
+            if own is None:  # a caller that left, or a write that failed
+                lane.measured(waiting.popleft(), -1)
                 continue
-            if write.rows is None:
-                try:
-                    write.rows = self._session.rows(write.statements)
-                except Exception as exc:
-                    waiting.popleft()
-                    write.future.set_exception(unavailable(exc, "batch"))
-                    continue
-                write.size = sum(sum(map(len, filter(None, values))) for _, values in write.rows)
-            if taken and (
-                len(rows) + len(write.rows) > MOST_ROWS or size + write.size > MOST_BYTES
-            ):
+            if taken and (len(rows) + len(own) > MOST_ROWS or size + write.size > MOST_BYTES):
                 break
-            waiting.popleft()
+            lane.measured(waiting.popleft(), -1)
             taken.append(write)
-            rows += write.rows
+            rows += own
             size += write.size
         return taken, rows
+
+    def _serialize(self, write: _Write) -> Rows | None:
+        """``write``'s rows, serialized by themselves once; None (and the write failed) when
+        the driver refuses one of its values."""
+        if write.rows is None and not write.future.done():
+            try:
+                write.rows = self._session.rows(write.statements)
+            except Exception as exc:
+                write.future.set_exception(unavailable(exc, "batch"))
+                return None
+            write.size = sum(sum(map(len, filter(None, values))) for _, values in write.rows)
+        return write.rows
 
     def _answered(
         self, key: Lane, lane: _Lane, taken: list[_Write], done: asyncio.Future[Any]
