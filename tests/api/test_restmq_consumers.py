@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,9 +18,10 @@ from falcon.testing import ASGIWebSocketSimulator
 from queuey.api.restmq_consumers import Consumers, SocketFraming
 from queuey.core.models import Caller
 from tests.api.conftest import AUTH, Api
-from tests.api.frontends import BASIC, every_front
+from tests.api.frontends import BASIC, every_front, front_ends_on
 from tests.api.test_restmq import add, pop, post
-from tests.api.test_streams import TIMEOUT, Events, _hub
+from tests.api.test_streams import TIMEOUT, Events, _hub, stream
+from tests.conftest import SHARED_BACKENDS
 
 __all__ = ["every_front"]
 
@@ -183,6 +185,38 @@ async def test_delete_purges_the_queue_and_ends_its_consumers(every_front: Api) 
     assert again.json == {"queue": "gone", "status": 0, "purged": 0}
     never = await every_front.http.simulate_delete("/q/never", headers=BASIC)
     assert never.json == {"queue": "never", "status": 0, "purged": 0}
+
+
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
+async def test_delete_through_another_process_ends_the_consumers_bound_here(
+    backend: str, tmp_path: Path
+) -> None:
+    async with (
+        front_ends_on(backend, tmp_path) as here,
+        front_ends_on(backend, tmp_path) as there,  # another server process on the same store
+        comet(here, "gone") as events,
+        socket(here, "gone") as ws,
+        stream(here, "gone") as v1,
+    ):
+        key = await add(there, "gone", "v")
+        assert await lines(events, 1) == [{"key": key, "value": "v"}]
+        assert await frame(ws) == {"key": key, "value": "v"}
+        assert [m["message_id"] for m in await v1.messages(1)] == [key.split(":")[1]]
+
+        deleted = await there.http.simulate_delete("/q/gone", headers=BASIC)
+
+        assert deleted.json == {"queue": "gone", "status": 1, "purged": 1}
+        await events.ended()
+        assert events.buffer == b""
+        with pytest.raises(WebSocketDisconnected):
+            await ws.receive_text()
+        assert ws.close_code == 1000
+        # The queue's v1 streams go on, and a consumer bound since stays bound.
+        async with comet(here, "gone") as later:
+            key = await add(there, "gone", "after")
+            assert await lines(later, 1) == [{"key": key, "value": "after"}]
+            assert [m["message_id"] for m in await v1.messages(1)] == [key.split(":")[1]]
+            assert await later.quiet(0.3) == b""
 
 
 async def test_consumers_need_the_applications_credentials(every_front: Api) -> None:

@@ -62,6 +62,12 @@ async def another_process_learns_which_queues_changed(
             break
     assert keys == {(APP, "a"), (APP, "b")}
 
+    ended = await writer.end_consumers(APP, "b")  # written before it answers, as an update
+    position, keys = await watcher.changes(position)
+    assert keys == {(APP, "b")}
+    seen = await watcher.get_queue(APP, "b")
+    assert seen is not None and seen.end_marker <= ended.end_marker  # (Cassandra: cached 1 s)
+
     await writer.delete_queue(APP, "b")
     position, keys = await watcher.changes(position)
     assert keys == {(APP, "b")}

@@ -273,6 +273,59 @@ async def test_a_queue_deleted_or_recreated_through_another_server_is_noticed_wi
         await second.close()
 
 
+async def test_consumers_ended_through_another_server_show_there_within_the_cache_time(
+    store: CassandraStorage,
+) -> None:
+    queue = await store.create_queue(APP, "ends", QueueSettings(), 1.0)
+    second = await other_store()
+    try:
+        assert await second.get_queue(APP, "ends") == queue  # second now holds a copy
+        read_at = asyncio.get_running_loop().time()
+        ended = await store.end_consumers(APP, "ends")
+        # Second's own update a while later rewrites its copy, and keeps it as old as its
+        # read: the marker shows within QUEUE_CACHE_S of that read all the same, as a pause
+        # through store would.
+        await asyncio.sleep(0.8)
+        paused = await second.update_queue(APP, "ends", QueueSettings(paused=True))
+        assert paused.end_marker == queue.end_marker  # from the copy
+        while (seen := await second.get_queue(APP, "ends")) != replace(
+            ended, settings=paused.settings
+        ):
+            assert asyncio.get_running_loop().time() - read_at < QUEUE_CACHE_S + 0.5, seen
+            await asyncio.sleep(0.05)
+        # Its own end moves the marker also from a copy that is behind (a transaction that
+        # did not apply answers the marker it found), and shows at once.
+        behind = await store.end_consumers(APP, "ends")
+        again = await second.end_consumers(APP, "ends")
+        assert again.end_marker > behind.end_marker > ended.end_marker
+        assert await second.get_queue(APP, "ends") == replace(
+            ended, settings=paused.settings, end_marker=again.end_marker
+        )
+    finally:
+        await second.close()
+
+
+async def test_a_keyspace_made_before_the_end_marker_gains_it(store: CassandraStorage) -> None:
+    queue = await store.create_queue(APP, "old", QueueSettings(partitions=2), 1.0)
+    cql(store, f"ALTER TABLE {node.METADATA_KEYSPACE}.queues DROP end_marker")
+
+    later = await other_store()  # a server of this version opens the keyspace
+    try:
+        columns = cql(
+            store,
+            "SELECT column_name FROM system_schema.columns"
+            " WHERE keyspace_name = %s AND table_name = 'queues'",
+            node.METADATA_KEYSPACE,
+        )
+        assert ("end_marker",) in columns
+        assert await later.get_queue(APP, "old") == queue
+        ended = await later.end_consumers(APP, "old")
+        assert ended == replace(queue, end_marker=1)
+        assert await later.get_queue(APP, "old") == ended
+    finally:
+        await later.close()
+
+
 async def test_a_post_of_new_ids_is_one_request_and_a_repeated_id_is_looked_up_first(
     store: CassandraStorage, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

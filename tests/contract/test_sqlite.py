@@ -200,6 +200,21 @@ async def test_a_database_of_schema_2_gains_the_work_queue_columns_and_keeps_its
     assert raw(tmp_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
 
 
+async def test_a_database_made_before_the_end_marker_gains_it_and_keeps_its_queues(
+    tmp_path: Path,
+) -> None:
+    settings = QueueSettings(partitions=2, policy="roundrobin", paused=True)
+    async with opened(tmp_path) as store:
+        queue = await store.create_queue(APP, "q", settings, 5.0)
+    raw(tmp_path, "ALTER TABLE queues DROP COLUMN end_marker")  # as the previous schema made it
+
+    async with opened(tmp_path) as store:
+        assert await store.get_queue(APP, "q") == queue
+        ended = await store.end_consumers(APP, "q")
+        assert ended == dataclasses.replace(queue, end_marker=1)
+    assert raw(tmp_path, "SELECT end_marker FROM queues") == [(1,)]
+
+
 @pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
 async def test_durability_sets_pragma_synchronous(
     tmp_path: Path, durability: str, level: int
@@ -245,6 +260,19 @@ async def test_close_finishes_the_writes_already_issued(
 
 
 # --- several instances (several processes) on one file ------------------------------------------
+
+
+async def test_consumers_ended_through_one_instance_show_through_another_at_once(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path) as one, opened(tmp_path) as two:
+        await one.create_queue(APP, "q", QueueSettings(), 1.0)
+        assert await two.get_queue(APP, "q") is not None
+        ended = await one.end_consumers(APP, "q")
+        assert await two.get_queue(APP, "q") == ended
+        again = await two.end_consumers(APP, "q")
+        assert again.end_marker == ended.end_marker + 1
+        assert await one.get_queue(APP, "q") == again
 
 
 async def test_two_instances_see_each_others_writes(

@@ -14,6 +14,7 @@ tests about ordering by (ticks, id) build ids at chosen ticks with :func:`uuid1_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import overload
 
@@ -325,6 +326,59 @@ async def test_concurrent_updates_never_lower_the_partitions(
     assert all(isinstance(r, Queue | InvalidUpdate) for r in results)
     stored = await storage.get_queue(APP, "fredrick")
     assert stored is not None and stored.partitions == 5
+
+
+async def test_end_consumers_moves_the_end_marker_and_keeps_the_rest_of_the_queue(
+    storage: Storage, clock: FakeClock
+) -> None:
+    queue = await make_queue(storage, clock, "fredrick", partitions=2)
+    assert queue.end_marker == 0
+
+    ended = await storage.end_consumers(APP, "fredrick")
+
+    assert ended.end_marker > queue.end_marker
+    assert dataclasses.replace(ended, end_marker=queue.end_marker) == queue
+    assert await storage.get_queue(APP, "fredrick") == ended
+    again = await storage.end_consumers(APP, "fredrick")
+    assert again.end_marker > ended.end_marker
+    # An update of the settings keeps the marker where it is.
+    updated = await storage.update_queue(APP, "fredrick", QueueSettings(partitions=2, delay=5))
+    assert updated.end_marker == again.end_marker
+    stored = await storage.get_queue(APP, "fredrick")
+    assert stored is not None
+    assert (stored.end_marker, stored.settings.delay) == (again.end_marker, 5)
+    # A queue created again under the name starts afresh.
+    assert await storage.delete_queue(APP, "fredrick")
+    assert (await make_queue(storage, clock, "fredrick")).end_marker == 0
+
+
+async def test_end_consumers_of_a_missing_queue_raises_queue_not_found(
+    storage: Storage, clock: FakeClock
+) -> None:
+    await make_queue(storage, clock, "fredrick")
+
+    with pytest.raises(QueueNotFound):
+        await storage.end_consumers(APP, "smith")
+    with pytest.raises(QueueNotFound):
+        await storage.end_consumers(OTHER_APP, "fredrick")
+    assert await storage.get_queue(APP, "smith") is None
+    await storage.delete_queue(APP, "fredrick")
+    with pytest.raises(QueueNotFound):
+        await storage.end_consumers(APP, "fredrick")
+    assert await storage.get_queue(APP, "fredrick") is None
+
+
+async def test_concurrent_end_consumers_each_move_the_marker(
+    storage: Storage, clock: FakeClock
+) -> None:
+    await make_queue(storage, clock, "fredrick")
+
+    ended = await asyncio.gather(*(storage.end_consumers(APP, "fredrick") for _ in range(4)))
+
+    markers = sorted(queue.end_marker for queue in ended)
+    assert len(set(markers)) == 4 and markers[0] > 0
+    stored = await storage.get_queue(APP, "fredrick")
+    assert stored is not None and stored.end_marker == markers[-1]
 
 
 async def test_update_queue_keeps_the_messages_and_opens_the_new_partitions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -78,6 +79,37 @@ def stop_process(process: subprocess.Popen[Any], stop: signal.Signals) -> int:
             process.kill()
             process.wait(timeout=5)
     return process.returncode
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (uvicorn's worker processes), from /proc."""
+    found: list[int] = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    for child in map(int, children):
+        found += [child, *descendants(child)]
+    return found
+
+
+def worker_of(server: Server, client_port: int) -> int:
+    """The PID of the server's worker process that accepted the connection from
+    ``client_port`` (from /proc: the socket's inode, then the process holding it)."""
+    server_port = int(server.url.rsplit(":", 1)[1])
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if (local, remote) == (server_port, client_port):
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in descendants(server.process.pid):
+        with contextlib.suppress(OSError):  # a process or descriptor that went meanwhile
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return pid
+    raise AssertionError(f"no worker of {server.url} holds the connection from {client_port}")
 
 
 def start_server(

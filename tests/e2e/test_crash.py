@@ -13,24 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import AUTH, Server, start_server, write_config
+from tests.e2e.conftest import AUTH, Server, descendants, start_server, write_config
 
 pytestmark = pytest.mark.e2e
 
 PARTITIONS = 4
 CLIENTS = 6
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (uvicorn's worker processes), from /proc."""
-    found: list[int] = []
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return found
-    for child in map(int, children):
-        found += [child, *descendants(child)]
-    return found
 
 
 def kill(server: Server) -> None:

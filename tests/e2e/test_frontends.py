@@ -1,6 +1,7 @@
 """The AweQ and RestMQ front ends through a real ``queuey serve``: with two worker processes,
 AweQ's and RestMQ's README examples, the COMET and WebSocket consumers included (a WebSocket
-client of the ``websockets`` library); with one, DELETE /q/ ending its consumers."""
+client of the ``websockets`` library); DELETE /q/ ending its consumers, with one worker, and
+bound through another worker (SQLite) or another server (Cassandra) than the one answering."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,23 @@ import httpx
 import orjson
 import pytest
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.e2e.conftest import AUTH, KEY, start_server, write_config
+from tests.e2e.conftest import (
+    AUTH,
+    KEY,
+    Server,
+    start_server,
+    worker_of,
+    write_cassandra_config,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
 LEASE = 4
+TRIES = 50  # connections opened at most to reach one worker process (the kernel picks)
 FRONT_ENDS = "[restmq]\napplication = queuey\n\n[aweq]\napplication = queuey\nqueue = work\n"
 BASIC = httpx.BasicAuth("queuey", KEY)
 BASIC_HEADER = {"Authorization": "Basic " + base64.b64encode(f"queuey:{KEY}".encode()).decode()}
@@ -77,6 +89,9 @@ class Comet:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         assert response.headers["transfer-encoding"] == "chunked"
+        self.client_port: int = response.extensions["network_stream"].get_extra_info("client_addr")[
+            1
+        ]
         self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.reader = asyncio.create_task(self._read(response))
         self.buffer = b""
@@ -215,3 +230,106 @@ def test_restmq_delete_ends_the_consumers(tmp_path: Path) -> None:
         asyncio.run(_deleted_consumers(server.url))
     finally:
         server.stop()
+
+
+#: Seconds within which DELETE /q/ through one server process ends the consumers bound through
+#: another (measured: about 0.1 s on SQLite, up to 1.1 s on Cassandra, whose servers keep a
+#: queue's row 1 s), with room for a loaded machine.
+ENDED_WITHIN = 3.0
+
+
+async def _bound_through(
+    stack: contextlib.AsyncExitStack, server: Server, queue: str, one_worker: bool
+) -> tuple[Comet, ClientConnection]:
+    """A COMET and a WebSocket consumer of ``queue`` bound through ``server`` (with
+    ``one_worker``, through the same of its worker processes)."""
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=30, auth=BASIC))
+    consumer = await stack.enter_async_context(comet(http, f"{server.url}/c/{queue}"))
+    worker = worker_of(server, consumer.client_port) if one_worker else None
+    for _ in range(TRIES):
+        ws = await websockets.connect(ws_url(server.url, queue), additional_headers=BASIC_HEADER)
+        if worker is None or worker_of(server, ws.local_address[1]) == worker:
+            stack.push_async_callback(ws.close)
+            return consumer, ws
+        await ws.close()
+    raise AssertionError(f"no WebSocket connection reached worker {worker}")
+
+
+async def _client_through(
+    stack: contextlib.AsyncExitStack, server: Server, not_worker: int | None
+) -> httpx.AsyncClient:
+    """A client whose one connection reached another worker process of ``server`` than
+    ``not_worker`` (None: any)."""
+    for _ in range(TRIES):
+        http = httpx.AsyncClient(
+            base_url=server.url, timeout=30, auth=BASIC, limits=httpx.Limits(max_connections=1)
+        )
+        answer = await http.get("/stats/")
+        port = answer.extensions["network_stream"].get_extra_info("client_addr")[1]
+        if not_worker is None or worker_of(server, port) != not_worker:
+            stack.push_async_callback(http.aclose)
+            return http
+        await http.aclose()
+    raise AssertionError(f"every connection reached worker {not_worker}")
+
+
+async def _ended_through_another_process(binding: Server, deleting: Server, queue: str) -> None:
+    """Consumers bound through one process of ``binding``, DELETE /q/ through another
+    (another worker of the same server when ``deleting`` is ``binding``): they end."""
+    workers = binding is deleting
+    async with contextlib.AsyncExitStack() as stack:
+        consumer, ws = await _bound_through(stack, binding, queue, workers)
+        worker = worker_of(binding, consumer.client_port) if workers else None
+        key = add(deleting.url, queue, "v")
+        assert await consumer.line() == {"key": key, "value": "v"}
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["key"] == key
+        http = await _client_through(stack, deleting, worker)
+
+        deleted = await http.delete(f"/q/{queue}")
+        answered = time.monotonic()
+
+        assert deleted.json() == {"queue": queue, "status": 1, "purged": 1}
+        if workers:  # through the other worker indeed
+            port = deleted.extensions["network_stream"].get_extra_info("client_addr")[1]
+            assert worker_of(binding, port) != worker
+        assert await consumer.ended() == b""
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), ENDED_WITHIN)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        assert time.monotonic() - answered < ENDED_WITHIN
+        # A consumer bound since stays bound.
+        async with (
+            httpx.AsyncClient(timeout=30, auth=BASIC) as again,
+            comet(again, f"{binding.url}/c/{queue}") as later,
+        ):
+            key = add(deleting.url, queue, "after")
+            assert await later.line() == {"key": key, "value": "after"}
+            await later.nothing(ENDED_WITHIN)
+
+
+def test_restmq_delete_through_one_worker_ends_the_consumers_bound_through_the_other(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, "\n" + FRONT_ENDS)
+    server = start_server(tmp_path, ["--config", str(config), "--workers", "2"])
+    try:
+        asyncio.run(_ended_through_another_process(server, server, "gone"))
+    finally:
+        server.stop()
+
+
+def test_restmq_delete_through_one_server_ends_the_consumers_bound_through_another(
+    tmp_path: Path,
+) -> None:
+    config = write_cassandra_config(tmp_path)
+    with config.open("a") as more:
+        more.write("\n" + FRONT_ENDS)
+    binding = start_server(tmp_path, ["--config", str(config)])
+    try:
+        deleting = start_server(tmp_path, ["--config", str(config)])
+        try:  # the keyspace outlives runs: a queue of this run's own
+            asyncio.run(_ended_through_another_process(binding, deleting, uuid.uuid4().hex[:12]))
+        finally:
+            deleting.stop()
+    finally:
+        binding.stop()

@@ -59,7 +59,7 @@ class RestMQ:
         install_errors(mount.app)
         consumers = Consumers(self.service, mount.streams, self.app)
         for template, route in [
-            ("/q/{queue}", QueueRoute(self, consumers)),
+            ("/q/{queue}", QueueRoute(self)),
             ("/c/{queue}", CometRoute(self, consumers)),
             ("/p/{queue}", PolicyRoute(self)),
             ("/control", ControlsRoute(self)),
@@ -142,10 +142,6 @@ class Route:
 
 
 class QueueRoute(Route):
-    def __init__(self, restmq: RestMQ, consumers: Consumers) -> None:
-        super().__init__(restmq)
-        self.consumers = consumers
-
     async def on_get(self, req: Request, resp: Response, queue: str) -> None:
         claim = await self.restmq.pop(self.caller(req), queue)
         if claim is None:
@@ -168,11 +164,11 @@ class QueueRoute(Route):
         resp.text = key(queue, message) + "\r\n"
 
     async def on_delete(self, req: Request, resp: Response, queue: str) -> None:
-        """Purge the queue and end its consumers (first: what they were not sent is purged
-        too, not given back)."""
+        """End the queue's consumers, through every server process, and purge the queue
+        (ended first: what they were not sent is purged too, not given back)."""
         caller = self.caller(req)
-        self.consumers.end(queue)
         try:
+            await self.service.end_consumers(caller, self.restmq.app, queue)
             purged = await self.service.purge(caller, self.restmq.app, queue)
         except QueueNotFound:
             purged = 0

@@ -8,7 +8,11 @@ gets every live message of the queue from the oldest, then each new one, and lea
 there. Round-robin: each message is claimed for one consumer in turn and acknowledged once its
 frame was handed to the server; what was claimed for a consumer but not sent when it leaves is
 given back at once, as it was. Stop and start pause and resume the queue, and so its
-consumers; ``DELETE /q/<queue>`` ends the consumers bound through this process.
+consumers. ``DELETE /q/<queue>`` ends its consumers, bound through any server process: it moves
+the queue's end marker (:meth:`QueueService.end_consumers`), and the feed serving a consumer
+ends it (as if the queue was deleted: the WebSocket closes with 1000, the COMET answer ends)
+when it reads the marker above the one the consumer bound at, as soon as the change reaches its
+process (:mod:`queuey.notify`), like a pause. v1 streams of the queue go on.
 """
 
 from __future__ import annotations
@@ -119,7 +123,6 @@ class Consumer:
             return
         self._closed = True
         self.subscriber.end(End.GONE)
-        self.consumers.unbind(self)
         claims = list(self.framing.claims)
         self.framing.claims.clear()
         if not claims or self.subscriber.ended is End.DELETED:
@@ -144,13 +147,12 @@ class Consumer:
 
 
 class Consumers:
-    """The RestMQ consumers bound through this process, by queue."""
+    """Binds RestMQ consumers to the queues of one application."""
 
     def __init__(self, service: QueueService, streams: Streams, application: str) -> None:
         self.service = service
         self.streams = streams
         self.application = application
-        self._bound: dict[str, set[Consumer]] = {}
 
     async def bind(self, caller: Caller, queue: str, framing: Framing) -> Consumer:
         """A consumer of ``queue`` (created on first use) with the queue's policy."""
@@ -160,22 +162,8 @@ class Consumers:
         )  # fmt: skip
         if request.mode == "broadcast":
             request = replace(request, position=(0, ""))  # from the oldest live message
-        subscriber = await self.streams.subscribe(request, framing)
-        consumer = Consumer(self, caller, request, subscriber, framing)
-        self._bound.setdefault(queue, set()).add(consumer)
-        return consumer
-
-    def unbind(self, consumer: Consumer) -> None:
-        bound = self._bound.get(consumer.request.queue.name)
-        if bound is not None:
-            bound.discard(consumer)
-            if not bound:
-                del self._bound[consumer.request.queue.name]
-
-    def end(self, queue: str) -> None:
-        """End the consumers of ``queue`` bound through this process."""
-        for consumer in list(self._bound.get(queue, ())):
-            consumer.subscriber.end(End.DELETED)
+        subscriber = await self.streams.subscribe(request, framing, consumer=True)
+        return Consumer(self, caller, request, subscriber, framing)
 
 
 class CometStream(AsyncIterator[bytes]):

@@ -36,6 +36,10 @@ class Queue:
 
     ``qid`` is the storage's identity for this incarnation of the queue: a queue deleted and
     created again under the same name gets a new ``qid``, so nothing of the old one shows.
+    ``end_marker`` grows each time the queue's consumers are ended
+    (:meth:`queuey.storage.base.Storage.end_consumers`): a stream bound as a consumer ends
+    once its server process reads a marker above the one the queue had when it bound. It is
+    the store's, not a setting: the API never shows it.
     """
 
     app: str
@@ -43,6 +47,7 @@ class Queue:
     qid: int
     created: float
     settings: QueueSettings = field(default_factory=QueueSettings)
+    end_marker: int = 0
 
     @property
     def partitions(self) -> int:

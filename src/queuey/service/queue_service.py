@@ -406,6 +406,12 @@ class QueueService:
         queue = await self._rights.queue(caller, app, name, Right.OWNER)
         return await self._changing(queue, self.storage.purge_messages(queue, self._now_ms()))
 
+    async def end_consumers(self, caller: Caller, app: str, name: str) -> None:
+        """End the streams bound to the queue as consumers, through every server process
+        sharing the store (owner only): they end as if the queue was deleted."""
+        queue = await self._rights.queue(caller, app, name, Right.OWNER)
+        await self._changing(queue, self.storage.end_consumers(app, name))
+
     async def redrive(
         self, caller: Caller, app: str, name: str, params: Mapping[str, object]
     ) -> int:

@@ -72,6 +72,18 @@ class Storage(Protocol):
         """
         ...
 
+    async def end_consumers(self, app: str, name: str) -> Queue:
+        """Move the queue's ``end_marker`` above every value it had (atomically: of concurrent
+        calls, each moves it) and return the queue with it; its settings, ``qid`` and
+        ``created`` stay, and :meth:`update_queue` keeps the marker. A change like any other
+        (:meth:`changes` names the queue): the streams bound to it as consumers, in every
+        process sharing the store, end when they see the marker move.
+
+        Raises:
+            QueueNotFound: no such queue.
+        """
+        ...
+
     async def delete_queue(self, app: str, name: str) -> bool:
         """Delete the queue; its messages are never returned again (their space may be
         reclaimed later by :meth:`sweep`). Returns False if there was no such queue."""

@@ -133,6 +133,14 @@ class MemoryStorage(Storage):
         self._sends(updated, True)
         return updated
 
+    async def end_consumers(self, app: str, name: str) -> Queue:
+        current = self._queues.get(app, {}).get(name)
+        if current is None:
+            raise QueueNotFound()
+        ended = dc_replace(current, end_marker=current.end_marker + 1)
+        self._queues[app][name] = ended
+        return ended
+
     def _sends(self, queue: Queue, sends: bool) -> None:
         """Record (or forget) that ``queue`` sends its dead letters where it names."""
         target = queue.settings.dead_letter_queue

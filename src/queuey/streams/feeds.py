@@ -82,6 +82,7 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self.qid: int | None = None
+        self.end_marker = 0  # the highest of the queue's end markers read
         self.paused = False
         self.resumed = asyncio.Event()
 
@@ -150,12 +151,19 @@ class Feed:
             self._on_idle(self)
 
     async def _queue(self) -> Queue | None:
-        """The queue, or None once it was deleted (or deleted and created again)."""
+        """The queue, or None once it was deleted (or deleted and created again). Consumers
+        bound before its end marker last moved end here."""
         app, name = self.key
         queue = await self.service.storage.get_queue(app, name)
         if queue is None or (self.qid is not None and queue.qid != self.qid):
             return None
         self.qid = queue.qid
+        if queue.end_marker > self.end_marker:
+            self.end_marker = queue.end_marker
+            for subscriber in list(self.subscribers):
+                bound = subscriber.end_marker
+                if bound is not None and bound < queue.end_marker:
+                    subscriber.end(End.DELETED)
         self.paused = queue.settings.paused
         if self.paused:
             self.resumed.clear()

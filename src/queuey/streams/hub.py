@@ -115,14 +115,20 @@ class Streams:
             caller.grant.expires if caller.grant is not None else float("inf"),
         )  # fmt: skip
 
-    async def subscribe(self, request: StreamRequest, framing: Framing) -> Subscriber:
-        """Open the stream: its subscriber receives frames until it ends."""
+    async def subscribe(
+        self, request: StreamRequest, framing: Framing, consumer: bool = False
+    ) -> Subscriber:
+        """Open the stream: its subscriber receives frames until it ends. A ``consumer``'s
+        also ends when the queue's consumers are ended (:meth:`QueueService.end_consumers`)
+        after it bound, through whichever process."""
         queue = request.queue
         self._admit(queue.app)
         subscriber = Subscriber(
             framing, request.partitions, self.limits.stream_buffer, request.position
         )
         feed = self._feed(queue, request.mode)
+        if consumer:
+            subscriber.end_marker = max(queue.end_marker, feed.end_marker)
         if self._beats is None:
             self._beats = asyncio.create_task(self._heartbeats())
         if isinstance(feed, RoundRobin):

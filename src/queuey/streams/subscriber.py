@@ -25,7 +25,7 @@ Position = tuple[int, str]  # (ticks, id): the order of messages in a queue
 class End(enum.Enum):
     """Why a stream ended."""
 
-    DELETED = "deleted"  # the queue was deleted
+    DELETED = "deleted"  # the queue was deleted (or its consumers ended, for a consumer)
     OVERFLOW = "overflow"  # more than stream_buffer bytes were queued for it
     SHUTDOWN = "shutdown"  # the server is stopping
     GONE = "gone"  # the client went away
@@ -64,6 +64,9 @@ class Subscriber:
         self.framing = framing
         self.partitions = partitions  # None: all of the queue's
         self.position = position  # the last message given (broadcast)
+        #: A consumer's (bound with ``consumer``): the queue's end marker when it bound; it
+        #: ends (DELETED) once its feed reads a higher one. None: it ends with the queue only.
+        self.end_marker: int | None = None
         self.ended: End | None = None
         self.on_end: Callable[[Subscriber], None] | None = None
         self.on_drain: Callable[[], None] | None = None

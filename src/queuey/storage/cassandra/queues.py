@@ -8,16 +8,17 @@ import heapq
 import secrets
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound, StorageUnavailable
 from queuey.core.models import Queue, QueueSettings
 from queuey.storage.cassandra.changes import ChangeLog
 from queuey.storage.cassandra.rows import Named, Row
-from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, SETTINGS_COLUMNS
+from queuey.storage.cassandra.schema import DEAD_SHARDS, NAME_SHARDS, QUEUE_COLUMNS
 from queuey.storage.cassandra.session import Session, is_cas_timeout, too_few_replicas
 
-_GET_COLUMNS = ("qid", "created", *SETTINGS_COLUMNS.split(", "))  # q_get's, by name
+_GET_COLUMNS = tuple(QUEUE_COLUMNS.split(", "))  # q_get's, by name
 _TRIES = 16  # conditional updates and deletes of a queue that keeps changing
 QUEUE_CACHE_S = 1.0  # how long this process answers a queue's metadata from its copy
 STALE_S = 300  # age after which a senders' row that no longer holds is deleted
@@ -58,6 +59,16 @@ class Queues:
         if len(self._copies) > _CACHED:
             self._copies.clear()
         self._copies[app, name] = (queue, self._session.loop.time())
+
+    def _rewrite(self, app: str, name: str, queue: Queue) -> None:
+        """This process changed the queue: its copy becomes ``queue``, as old as the row it
+        came from, so what another server changed in that row and this process did not write
+        (the end marker) still shows within QUEUE_CACHE_S."""
+        copy = self._copies.get((app, name))
+        if copy is None:
+            self._remember(app, name, queue)
+        else:
+            self._copies[app, name] = (queue, copy[1])
 
     async def create(self, app: str, name: str, settings: QueueSettings, now: float) -> Queue:
         session, level = self._session, self._session.meta_level
@@ -123,14 +134,42 @@ class Queues:
                 self._sends(app, name, settings),
             )
             if rows and rows[0][0]:
-                queue = Queue(
-                    app=app, name=name, qid=current.qid, created=current.created,
-                    settings=settings,
-                )  # fmt: skip
-                self._remember(app, name, queue)
+                queue = replace(current, settings=settings)
+                self._rewrite(app, name, queue)
                 await self._changes.record(app, name, self._session.meta_level)
                 return queue
             self._remember(app, name, None)  # changed meanwhile: read it again
+        raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
+
+    async def end_consumers(self, app: str, name: str) -> Queue:
+        """Move the queue's end marker by a transaction on its qid and on the marker it had,
+        retried with what a transaction that did not apply answers (the row's qid and marker).
+        A row without a marker (never ended; made before the column) holds null; it reads
+        as 0."""
+        session, level = self._session, self._session.meta_level
+        current = await self.get(app, name)
+        if current is None:
+            raise QueueNotFound()
+        qid = current.qid
+        marker: int | None = current.end_marker or None  # a marker is never 0 but unset
+        for _ in range(_TRIES):
+            moved = (marker or 0) + 1
+            answer = await session.named("q_end", (moved, app, name, qid, marker), level)
+            row = answer[0] if answer else {}
+            if row.get("[applied]"):
+                # No copy is kept: the next look reads the row, the settings with the marker.
+                self._remember(app, name, None)
+                await self._changes.record(app, name, level)
+                if qid != current.qid:  # the name is another incarnation's now
+                    found = await self.read(app, name)
+                    if found is None:
+                        raise QueueNotFound()
+                    return found
+                return replace(current, end_marker=moved)
+            if row.get("qid") is None:
+                self._remember(app, name, None)
+                raise QueueNotFound()
+            qid, marker = row["qid"], row.get("end_marker")
         raise StorageUnavailable("Back-end storage unavailable: the queue keeps changing.")
 
     async def delete(self, app: str, name: str) -> bool:
@@ -251,7 +290,7 @@ def _won(answer: list[Named], qid: int) -> Row | None:
 
 def _queue_of(app: str, name: str, row: Row) -> Queue:
     qid, created, partitions, type_, consistency, principles, *rest = row
-    delivery, claim_ttl, max_deliveries, dlq, delay, dedup_window, policy, paused = rest
+    delivery, claim_ttl, max_deliveries, dlq, delay, dedup_window, policy, paused, ended = rest
     default = QueueSettings()
     settings = QueueSettings(
         partitions=partitions,
@@ -267,4 +306,6 @@ def _queue_of(app: str, name: str, row: Row) -> Queue:
         policy=policy or default.policy,
         paused=bool(paused),
     )
-    return Queue(app=app, name=name, qid=qid, created=created, settings=settings)
+    return Queue(
+        app=app, name=name, qid=qid, created=created, settings=settings, end_marker=ended or 0
+    )

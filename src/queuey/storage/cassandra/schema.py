@@ -27,8 +27,9 @@ def replication(settings: CassandraSettings) -> str:
     return f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
 
 
-# Columns added by the work-queue contract, per (keyspace, table): ALTER TABLE adds them to
-# tables created before (their rows are not rewritten).
+# Columns added since the first schema (the work-queue contract's, and the queues' end marker),
+# per (keyspace, table): ALTER TABLE adds them to tables created before (their rows are not
+# rewritten; a queue's row without an end marker reads as 0).
 ADDED_COLUMNS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("meta", "queues"): (
         ("delivery", "text"),
@@ -39,6 +40,7 @@ ADDED_COLUMNS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
         ("dedup_window", "int"),
         ("policy", "text"),
         ("paused", "boolean"),
+        ("end_marker", "bigint"),  # grows each time the queue's consumers are ended
     ),
     ("msgs", "messages"): (
         ("due", "bigint"),  # when a delayed message falls due (epoch ms), 0: at once
@@ -129,6 +131,8 @@ SETTINGS_COLUMNS = (
     "partitions, type, consistency, principles, delivery, claim_ttl, max_deliveries,"
     " dead_letter_queue, delay, dedup_window, policy, paused"
 )
+# A queue's row as the store reads it (queues._queue_of).
+QUEUE_COLUMNS = f"qid, created, {SETTINGS_COLUMNS}, end_marker"
 # A message row to the claim code: its key, everything a claim returns, and the claim state.
 CLAIM_COLUMNS = "part, ticks, sfx, body, ctype, expires, due, dlv, ctok, cexp"
 _WHERE_KEY = "qid = ? AND bucket = ? AND part = ? AND ticks = ? AND sfx = ?"
@@ -139,8 +143,7 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
     read_columns = "ticks, sfx, body, ctype, expires, due, dlv"
     settings_marks = ", ".join("?" * 12)
     statements = {
-        "q_get": f"SELECT qid, created, {SETTINGS_COLUMNS}"
-        f" FROM {meta}.queues WHERE app = ? AND name = ?",
+        "q_get": f"SELECT {QUEUE_COLUMNS} FROM {meta}.queues WHERE app = ? AND name = ?",
         "q_create": f"INSERT INTO {meta}.queues (app, name, qid, created, {SETTINGS_COLUMNS})"
         f" VALUES (?, ?, ?, ?, {settings_marks}) IF NOT EXISTS",
         "q_update": f"UPDATE {meta}.queues SET partitions = ?, type = ?, consistency = ?,"
@@ -148,10 +151,13 @@ def statements(meta: str, msgs: str) -> dict[str, str]:
         " dead_letter_queue = ?, delay = ?, dedup_window = ?, policy = ?, paused = ?"
         " WHERE app = ? AND name = ? IF qid = ? AND partitions <= ?",
         "q_delete": f"DELETE FROM {meta}.queues WHERE app = ? AND name = ? IF qid = ?",
+        # A row made before the end marker has none: the condition then binds null.
+        "q_end": f"UPDATE {meta}.queues SET end_marker = ?"
+        " WHERE app = ? AND name = ? IF qid = ? AND end_marker = ?",
         # Every queue in token order (a copy of the store pages through them by token).
-        "q_scan_first": f"SELECT token(app, name), app, name, qid, created, {SETTINGS_COLUMNS}"
+        "q_scan_first": f"SELECT token(app, name), app, name, {QUEUE_COLUMNS}"
         f" FROM {meta}.queues LIMIT ?",
-        "q_scan": f"SELECT token(app, name), app, name, qid, created, {SETTINGS_COLUMNS}"
+        "q_scan": f"SELECT token(app, name), app, name, {QUEUE_COLUMNS}"
         f" FROM {meta}.queues WHERE token(app, name) > ? LIMIT ?",
         "n_insert": f"INSERT INTO {meta}.queue_names (app, shard, name) VALUES (?, ?, ?)",
         "n_delete": f"DELETE FROM {meta}.queue_names WHERE app = ? AND shard = ? AND name = ?",
@@ -300,8 +306,8 @@ def _after(kind: bool | None, descending: bool) -> str:
 # itself, as a second attempt is not the same statement.
 NOT_IDEMPOTENT = frozenset(
     {
-        "q_create", "q_update", "q_delete", "c_claim", "c_take", "c_ack", "c_extend", "c_unclaim",
-        "c_moved",
+        "q_create", "q_update", "q_delete", "q_end", "c_claim", "c_take", "c_ack", "c_extend",
+        "c_unclaim", "c_moved",
         "fl_create", "fl_move", "dd_insert", "dd_take", "dd_confirm", "dd_release",
     }
 )  # fmt: skip

@@ -106,6 +106,9 @@ class CassandraStorage:
         finally:
             self.markers.changed((app, name))
 
+    async def end_consumers(self, app: str, name: str) -> Queue:
+        return await self.queues.end_consumers(app, name)
+
     async def delete_queue(self, app: str, name: str) -> bool:
         try:
             return await self.queues.delete(app, name)

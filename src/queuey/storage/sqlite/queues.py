@@ -9,6 +9,7 @@ reclaims its messages); reads and counts ignore a qid that is no longer in ``que
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from queuey.core.errors import InvalidUpdate, QueueExists, QueueNotFound
@@ -17,7 +18,7 @@ from queuey.storage.sqlite.reader import Row
 
 _QUEUE_COLUMNS = (
     "qid, app, name, partitions, type, consistency, principles, created,"
-    " delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused"
+    " delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused, end_marker"
 )
 SQL_GET_QUEUE = f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE app = ? AND name = ?"
 SQL_LIST_QUEUES = (
@@ -33,6 +34,7 @@ SQL_LIST_NAMES = "SELECT name FROM queues WHERE app = ? AND name >= ? ORDER BY n
 SQL_SENDERS = "SELECT name FROM queues WHERE app = ? AND dlq = ? ORDER BY name"
 _SQL_ALIVE = "SELECT 1 FROM queues WHERE qid = ?"
 _SQL_CHANGED = "UPDATE queues SET ver = ver + 1 WHERE qid = ?"
+_SQL_END_CONSUMERS = "UPDATE queues SET end_marker = end_marker + 1 WHERE app = ? AND name = ?"
 # A queue's change marker and dead-letter count (what its kept counts are checked against).
 SQL_COUNTED = "SELECT ver, dlc FROM queues WHERE qid = ?"
 _SETTINGS_COLUMNS = (
@@ -55,7 +57,7 @@ Alive = dict[Any, Any]
 def queue_of(row: Row) -> Queue:
     """The Queue of a row of _QUEUE_COLUMNS."""
     qid, app, name, partitions, type_, consistency, principles, created = row[:8]
-    delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused = row[8:]
+    delivery, claim_ttl, maxd, dlq, delay, dedup_window, policy, paused, end_marker = row[8:]
     return Queue(
         app=app,
         name=name,
@@ -75,6 +77,7 @@ def queue_of(row: Row) -> Queue:
             policy=policy,
             paused=bool(paused),
         ),
+        end_marker=end_marker,
     )
 
 
@@ -169,7 +172,13 @@ def update_queue(
     if settings.partitions < current.partitions:
         raise InvalidUpdate()
     conn.execute(_SQL_UPDATE_QUEUE, (*_settings_row(settings), current.qid))
-    return Queue(app=app, name=name, qid=current.qid, created=current.created, settings=settings)
+    return replace(current, settings=settings)
+
+
+def end_consumers(conn: sqlite3.Connection, alive: Alive, app: str, name: str) -> Queue:
+    if not conn.execute(_SQL_END_CONSUMERS, (app, name)).rowcount:
+        raise QueueNotFound()
+    return queue_of(conn.execute(SQL_GET_QUEUE, (app, name)).fetchall()[0])
 
 
 def delete_queue(conn: sqlite3.Connection, alive: Alive, app: str, name: str) -> bool:

@@ -25,7 +25,11 @@ _QUEUE_COLUMNS_V3 = (
 # Columns added within version 3: a file without them gets them at start-up (see _add_columns).
 # ``ver`` moves on every commit that can change the queue's counts (queues.changed): counts
 # kept by any process sharing the file stay valid while it stays (storage/counts.py).
-_ADDED_V3 = (("queues", "ver", "INTEGER NOT NULL DEFAULT 0"),)
+# ``end_marker`` grows each time the queue's consumers are ended (queues.end_consumers).
+_ADDED_V3 = (
+    ("queues", "ver", "INTEGER NOT NULL DEFAULT 0"),
+    ("queues", "end_marker", "INTEGER NOT NULL DEFAULT 0"),
+)
 _MESSAGE_COLUMNS_V3 = (
     ("due", "INTEGER NOT NULL DEFAULT 0"),  # epoch ms when a delayed message becomes due
     ("dlv", "INTEGER NOT NULL DEFAULT 0"),  # deliveries (claims given)
@@ -53,6 +57,7 @@ _TABLES = (
         principles TEXT NOT NULL,
         created REAL NOT NULL{_columns(_QUEUE_COLUMNS_V3)},
         ver INTEGER NOT NULL DEFAULT 0,
+        end_marker INTEGER NOT NULL DEFAULT 0,
         UNIQUE (app, name)
     )""",
     f"""CREATE TABLE IF NOT EXISTS messages (

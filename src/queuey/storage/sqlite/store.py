@@ -135,6 +135,9 @@ class SqliteStorage:
     async def update_queue(self, app: str, name: str, settings: QueueSettings) -> Queue:
         return await self._changing((app, name), queues.update_queue, app, name, settings)
 
+    async def end_consumers(self, app: str, name: str) -> Queue:
+        return await self._changing((app, name), queues.end_consumers, app, name)
+
     async def delete_queue(self, app: str, name: str) -> bool:
         return await self._changing((app, name), queues.delete_queue, app, name)
 
