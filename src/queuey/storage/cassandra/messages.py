@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from queuey.core.errors import QueueNotFound, StorageUnavailable
 from queuey.core.models import Cursor, Message, Queue, QueueStats
 from queuey.core.quotas import Usage
 from queuey.storage.cassandra.changes import ChangeLog
+from queuey.storage.cassandra.coalescer import Coalescer
 from queuey.storage.cassandra.floors import Floors
 from queuey.storage.cassandra.index import ExpiryIndex
 from queuey.storage.cassandra.queues import Queues
@@ -55,6 +57,7 @@ class Messages:
         self._index = index
         self._floors = floors
         self._changes = changes
+        self._coalescer = Coalescer(session)
 
     async def write(
         self, queue: Queue, messages: Sequence[Message], replace: bool, fresh: bool
@@ -84,21 +87,25 @@ class Messages:
         wanted = {bucket: keys for bucket, keys in wanted.items() if keys}
         if not wanted:
             return
-        statements = self._index.rows_of(qid, wanted) + insert_statements(
-            qid, wanted, kept, self._index.unique
-        )
+        bookkeeping = self._index.rows_of(qid, wanted)
+        statements = bookkeeping + insert_statements(qid, wanted, kept, self._index.unique)
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
-        # that the sweep and Cassandra's TTL tolerate missing). Across buckets only the batch
-        # log makes the write all or nothing. The change row follows (other servers' waiters
-        # must find the messages when they read it), without holding the answer.
+        # that the sweep and Cassandra's TTL tolerate missing), also with other posts' new
+        # rows of that bucket merged in. Across buckets only the batch log makes the write all
+        # or nothing. The change row follows (other servers' waiters must find the messages
+        # when they read it), without holding the answer.
         try:
-            await self._session.batch(statements, write_level, logged=len(wanted) > 1)
+            if len(wanted) == 1 and fresh and not replace:
+                bucket = next(iter(wanted))
+                await self._coalescer.write(qid, bucket, write_level, statements)
+            else:
+                await self._session.batch(statements, write_level, logged=len(wanted) > 1)
         except StorageUnavailable:
             self._changes.failed(queue.app, queue.name, write_level)
             raise
         self._changes.written(queue.app, queue.name, write_level)
-        self._index.written(statements)
+        self._index.written(bookkeeping)
         # Messages that may land below a claim floor: replaced ones (a PUT can create one with
         # an old id, or revive an expired one), those of a slow write, and any below this
         # process's floors.
@@ -293,10 +300,13 @@ def _by_key(messages: Sequence[Message], replace: bool) -> ByBucket:
     """The messages of a write by bucket and key: within one call the last (``replace``) or
     the first of one key wins."""
     wanted: ByBucket = {}
+    end, sfx = "", 0
     for m in messages:
         ticks = m.ticks
         keys = wanted.setdefault(ticks >> 32, {})
-        key = (m.partition, ticks, sfx_of(m.id))
+        if m.id[16:] != end:  # the ids of one post usually share their last 16 digits
+            end, sfx = m.id[16:], sfx_of(m.id)
+        key = (m.partition, ticks, sfx)
         if replace or key not in keys:
             keys[key] = m
     return wanted
@@ -334,6 +344,7 @@ def insert_statements(
     """The INSERTs of messages; the claim columns are always written (0 for a new row, or as
     ``kept``), so conditions and filters on them never meet null."""
     statements: Statements = []
+    wall_ms = time.time_ns() // 1_000_000  # one reading for the whole write's TTLs
     for bucket, keys in wanted.items():
         parts = {part for part, _, _ in keys}
         if len(parts) > 1:  # readers of several partitions notice this write
@@ -343,7 +354,7 @@ def insert_statements(
             dlv, ctok, cexp = kept.get(key, (m.deliveries, 0, 0))
             params = (
                 qid, bucket, part, ticks, sfx, m.expires_ms, m.content_type, m.body,
-                m.due_ms, dlv, ctok, cexp, message_ttl(m.expires_ms, ticks),
+                m.due_ms, dlv, ctok, cexp, message_ttl(m.expires_ms, ticks, wall_ms),
             )  # fmt: skip
             statements.append(("m_insert", params))
     return statements
@@ -432,7 +443,8 @@ class _Reader:
                 params += position[:2]
             params += [self._now_ms, self._now_ms, self._limit - len(self.found[part])]
             queries.append(self._session.execute(key, params, self._level))
-        replies = await asyncio.gather(*queries)
+        # One partition (most reads) is awaited by itself: no gathering future to make.
+        replies = [await queries[0]] if len(queries) == 1 else await asyncio.gather(*queries)
         return {part: messages_of(part, rows) for part, rows in zip(parts, replies, strict=True)}
 
     async def _mark(self, bucket: int) -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import secrets
 import time
 import uuid
@@ -28,22 +27,24 @@ def ticks_ms(ticks: int) -> int:
     return (ticks - UUID_EPOCH_OFFSET) // _TICKS_PER_MS
 
 
-def ttl_until(at_ms: int, since_ms: int) -> int:
+def ttl_until(at_ms: int, since_ms: int, wall_ms: int | None = None) -> int:
     """Cassandra TTL (s) of a cell that must last until ``at_ms`` (epoch ms), written at
     ``since_ms`` by the caller's clock. Cassandra counts TTLs on its own wall clock, so the
-    time left is counted from the earlier of ``since_ms`` and the wall clock (a caller's clock
-    ahead of the wall, like a delayed message's own time, never shortens it), with room for
-    whole-second rounding. Only space depends on it: what is live is decided by the times
-    stored in the rows."""
-    start = min(since_ms, time.time_ns() // 1_000_000)
-    seconds = math.ceil((at_ms - start) / 1000) + 2
-    return min(max(seconds, MIN_TTL), MAX_TTL)
+    time left is counted from the earlier of ``since_ms`` and the wall clock (``wall_ms``, read
+    now when not given; a caller's clock ahead of the wall, like a delayed message's own time,
+    never shortens it), with room for whole-second rounding. Only space depends on it: what is
+    live is decided by the times stored in the rows."""
+    if wall_ms is None:
+        wall_ms = time.time_ns() // 1_000_000
+    start = since_ms if since_ms < wall_ms else wall_ms
+    seconds = -((start - at_ms) // 1000) + 2  # ceil((at_ms - start) / 1000), in integers
+    return MIN_TTL if seconds < MIN_TTL else MAX_TTL if seconds > MAX_TTL else seconds
 
 
-def message_ttl(expires_ms: int, ticks: int) -> int:
+def message_ttl(expires_ms: int, ticks: int, wall_ms: int | None = None) -> int:
     """Cassandra TTL (s) of a message row: past its expiry, counted from the message's own
     time (or the wall clock, when that is earlier)."""
-    return ttl_until(expires_ms, ticks_ms(ticks))
+    return ttl_until(expires_ms, ticks_ms(ticks), wall_ms)
 
 
 def index_ttl(expires_ms: int, ticks: int) -> int:

@@ -34,6 +34,7 @@ _LEVELS = {
 }
 
 Statements = list[tuple[str, Sequence[Any]]]
+Rows = list[tuple[Any, list[bytes | None]]]  # statements serialized: (query id, values)
 
 
 def queue_levels(queue: Queue, multi_dc: bool) -> tuple[str, str]:
@@ -188,17 +189,37 @@ class Session:
     def build_batch(
         self, statements: Statements, level: str, logged: bool, idempotent: bool = True
     ) -> Any:
+        route = statements[0] if statements else None
+        return self.batch_of(route, self.rows(statements), level, logged, idempotent)
+
+    def rows(self, statements: Statements) -> Rows:
+        """``statements`` serialized for a batch (the driver's exception for a value it
+        refuses)."""
+        prepared = self._prepared
+        out: Rows = []
+        for key, params in statements:
+            binder = prepared[key]
+            out.append((binder.query_id, binder.values(params)))
+        return out
+
+    def batch_of(
+        self,
+        route: tuple[str, Sequence[Any]] | None,
+        rows: Rows,
+        level: str,
+        logged: bool,
+        idempotent: bool = True,
+    ) -> Any:
+        """A batch of serialized ``rows``, sent where the statement ``route`` would go."""
         kind = self._batch_types[logged]
         batch = self._batch_class(batch_type=kind, consistency_level=self._levels[level])
         batch.is_idempotent = idempotent  # plain rows with fixed keys and values; not CAS
-        if not statements:
-            return batch
-        first, params = statements[0]
-        batch.add(self._prepared[first].statement, params)  # routing key and keyspace
+        if route is not None:
+            key, params = route
+            batch._update_state(self._prepared[key].bind(params))  # routing key and keyspace
         add = batch._add_statement_and_params  # values already serialized: no bind() again
-        for key, params in statements[1:]:
-            binder = self._prepared[key]
-            add(True, binder.query_id, binder.values(params))
+        for query_id, values in rows:
+            add(True, query_id, values)
         return batch
 
     def submit(
