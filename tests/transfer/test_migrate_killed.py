@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from queuey.transfer.migrate import QUEUE_PAGE
 from tests import cassandra
 from tests.e2e.conftest import write_cassandra_config
 from tests.transfer.test_cli import filled
@@ -19,7 +20,9 @@ from tests.transfer.test_cli import filled
 pytestmark = pytest.mark.e2e
 
 QUEUEY = str(Path(sys.executable).with_name("queuey"))
-QUEUES, PER_QUEUE = 100, 40
+# More queues than one page of the copy (QUEUE_PAGE): the checkpoint is saved at the end of the
+# first page however fast the copy goes, with a whole page still to copy.
+QUEUES, PER_QUEUE = 2 * QUEUE_PAGE + 8, 20
 
 
 async def emptied_cassandra() -> None:
