@@ -5,6 +5,7 @@ servers on one cluster, and driver failures turned into StorageUnavailable."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -74,6 +75,19 @@ async def test_the_store_declares_itself_shared_with_the_node_count(
     store: CassandraStorage,
 ) -> None:
     assert (store.name, store.shared, store.nodes) == ("cassandra", True, 1)
+
+
+async def test_the_connections_to_the_node_send_without_waiting_for_acknowledgements(
+    store: CassandraStorage,
+) -> None:
+    """TCP_NODELAY on every connection the driver opened: without it, a request written behind
+    an unacknowledged one waits for the node's delayed ACK."""
+    pools = store.session.driver.get_pools()
+    sockets = [store.session.cluster.control_connection._connection._socket]
+    sockets += [connection._socket for pool in pools for connection in pool.get_connections()]
+    assert len(sockets) >= 2
+    for sock in sockets:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
 async def test_the_schema_uses_time_window_compaction_and_the_keyspaces_asked_for(
