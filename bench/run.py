@@ -937,17 +937,46 @@ class Bench:
 
     # 0. the Cassandra driver alone: the ceiling Queuey's Cassandra numbers are held to
 
-    def driver(self) -> None:
+    def driver(self, kind: str) -> None:
+        """A driver-only baseline, read against a Queuey row: ``insert`` (``post``), ``batch``
+        or ``get``."""
         if self.opts.backend != "cassandra":
-            say("[driver] skipped: the driver-only baseline is for --backend cassandra")
+            if kind == "insert":
+                say("[driver] skipped: the driver-only baselines are for --backend cassandra")
             return
-        say(
-            f"[driver] cassandra-driver alone: prepared INSERT of one {MESSAGE_BYTES}-byte row "
-            f"with a TTL (time-window compaction), {DRIVER_IN_FLIGHT} in flight, execute_async"
-        )
+        if kind == "insert":
+            say(
+                f"[driver] cassandra-driver alone: prepared INSERT of one {MESSAGE_BYTES}-byte "
+                f"row with a TTL (time-window compaction), {DRIVER_IN_FLIGHT} in flight, "
+                "execute_async"
+            )
+            self.driver_row("driver", [], f"INSERT of 1 row ({MESSAGE_BYTES} B, TTL)")
+        elif kind == "batch":
+            say(
+                f"[driver-batch] cassandra-driver alone: unlogged batches of {BATCH_SIZE} such "
+                f"rows into one partition, {DRIVER_IN_FLIGHT} in flight"
+            )
+            self.driver_row(
+                "driver-batch",
+                ["--batch", str(BATCH_SIZE)],
+                f"unlogged batch of {BATCH_SIZE} rows into one partition",
+            )
+        else:
+            say(
+                f"[driver-get] cassandra-driver alone: reads of {READ_LIMIT} rows from random "
+                f"positions of a {GET_PREFILL:,}-row partition, {DRIVER_IN_FLIGHT} in flight"
+            )
+            self.driver_row(
+                "driver-get",
+                ["--read", str(READ_LIMIT), "--prefill", str(GET_PREFILL)],
+                f"read of {READ_LIMIT} rows of a {GET_PREFILL:,}-row partition",
+            )
+
+    def driver_row(self, scenario: str, args: list[str], what: str) -> None:
+        """One driver-only baseline: ``bench/cassandra_driver.py`` with ``args``."""
         command = [
             sys.executable, str(BENCH_DIR / "cassandra_driver.py"), "--hosts", cassandra_hosts(),
-            "--duration", str(self.opts.duration), "--in-flight", str(DRIVER_IN_FLIGHT),
+            "--duration", str(self.opts.duration), "--in-flight", str(DRIVER_IN_FLIGHT), *args,
         ]  # fmt: skip
         rates = []
         rows = []
@@ -959,11 +988,11 @@ class Bench:
                 raise BenchError(f"the driver-only loop failed:\n{done.stderr[-2000:]}")
             got = json.loads(done.stdout.strip().splitlines()[-1])
             row = Row(
-                scenario="driver",
-                description=f"cassandra-driver only: INSERT of 1 row ({MESSAGE_BYTES} B, TTL), "
-                f"{DRIVER_IN_FLIGHT} in flight",
+                scenario=scenario,
+                description=f"cassandra-driver only: {what}, {DRIVER_IN_FLIGHT} in flight",
                 unit="rows", requests=got["requests"], duration_s=got["seconds"],
-                req_s=got["rows_s"], rate=got["rows_s"], per_request=1.0,
+                req_s=got["requests"] / got["seconds"] if got["seconds"] else 0.0,
+                rate=got["rows_s"], per_request=float(got["rows_per_request"]),
                 p50_ms=got["p50_ms"], p90_ms=got["p90_ms"], p99_ms=got["p99_ms"],
                 max_ms=got["max_ms"], non_2xx=0, socket_errors=0, bad_responses=0,
                 cpu_cores=cpu,
@@ -975,10 +1004,10 @@ class Bench:
         row = sorted(rows, key=lambda r: r.rate)[(len(rows) - 1) // 2]
         row.runs = rates
         say(
-            f"  driver: {fmt_int(row.rate)} rows/s, p50 {row.p50_ms:.2f} ms, "
+            f"  {scenario}: {fmt_int(row.rate)} rows/s, p50 {row.p50_ms:.2f} ms, "
             f"p99 {row.p99_ms:.2f} ms (the bench's client and driver share the machine)"
         )
-        self.report_cpu("driver", row.cpu_cores)
+        self.report_cpu(scenario, row.cpu_cores)
         self.rows.append(row)
 
     # 1. one raw message per request
@@ -1256,7 +1285,7 @@ def run(opts: Options) -> int:
         bench = Bench(opts, wrk, server, client)
         for scenario in opts.scenarios:
             if scenario == "driver":
-                bench.driver()
+                bench.driver("insert")
             elif scenario == "post":
                 bench.post()
             elif scenario == "batch":
@@ -1267,6 +1296,11 @@ def run(opts: Options) -> int:
                 bench.claim()
             elif scenario == "queues":
                 bench.queues()
+        # The batch and read baselines come last: the compactions of what they write would
+        # otherwise still load the node during the Queuey rows after them.
+        for scenario in ("batch", "get"):
+            if "driver" in opts.scenarios and scenario in opts.scenarios:
+                bench.driver(scenario)
         client.close()
     except BenchError as exc:
         fatal = str(exc)
