@@ -14,7 +14,7 @@ from queuey.core.models import Queue, new_claim_token
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, tokened, unchanged
 from queuey.storage.cassandra.floors import Floors
 from queuey.storage.cassandra.index import ExpiryIndex
-from queuey.storage.cassandra.messages import insert_statements
+from queuey.storage.cassandra.messages import insert_statements, oversized
 from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.rows import ByBucket, Key, Row, message, ttl_until
 from queuey.storage.cassandra.schema import INDEX_SHARDS
@@ -122,9 +122,13 @@ class DeadLetters:
 
     async def _copy(self, move: Move, level: str) -> None:
         """Write the copy (unless the dead-letter queue holds that id already) and the count
-        row in one logged batch."""
+        row in one logged batch; for a message too big for one, its index rows, the copy and
+        the count row in turn (a move that stops half-way is finished again from the start:
+        it finds the copy, or makes it again if it was consumed meanwhile)."""
         part, ticks, sfx, body, ctype, expires, _, dlv = move.row[:8]
-        statements: Statements = [("dl_insert", (move.qid, move.bucket, part, ticks, sfx))]
+        counted: Statements = [("dl_insert", (move.qid, move.bucket, part, ticks, sfx))]
+        steps: list[Statements] = []
+        apart = False
         if move.target:
             key = (move.tpart, ticks, sfx)
             present = await self._session.execute(
@@ -133,12 +137,19 @@ class DeadLetters:
             if not any(row[3] is not None for row in present):
                 copy = message(move.tpart, ticks, sfx, body, ctype, expires, 0, dlv)
                 copied: ByBucket = {move.bucket: {key: copy}}
-                statements = [
-                    *self._index.rows_of(move.target, copied),
-                    *insert_statements(move.target, copied, {}, self._index.unique),
-                    *statements,
+                steps = [
+                    self._index.rows_of(move.target, copied),
+                    insert_statements(move.target, copied, {}, self._index.unique),
                 ]
-        await self._session.batch(statements, level, logged=True)
+                apart = oversized(copied.values(), len(steps[0]) + 1)
+        statements = [row for step in steps for row in step] + counted
+        if apart:
+            for step in [*steps, counted]:
+                await asyncio.gather(
+                    *(self._session.execute(k, params, level) for k, params in step)
+                )
+        else:
+            await self._session.batch(statements, level, logged=True)
         self._index.written(statements)
 
     def drop(self, move: Move, level: str) -> asyncio.Future[list[Row]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from queuey.core.errors import QueueNotFound, StorageUnavailable
@@ -36,6 +36,16 @@ log = logging.getLogger("queuey.cassandra")
 USAGE_PAGE = 1000  # message bodies read at once when an application's usage is measured
 BUCKET_PAGE = 32  # buckets asked for at once when a read walks a queue's buckets
 FLOOR_SLOW_S = 0.5  # a write that took longer lowers the claim floors below its messages
+# Cassandra refuses a batch that spans partitions when its rows hold more than
+# batch_size_fail_threshold (50 KiB by default); a batch of one partition is never refused for
+# its size. A write whose messages hold more than BATCH_BYTES is not sent with rows of other
+# partitions: its bookkeeping rows go first, then each bucket's messages as a batch of their own.
+BATCH_BYTES = 40 * 1024
+# What Cassandra counts for a message row besides its body and content type (its clustering
+# key, 7 cells with 16 bytes of timestamp and TTL each, the fixed-size values), with its key in
+# an expiry-index row; and for each bookkeeping row.
+ROW_BYTES = 232
+BOOKKEEPING_BYTES = 128
 _MARK_RETRIES = 4
 _TOP, _BOTTOM = (1 << 63) - 1, -(1 << 63)
 
@@ -88,7 +98,11 @@ class Messages:
         if not wanted:
             return
         bookkeeping = self._index.rows_of(qid, wanted)
-        statements = bookkeeping + insert_statements(qid, wanted, kept, self._index.unique)
+        apart = (bookkeeping or len(wanted) > 1) and oversized(wanted.values(), len(bookkeeping))
+        if apart:
+            statements = bookkeeping
+        else:
+            statements = bookkeeping + insert_statements(qid, wanted, kept, self._index.unique)
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
         # that the sweep and Cassandra's TTL tolerate missing), also with other posts' new
@@ -96,7 +110,9 @@ class Messages:
         # or nothing. The change row follows (other servers' waiters must find the messages
         # when they read it), without holding the answer.
         try:
-            if len(wanted) == 1 and fresh and not replace:
+            if apart:
+                await self._write_apart(qid, wanted, kept, bookkeeping, write_level)
+            elif len(wanted) == 1 and fresh and not replace:
                 bucket = next(iter(wanted))
                 await self._coalescer.write(qid, bucket, write_level, statements)
             else:
@@ -112,6 +128,34 @@ class Messages:
         slow = asyncio.get_running_loop().time() - started > FLOOR_SLOW_S
         keys = [key for keys in wanted.values() for key in keys]
         await self._floors.lower(qid, keys, write_level, every=replace or slow)
+
+    async def _write_apart(
+        self,
+        qid: int,
+        wanted: ByBucket,
+        kept: dict[Key, ClaimState],
+        bookkeeping: Statements,
+        level: str,
+    ) -> None:
+        """A write too big for a batch that spans partitions: its bucket-registry rows first,
+        so that the registry lists a bucket before its messages can be read, then its other
+        bookkeeping rows (each by itself, each one partition) and each bucket's messages as
+        one unlogged batch of its partition, side by side (atomic and isolated per bucket;
+        with several buckets, one that fails leaves the others written)."""
+        session, unique = self._session, self._index.unique
+        registry = [row for row in bookkeeping if row[0] == "b_insert"]
+        others = [row for row in bookkeeping if row[0] != "b_insert"]
+        if registry:
+            await asyncio.gather(*(session.execute(key, params, level) for key, params in registry))
+        await asyncio.gather(
+            *(session.execute(key, params, level) for key, params in others),
+            *(
+                session.batch(
+                    insert_statements(qid, {bucket: keys}, kept, unique), level, logged=False
+                )
+                for bucket, keys in wanted.items()
+            ),
+        )
 
     async def read(
         self,
@@ -336,6 +380,29 @@ def _live(replies: list[list[Any]], now_ms: int) -> dict[Key, Message]:
             if expires is not None and expires > now_ms and (due or 0) <= now_ms:
                 found[part, ticks, sfx] = message(part, ticks, sfx, body, ctype, expires, due, dlv)
     return found
+
+
+def oversized(groups: Collection[dict[Key, Message]], bookkeeping: int = 0) -> bool:
+    """Whether the message rows of ``groups``, with ``bookkeeping`` rows, hold more than
+    BATCH_BYTES as Cassandra counts them."""
+    chars = rows = 0
+    try:
+        for keys in groups:
+            rows += len(keys)
+            chars += sum(len(m.body) + len(m.content_type) for m in keys.values())
+    except TypeError:  # a value that is not text: the driver refuses it, in its own words
+        return False
+    fixed = ROW_BYTES * rows + BOOKKEEPING_BYTES * bookkeeping
+    if 4 * chars + fixed <= BATCH_BYTES:  # at most 4 bytes a character in UTF-8
+        return False
+    if chars + fixed > BATCH_BYTES:
+        return True
+    encoded = sum(
+        len(m.body.encode()) + len(m.content_type.encode())
+        for keys in groups
+        for m in keys.values()
+    )
+    return encoded + fixed > BATCH_BYTES
 
 
 def insert_statements(
