@@ -60,7 +60,7 @@ async def test_a_shared_request_holds_at_most_most_rows_statements(
 async def test_writes_bigger_together_than_most_bytes_go_one_by_one(
     store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(coalescer, "MOST_BYTES", 300)  # a message's row is about 100 bytes
+    monkeypatch.setattr(coalescer, "MOST_BYTES", 600)  # a message's row counts ~230 bytes
     queue = await work_queue(store)
     await store.write_messages(queue, messages(gen, clock, 1), fresh=True)
     sent = node.count_requests(store, monkeypatch)

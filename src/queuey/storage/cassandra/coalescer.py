@@ -7,7 +7,7 @@ and go together, as one batch, when one of them answers: under load a request ca
 arrived during a round trip, one driver request instead of one per post. A write to a bucket
 with fewer requests out goes at once, so an idle queue's post waits for nothing.
 
-A shared request holds at most ``MOST_ROWS`` statements and ``MOST_BYTES`` of values (a
+A shared request holds at most ``MOST_ROWS`` statements and ``MOST_BYTES`` (a
 write bigger than that goes alone, as it would have): a batch that also holds bookkeeping
 rows spans several partitions, and Cassandra refuses those over ``batch_size_fail_threshold``
 (50 KiB unless configured), so merged writes stay below it. Once a full request's worth
@@ -29,7 +29,8 @@ from queuey.storage.cassandra.session import Rows, Session, Statements, unavaila
 
 IN_FLIGHT = 2  # requests a bucket has out before the writes that come wait to go together
 MOST_ROWS = 1000  # statements in one shared request at most
-MOST_BYTES = 40 * 1024  # bytes of values in one shared request at most
+MOST_BYTES = 40 * 1024  # bytes in one shared request at most, as Cassandra counts them:
+STATEMENT_BYTES = 128  # the values, and per statement the cells' timestamps and TTLs
 
 Lane = tuple[int, int, str]  # (qid, bucket, consistency level)
 
@@ -149,6 +150,7 @@ class Coalescer:
                 write.future.set_exception(unavailable(exc, "batch"))
                 return None
             write.size = sum(sum(map(len, filter(None, values))) for _, values in write.rows)
+            write.size += STATEMENT_BYTES * len(write.rows)
         return write.rows
 
     def _answered(
