@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from queuey.core.errors import StorageUnavailable
 from queuey.core.models import Queue, new_claim_token
 from queuey.storage.cassandra.combiner import Combiner, Op, gone, tokened, unchanged
 from queuey.storage.cassandra.floors import Floors
@@ -18,7 +19,7 @@ from queuey.storage.cassandra.messages import insert_statements, oversized
 from queuey.storage.cassandra.queues import Queues
 from queuey.storage.cassandra.rows import ByBucket, Key, Row, message, ttl_until
 from queuey.storage.cassandra.schema import INDEX_SHARDS
-from queuey.storage.cassandra.session import Session, Statements
+from queuey.storage.cassandra.session import Session, Statements, too_large
 
 MOVING_CEXP = (1 << 63) - 1  # the lease end of a message being dead-lettered: never available
 
@@ -143,13 +144,18 @@ class DeadLetters:
                 ]
                 apart = oversized(copied.values(), len(steps[0]) + 1)
         statements = [row for step in steps for row in step] + counted
+        if not apart:
+            try:
+                await self._session.batch(statements, level, logged=True)
+            except StorageUnavailable as error:
+                if not too_large(error):  # else a node configured below BATCH_BYTES
+                    raise
+                apart = True
         if apart:
             for step in [*steps, counted]:
                 await asyncio.gather(
                     *(self._session.execute(k, params, level) for k, params in step)
                 )
-        else:
-            await self._session.batch(statements, level, logged=True)
         self._index.written(statements)
 
     def drop(self, move: Move, level: str) -> asyncio.Future[list[Row]]:

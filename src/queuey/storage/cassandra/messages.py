@@ -27,7 +27,7 @@ from queuey.storage.cassandra.rows import (
     message_ttl,
     messages_of,
 )
-from queuey.storage.cassandra.session import Session, Statements
+from queuey.storage.cassandra.session import Session, Statements, too_large
 from queuey.storage.counts import earliest
 from queuey.storage.keys import cursor_position, sfx_of
 
@@ -39,13 +39,14 @@ FLOOR_SLOW_S = 0.5  # a write that took longer lowers the claim floors below its
 # Cassandra refuses a batch that spans partitions when its rows hold more than
 # batch_size_fail_threshold (50 KiB by default); a batch of one partition is never refused for
 # its size. A write whose messages hold more than BATCH_BYTES is not sent with rows of other
-# partitions: its bookkeeping rows go first, then each bucket's messages as a batch of their own.
-BATCH_BYTES = 40 * 1024
-# What Cassandra counts for a message row besides its body and content type (its clustering
-# key, 7 cells with 16 bytes of timestamp and TTL each, the fixed-size values), with its key in
-# an expiry-index row; and for each bookkeeping row.
-ROW_BYTES = 232
-BOOKKEEPING_BYTES = 128
+# partitions (Messages._write_apart); one refused all the same (a node configured lower than
+# that) is sent again that way.
+BATCH_BYTES = 48 * 1024
+# What Cassandra counts for a message row besides its body and content type (229 bytes on
+# Cassandra 5: its clustering key, cells with their timestamps and TTLs, fixed-size values),
+# with its key in an expiry-index row (36 bytes); and for each bookkeeping row.
+ROW_BYTES = 272
+BOOKKEEPING_BYTES = 256
 _MARK_RETRIES = 4
 _TOP, _BOTTOM = (1 << 63) - 1, -(1 << 63)
 
@@ -110,13 +111,12 @@ class Messages:
         # or nothing. The change row follows (other servers' waiters must find the messages
         # when they read it), without holding the answer.
         try:
+            if not apart:
+                apart = await self._write_together(
+                    qid, wanted, statements, fresh and not replace, write_level
+                )
             if apart:
                 await self._write_apart(qid, wanted, kept, bookkeeping, write_level)
-            elif len(wanted) == 1 and fresh and not replace:
-                bucket = next(iter(wanted))
-                await self._coalescer.write(qid, bucket, write_level, statements)
-            else:
-                await self._session.batch(statements, write_level, logged=len(wanted) > 1)
         except StorageUnavailable:
             self._changes.failed(queue.app, queue.name, write_level)
             raise
@@ -128,6 +128,24 @@ class Messages:
         slow = asyncio.get_running_loop().time() - started > FLOOR_SLOW_S
         keys = [key for keys in wanted.values() for key in keys]
         await self._floors.lower(qid, keys, write_level, every=replace or slow)
+
+    async def _write_together(
+        self, qid: int, wanted: ByBucket, statements: Statements, new: bool, level: str
+    ) -> bool:
+        """Send a write as one batch (shared with other posts of new messages to its bucket);
+        whether it must go apart instead: Cassandra refused the batch for its size, as a node
+        configured below BATCH_BYTES does (nothing of it was written)."""
+        try:
+            if len(wanted) == 1 and new:
+                await self._coalescer.write(qid, next(iter(wanted)), level, statements)
+            else:
+                await self._session.batch(statements, level, logged=len(wanted) > 1)
+        except StorageUnavailable as error:
+            if not too_large(error):
+                raise
+            log.warning("Cassandra refused a batch of %d rows for its size", len(statements))
+            return True
+        return False
 
     async def _write_apart(
         self,

@@ -302,6 +302,15 @@ def too_few_replicas(error: StorageUnavailable) -> bool:
     return isinstance(cause, Unavailable)
 
 
+def too_large(error: StorageUnavailable) -> bool:
+    """Whether Cassandra refused a batch for its size (over the node's
+    ``batch_size_fail_threshold``): nothing of it was written."""
+    from cassandra import InvalidRequest
+
+    cause = error.__cause__
+    return isinstance(cause, InvalidRequest) and "Batch too large" in str(cause)
+
+
 def is_cas_timeout(error: StorageUnavailable) -> bool:
     cause = error.__cause__
     return type(cause).__name__ == "WriteTimeout" and "CAS" in str(cause)
