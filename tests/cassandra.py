@@ -199,6 +199,13 @@ async def work_queue(store: CassandraStorage, name: str = "work", **changes: Any
     return await store.create_queue(APP, name, QueueSettings(**changes), 1.0)
 
 
+async def stored(store: CassandraStorage, clock: FakeClock, name: str = "work") -> list[Message]:
+    """The live messages of the first partition of queue ``name``, oldest first."""
+    queue = await store.get_queue(APP, name)
+    assert queue is not None
+    return await store.read_messages(queue, [1], None, False, 1000, now_ms(clock))
+
+
 def count_requests(store: CassandraStorage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The list that the store's session fills from now on with what each request it sends
     runs (a statement's key, "batch", "conditional batch")."""

@@ -14,17 +14,14 @@ from queuey.core.ids import IdGenerator
 from queuey.core.models import Message
 from queuey.storage.cassandra import CassandraStorage, coalescer
 from tests import cassandra as node
-from tests.cassandra import messages, now_ms, work_queue
+from tests.cassandra import messages, work_queue
 
 store = pytest.fixture(node.fresh_store, name="store")
 gen = pytest.fixture(node.ids, name="gen")
 
 
 async def stored_ids(store: CassandraStorage, clock: FakeClock) -> list[str]:
-    queue = await store.get_queue("app", "work")
-    assert queue is not None
-    found = await store.read_messages(queue, [1], None, False, 1000, now_ms(clock))
-    return [m.id for m in found]
+    return [m.id for m in await node.stored(store, clock)]
 
 
 async def test_posts_that_come_while_requests_are_out_go_together(
@@ -60,7 +57,7 @@ async def test_a_shared_request_holds_at_most_most_rows_statements(
 async def test_writes_bigger_together_than_most_bytes_go_one_by_one(
     store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(coalescer, "MOST_BYTES", 600)  # a message's row counts ~230 bytes
+    monkeypatch.setattr(coalescer, "MOST_BYTES", 600)  # a message's row counts ~300 bytes
     queue = await work_queue(store)
     await store.write_messages(queue, messages(gen, clock, 1), fresh=True)
     sent = node.count_requests(store, monkeypatch)

@@ -29,8 +29,9 @@ from queuey.storage.cassandra.session import Rows, Session, Statements, unavaila
 
 IN_FLIGHT = 2  # requests a bucket has out before the writes that come wait to go together
 MOST_ROWS = 1000  # statements in one shared request at most
-MOST_BYTES = 40 * 1024  # bytes in one shared request at most, as Cassandra counts them:
-STATEMENT_BYTES = 128  # the values, and per statement the cells' timestamps and TTLs
+MOST_BYTES = 40 * 1024  # bytes in one shared request at most, as Cassandra counts them: the
+STATEMENT_BYTES = 192  # values, and per statement its cells' timestamps and TTLs (a message
+# row counts 145 bytes more than its values on Cassandra 5), and its key in an index row
 
 Lane = tuple[int, int, str]  # (qid, bucket, consistency level)
 
