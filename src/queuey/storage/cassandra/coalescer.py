@@ -103,17 +103,17 @@ class Coalescer:
             return
         level = key[2]
         taken: list[_Write]
-        if len(waiting) == 1:  # alone: sent as any write is
+        session = self._session
+        if len(waiting) == 1 and waiting[0].rows is None:  # alone: sent as any write is
             taken = [waiting.popleft()]
             lane.measured(taken[0], -1)
-            sent = self._session.batch(taken[0].statements, level, logged=False)
-        else:
+            sent = session.batch(taken[0].statements, level, logged=False)
+        else:  # serialized while it waited: not bound again
             taken, rows = self._take(lane)
             if not taken:
                 self._idle(key, lane)
                 return
             route = taken[0].statements[0]
-            session = self._session
             sent = session.submit(
                 lambda: session.batch_of(route, rows, level, logged=False), "batch"
             )
