@@ -114,3 +114,31 @@ async def test_a_shared_request_that_fails_fails_each_post_it_carried(
     ids = set(await stored_ids(store, clock))
     assert ids >= {m[0].id for m in posted[: coalescer.IN_FLIGHT]}
     assert not ids & {m[0].id for m in posted[coalescer.IN_FLIGHT :]}
+
+
+async def test_a_write_that_waited_is_bound_once(
+    store: CassandraStorage, clock: FakeClock, gen: IdGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each write is a full request by itself: the ones that wait are serialized, then sent
+    # alone from those bytes, not bound again.
+    monkeypatch.setattr(coalescer, "MOST_BYTES", 1)
+    queue = await work_queue(store)
+    await store.write_messages(queue, messages(gen, clock, 1), fresh=True)
+    bound: list[str] = []  # what was bound: a write's statements ("rows"), or a statement
+    session = store.session
+    rows, bind = session.rows, session._bind
+
+    def counted_rows(statements: Any) -> Any:
+        bound.append("rows")
+        return rows(statements)
+
+    def counted_bind(key: str, *args: Any) -> Any:
+        bound.append(key)
+        return bind(key, *args)
+
+    monkeypatch.setattr(session, "rows", counted_rows)
+    monkeypatch.setattr(session, "_bind", counted_bind)
+    posted = [messages(gen, clock, 3) for _ in range(10)]
+    await asyncio.gather(*(store.write_messages(queue, m, fresh=True) for m in posted))
+    assert len([what for what in bound if what != "ch_insert"]) == len(posted)
+    assert set(await stored_ids(store, clock)) >= {m.id for post in posted for m in post}
