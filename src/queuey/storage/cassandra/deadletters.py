@@ -153,9 +153,7 @@ class DeadLetters:
                 apart = True
         if apart:
             for step in [*steps, counted]:
-                await asyncio.gather(
-                    *(self._session.execute(k, params, level) for k, params in step)
-                )
+                await self._session.each(step, level)
         self._index.written(statements)
 
     def drop(self, move: Move, level: str) -> asyncio.Future[list[Row]]:

@@ -100,10 +100,6 @@ class Messages:
             return
         bookkeeping = self._index.rows_of(qid, wanted)
         apart = (bookkeeping or len(wanted) > 1) and oversized(wanted.values(), len(bookkeeping))
-        if apart:
-            statements = bookkeeping
-        else:
-            statements = bookkeeping + insert_statements(qid, wanted, kept, self._index.unique)
         # One bucket is one Cassandra partition: there an unlogged batch is atomic and
         # isolated (the registry, index and wake-up rows in the same request are bookkeeping
         # that the sweep and Cassandra's TTL tolerate missing), also with other posts' new
@@ -112,6 +108,7 @@ class Messages:
         # when they read it), without holding the answer.
         try:
             if not apart:
+                statements = bookkeeping + insert_statements(qid, wanted, kept, self._index.unique)
                 apart = await self._write_together(
                     qid, wanted, statements, fresh and not replace, write_level
                 )
@@ -164,9 +161,9 @@ class Messages:
         registry = [row for row in bookkeeping if row[0] == "b_insert"]
         others = [row for row in bookkeeping if row[0] != "b_insert"]
         if registry:
-            await asyncio.gather(*(session.execute(key, params, level) for key, params in registry))
+            await session.each(registry, level)
         await asyncio.gather(
-            *(session.execute(key, params, level) for key, params in others),
+            session.each(others, level),
             *(
                 session.batch(
                     insert_statements(qid, {bucket: keys}, kept, unique), level, logged=False

@@ -185,6 +185,10 @@ class Session:
         that depend on the outcome)."""
         return self.submit(lambda: self._bind(key, params, level), key, named=True)
 
+    def each(self, statements: Statements, level: str) -> asyncio.Future[list[list[Row]]]:
+        """Run ``statements`` side by side, each as a request of its own (no batch)."""
+        return asyncio.gather(*(self.execute(key, params, level) for key, params in statements))
+
     def batch(self, statements: Statements, level: str, logged: bool) -> asyncio.Future[list[Row]]:
         if len(statements) == 1:
             key, params = statements[0]
